@@ -1,0 +1,372 @@
+//! Every SQL statement of the catalog. Plain async functions over the pool;
+//! each one that changes more than one row owns its transaction.
+//!
+//! Stock never goes negative and is never sold twice: reservations lock the
+//! product rows they touch (`FOR UPDATE`, always in id order, so two
+//! reservations never deadlock), check every line, and only then take the
+//! stock, all in one transaction.
+
+use std::collections::BTreeMap;
+
+use sqlx::{PgPool, Postgres, Transaction};
+use uuid::Uuid;
+
+use crate::{
+    error::{Error, Shortage},
+    product::{Cursor, Filter, NewProduct, ProductRow},
+    reservation::{LineRow, Reservation, State},
+};
+
+/// The columns of [`ProductRow`].
+macro_rules! product_columns {
+    () => {
+        "id, name, description, currency, price_minor, stock, image_url, category, created_at, updated_at"
+    };
+}
+
+/// Inserts a product. A taken id or name is `AlreadyExists`.
+#[tracing::instrument(skip_all, fields(db.system = "postgresql", db.operation = "INSERT", db.table = "products"))]
+pub async fn insert_product(pool: &PgPool, p: &NewProduct) -> Result<ProductRow, Error> {
+    sqlx::query_as::<_, ProductRow>(concat!(
+        "INSERT INTO products (id, name, description, currency, price_minor, stock, image_url, category) \
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8) RETURNING ",
+        product_columns!()
+    ))
+    .bind(p.id)
+    .bind(&p.name)
+    .bind(&p.description)
+    .bind(&p.currency)
+    .bind(p.price_minor)
+    .bind(p.stock)
+    .bind(&p.image_url)
+    .bind(&p.category)
+    .fetch_one(pool)
+    .await
+    .map_err(|e| match shop_runtime::pg::violated_constraint(&e) {
+        Some("products_pkey") => Error::AlreadyExists(format!("product {} already exists", p.id)),
+        Some("products_name_key") => {
+            Error::AlreadyExists(format!("a product named {:?} already exists", p.name))
+        }
+        _ => e.into(),
+    })
+}
+
+/// One product by id.
+#[tracing::instrument(skip_all, fields(db.system = "postgresql", db.operation = "SELECT", db.table = "products"))]
+pub async fn get_product(pool: &PgPool, id: Uuid) -> Result<Option<ProductRow>, Error> {
+    Ok(sqlx::query_as::<_, ProductRow>(concat!(
+        "SELECT ",
+        product_columns!(),
+        " FROM products WHERE id = $1"
+    ))
+    .bind(id)
+    .fetch_optional(pool)
+    .await?)
+}
+
+/// Products matching any of `ids` or `names`, each once.
+#[tracing::instrument(skip_all, fields(db.system = "postgresql", db.operation = "SELECT", db.table = "products", ids = ids.len(), names = names.len()))]
+pub async fn get_products(
+    pool: &PgPool,
+    ids: &[Uuid],
+    names: &[String],
+) -> Result<Vec<ProductRow>, Error> {
+    Ok(sqlx::query_as::<_, ProductRow>(concat!(
+        "SELECT ",
+        product_columns!(),
+        " FROM products WHERE id = ANY($1) OR name = ANY($2)"
+    ))
+    .bind(ids)
+    .bind(names)
+    .fetch_all(pool)
+    .await?)
+}
+
+/// Up to `limit` products matching `filter`, ordered by (name, id), starting
+/// after `after`. Callers page through big results; nothing here loads more
+/// than `limit` rows.
+#[tracing::instrument(skip_all, fields(db.system = "postgresql", db.operation = "SELECT", db.table = "products", limit))]
+pub async fn list_products(
+    pool: &PgPool,
+    filter: &Filter,
+    after: Option<&Cursor>,
+    limit: i64,
+) -> Result<Vec<ProductRow>, Error> {
+    Ok(sqlx::query_as::<_, ProductRow>(concat!(
+        "SELECT ",
+        product_columns!(),
+        " FROM products \
+          WHERE ($1::text IS NULL OR name ILIKE $1 OR description ILIKE $1 OR category ILIKE $1) \
+            AND ($2::text IS NULL OR category = $2) \
+            AND ($3::text IS NULL OR (name, id) > ($3, $4)) \
+          ORDER BY name, id \
+          LIMIT $5"
+    ))
+    .bind(filter.pattern.as_deref())
+    .bind(filter.category.as_deref())
+    .bind(after.map(|c| c.name.as_str()))
+    .bind(after.map(|c| c.id).unwrap_or_default())
+    .bind(limit)
+    .fetch_all(pool)
+    .await?)
+}
+
+/// Adds `delta` to a product's stock and records who did it and why.
+#[tracing::instrument(skip_all, fields(db.system = "postgresql", db.operation = "UPDATE", db.table = "products", delta))]
+pub async fn adjust_stock(
+    pool: &PgPool,
+    id: Uuid,
+    delta: i64,
+    reason: &str,
+    actor: &str,
+) -> Result<ProductRow, Error> {
+    let mut tx = pool.begin().await?;
+    let current: Option<i64> =
+        sqlx::query_scalar("SELECT stock FROM products WHERE id = $1 FOR UPDATE")
+            .bind(id)
+            .fetch_optional(&mut *tx)
+            .await?;
+    let Some(stock) = current else {
+        return Err(Error::NotFound(format!("product {id}")));
+    };
+    let Some(after) = stock.checked_add(delta).filter(|s| *s >= 0) else {
+        return Err(Error::StockWouldGoNegative {
+            product_id: id.to_string(),
+            stock,
+            removing: -delta,
+        });
+    };
+    if after > crate::product::MAX_STOCK {
+        return Err(Error::Invalid({
+            let mut v = shop_runtime::error::FieldViolations::default();
+            v.add(
+                "delta",
+                format!("stock would exceed {}", crate::product::MAX_STOCK),
+            );
+            v
+        }));
+    }
+    let row = sqlx::query_as::<_, ProductRow>(concat!(
+        "UPDATE products SET stock = $2, updated_at = now() WHERE id = $1 RETURNING ",
+        product_columns!()
+    ))
+    .bind(id)
+    .bind(after)
+    .fetch_one(&mut *tx)
+    .await?;
+    sqlx::query(
+        "INSERT INTO stock_adjustments (product_id, delta, stock_after, reason, actor) \
+         VALUES ($1, $2, $3, $4, $5)",
+    )
+    .bind(id)
+    .bind(delta)
+    .bind(after)
+    .bind(reason)
+    .bind(actor)
+    .execute(&mut *tx)
+    .await?;
+    tx.commit().await?;
+    Ok(row)
+}
+
+/// Takes stock for every line of `order_id`, all or nothing; see
+/// `reserveStock` in the contract. `lines` maps product id → quantity.
+#[tracing::instrument(skip_all, fields(db.system = "postgresql", db.operation = "reserve", db.table = "reservations", lines = lines.len()))]
+pub async fn reserve(
+    pool: &PgPool,
+    order_id: &str,
+    lines: &BTreeMap<Uuid, i64>,
+) -> Result<Reservation, Error> {
+    let mut tx = pool.begin().await?;
+
+    // Claim the order id first. A concurrent twin waits here on the primary
+    // key until we commit, then finds our row and is answered from it.
+    let claimed: Option<chrono::DateTime<chrono::Utc>> = sqlx::query_scalar(
+        "INSERT INTO reservations (order_id, state) VALUES ($1, 'held') \
+         ON CONFLICT (order_id) DO NOTHING RETURNING created_at",
+    )
+    .bind(order_id)
+    .fetch_optional(&mut *tx)
+    .await?;
+    let Some(created_at) = claimed else {
+        let existing = load_reservation(&mut tx, order_id, false)
+            .await?
+            .ok_or_else(|| Error::NotFound(format!("reservation {order_id}")))?;
+        tx.rollback().await?;
+        return match existing.state {
+            State::Released => Err(Error::ReservationConflict(format!(
+                "order {order_id} already released its reservation; use a new order id"
+            ))),
+            State::Held if existing.same_lines(lines) => Ok(existing),
+            State::Held => Err(Error::ReservationConflict(format!(
+                "order {order_id} already holds a different reservation"
+            ))),
+        };
+    };
+
+    let ids: Vec<Uuid> = lines.keys().copied().collect();
+    let products: Vec<(Uuid, String, String, i64, i64)> = sqlx::query_as(
+        "SELECT id, name, currency, price_minor, stock FROM products \
+         WHERE id = ANY($1) ORDER BY id FOR UPDATE",
+    )
+    .bind(&ids)
+    .fetch_all(&mut *tx)
+    .await?;
+    if products.len() != ids.len() {
+        let missing: Vec<String> = ids
+            .iter()
+            .filter(|id| !products.iter().any(|p| p.0 == **id))
+            .map(|id| format!("product {id}"))
+            .collect();
+        return Err(Error::NotFound(missing.join(", ")));
+    }
+    let shortages: Vec<Shortage> = products
+        .iter()
+        .filter_map(|(id, _, _, _, stock)| {
+            let requested = lines[id];
+            (*stock < requested).then(|| Shortage {
+                product_id: id.to_string(),
+                requested,
+                available: *stock,
+            })
+        })
+        .collect();
+    if !shortages.is_empty() {
+        // Dropping the transaction rolls back the claim too: the order id
+        // stays free for a retry once stock is back.
+        return Err(Error::InsufficientStock(shortages));
+    }
+
+    let quantities: Vec<i64> = ids.iter().map(|id| lines[id]).collect();
+    sqlx::query(
+        "UPDATE products p SET stock = p.stock - l.quantity, updated_at = now() \
+         FROM unnest($1::uuid[], $2::bigint[]) AS l(id, quantity) WHERE p.id = l.id",
+    )
+    .bind(&ids)
+    .bind(&quantities)
+    .execute(&mut *tx)
+    .await?;
+    let reserved: Vec<LineRow> = products
+        .into_iter()
+        .map(|(product_id, name, currency, price_minor, _)| LineRow {
+            quantity: lines[&product_id],
+            product_id,
+            currency,
+            price_minor,
+            name,
+        })
+        .collect();
+    sqlx::query(
+        "INSERT INTO reservation_lines (order_id, product_id, quantity, currency, price_minor, name) \
+         SELECT $1, * FROM unnest($2::uuid[], $3::bigint[], $4::text[], $5::bigint[], $6::text[])",
+    )
+    .bind(order_id)
+    .bind(&ids)
+    .bind(&quantities)
+    .bind(reserved.iter().map(|l| l.currency.clone()).collect::<Vec<_>>())
+    .bind(reserved.iter().map(|l| l.price_minor).collect::<Vec<_>>())
+    .bind(reserved.iter().map(|l| l.name.clone()).collect::<Vec<_>>())
+    .execute(&mut *tx)
+    .await?;
+    tx.commit().await?;
+    Ok(Reservation {
+        order_id: order_id.to_owned(),
+        state: State::Held,
+        created_at,
+        lines: reserved,
+    })
+}
+
+/// Gives `order_id`'s stock back; see `releaseStock` in the contract.
+#[tracing::instrument(skip_all, fields(db.system = "postgresql", db.operation = "release", db.table = "reservations"))]
+pub async fn release(pool: &PgPool, order_id: &str) -> Result<Reservation, Error> {
+    let mut tx = pool.begin().await?;
+    // An order that releases before it ever reserved leaves a tombstone, so a
+    // late reservation (say, a retry that was still in flight) cannot take
+    // stock nobody will give back.
+    let tombstone: Option<chrono::DateTime<chrono::Utc>> = sqlx::query_scalar(
+        "INSERT INTO reservations (order_id, state, released_at) VALUES ($1, 'released', now()) \
+         ON CONFLICT (order_id) DO NOTHING RETURNING created_at",
+    )
+    .bind(order_id)
+    .fetch_optional(&mut *tx)
+    .await?;
+    if let Some(created_at) = tombstone {
+        tx.commit().await?;
+        return Ok(Reservation {
+            order_id: order_id.to_owned(),
+            state: State::Released,
+            created_at,
+            lines: Vec::new(),
+        });
+    }
+    let existing = load_reservation(&mut tx, order_id, true)
+        .await?
+        .ok_or_else(|| Error::NotFound(format!("reservation {order_id}")))?;
+    if existing.state == State::Released {
+        tx.rollback().await?;
+        return Ok(existing);
+    }
+    let ids: Vec<Uuid> = existing.lines.iter().map(|l| l.product_id).collect();
+    let quantities: Vec<i64> = existing.lines.iter().map(|l| l.quantity).collect();
+    sqlx::query("SELECT id FROM products WHERE id = ANY($1) ORDER BY id FOR UPDATE")
+        .bind(&ids)
+        .execute(&mut *tx)
+        .await?;
+    sqlx::query(
+        "UPDATE products p SET stock = p.stock + l.quantity, updated_at = now() \
+         FROM unnest($1::uuid[], $2::bigint[]) AS l(id, quantity) WHERE p.id = l.id",
+    )
+    .bind(&ids)
+    .bind(&quantities)
+    .execute(&mut *tx)
+    .await?;
+    sqlx::query(
+        "UPDATE reservations SET state = 'released', released_at = now() WHERE order_id = $1",
+    )
+    .bind(order_id)
+    .execute(&mut *tx)
+    .await?;
+    tx.commit().await?;
+    Ok(Reservation {
+        state: State::Released,
+        ..existing
+    })
+}
+
+async fn load_reservation(
+    tx: &mut Transaction<'_, Postgres>,
+    order_id: &str,
+    lock: bool,
+) -> Result<Option<Reservation>, Error> {
+    let query = if lock {
+        "SELECT state, created_at FROM reservations WHERE order_id = $1 FOR UPDATE"
+    } else {
+        "SELECT state, created_at FROM reservations WHERE order_id = $1"
+    };
+    let Some((state, created_at)): Option<(String, chrono::DateTime<chrono::Utc>)> =
+        sqlx::query_as(query)
+            .bind(order_id)
+            .fetch_optional(&mut **tx)
+            .await?
+    else {
+        return Ok(None);
+    };
+    let lines = sqlx::query_as::<_, LineRow>(
+        "SELECT product_id, quantity, currency, price_minor, name FROM reservation_lines \
+         WHERE order_id = $1 ORDER BY product_id",
+    )
+    .bind(order_id)
+    .fetch_all(&mut **tx)
+    .await?;
+    Ok(Some(Reservation {
+        order_id: order_id.to_owned(),
+        state: if state == "released" {
+            State::Released
+        } else {
+            State::Held
+        },
+        created_at,
+        lines,
+    }))
+}

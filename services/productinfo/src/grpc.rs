@@ -1,0 +1,275 @@
+//! `ecommerce.ProductInfo`: checks who is calling and what they sent, then
+//! hands over to [`crate::db`]. Who may call what is written next to each
+//! method in `proto/ecommerce/product_info.proto`.
+
+use std::{collections::VecDeque, pin::Pin, sync::Arc};
+
+use futures::Stream;
+use shop_proto::ecommerce::{
+    AdjustStockRequest, GetProductsRequest, GetProductsResponse, ListProductsRequest,
+    ListProductsResponse, Product, ProductId, ReleaseStockRequest, Reservation,
+    ReserveStockRequest, SearchProductsRequest, product_info_server::ProductInfo,
+};
+use shop_runtime::{
+    auth::{Principal, Role},
+    error::FieldViolations,
+};
+use sqlx::PgPool;
+use tonic::{Request, Response, Status};
+use uuid::Uuid;
+
+use crate::{
+    db,
+    error::Error,
+    product::{self, Cursor, Filter, MAX_BATCH, NewProduct},
+    reservation::{check_order_id, merge_lines},
+};
+
+/// Rows fetched per round trip while streaming search results.
+const SEARCH_BATCH: i64 = 100;
+const ANY_ROLE: &[Role] = &[Role::Customer, Role::Admin, Role::Service];
+
+/// The catalog service.
+#[derive(Debug, Clone)]
+pub struct ProductInfoService {
+    pool: PgPool,
+    default_currency: Arc<str>,
+    reserve_callers: Arc<[String]>,
+}
+
+impl ProductInfoService {
+    /// A service over `pool`, reading legacy prices in `default_currency` and
+    /// letting the service tokens of `reserve_callers` reserve stock.
+    pub fn new(pool: PgPool, default_currency: &str, reserve_callers: Vec<String>) -> Self {
+        Self {
+            pool,
+            default_currency: default_currency.into(),
+            reserve_callers: reserve_callers.into(),
+        }
+    }
+}
+
+type ProductStream = Pin<Box<dyn Stream<Item = Result<Product, Status>> + Send>>;
+
+#[tonic::async_trait]
+impl ProductInfo for ProductInfoService {
+    async fn add_product(&self, request: Request<Product>) -> Result<Response<ProductId>, Status> {
+        let caller = Principal::of(&request)?;
+        caller.require(&[Role::Admin])?;
+        let new = NewProduct::from_proto(request.into_inner(), &self.default_currency)
+            .map_err(Error::from)?;
+        let row = db::insert_product(&self.pool, &new).await?;
+        tracing::info!(product.id = %row.id, by = %caller.subject, "product added");
+        Ok(Response::new(ProductId {
+            value: row.id.to_string(),
+        }))
+    }
+
+    async fn get_product(&self, request: Request<ProductId>) -> Result<Response<Product>, Status> {
+        Principal::of(&request)?.require(ANY_ROLE)?;
+        let mut v = FieldViolations::default();
+        let id = product::parse_id(&mut v, "value", &request.get_ref().value);
+        v.check()?;
+        match db::get_product(&self.pool, id).await? {
+            Some(row) => Ok(Response::new(row.into())),
+            None => Err(Error::NotFound(format!("product {id}")).into()),
+        }
+    }
+
+    async fn get_products(
+        &self,
+        request: Request<GetProductsRequest>,
+    ) -> Result<Response<GetProductsResponse>, Status> {
+        Principal::of(&request)?.require(ANY_ROLE)?;
+        let GetProductsRequest { ids, names } = request.into_inner();
+        let mut v = FieldViolations::default();
+        if ids.len() + names.len() > MAX_BATCH {
+            v.add("ids", format!("at most {MAX_BATCH} ids and names together"));
+        }
+        let uuids: Vec<Uuid> = ids
+            .iter()
+            .enumerate()
+            .map(|(i, id)| product::parse_id(&mut v, &format!("ids[{i}]"), id))
+            .collect();
+        v.check()?;
+        let rows = db::get_products(&self.pool, &uuids, &names).await?;
+        let missing = ids
+            .iter()
+            .zip(&uuids)
+            .filter(|(_, uuid)| !rows.iter().any(|r| r.id == **uuid))
+            .map(|(id, _)| id.clone())
+            .chain(
+                names
+                    .iter()
+                    .filter(|n| !rows.iter().any(|r| r.name == **n))
+                    .cloned(),
+            )
+            .collect();
+        Ok(Response::new(GetProductsResponse {
+            products: rows.into_iter().map(Product::from).collect(),
+            missing,
+        }))
+    }
+
+    async fn list_products(
+        &self,
+        request: Request<ListProductsRequest>,
+    ) -> Result<Response<ListProductsResponse>, Status> {
+        Principal::of(&request)?.require(ANY_ROLE)?;
+        let req = request.into_inner();
+        let mut v = FieldViolations::default();
+        let filter = Filter::new(&mut v, &req.query, &req.category);
+        let size = product::page_size(&mut v, req.page_size);
+        let after = Cursor::decode(&mut v, &req.page_token);
+        v.check()?;
+        // One row more than asked tells whether another page exists.
+        let mut rows = db::list_products(&self.pool, &filter, after.as_ref(), size + 1).await?;
+        let next_page_token = if rows.len() as i64 > size {
+            rows.truncate(size as usize);
+            rows.last()
+                .map(|r| {
+                    Cursor {
+                        name: r.name.clone(),
+                        id: r.id,
+                    }
+                    .encode()
+                })
+                .unwrap_or_default()
+        } else {
+            String::new()
+        };
+        Ok(Response::new(ListProductsResponse {
+            products: rows.into_iter().map(Product::from).collect(),
+            next_page_token,
+        }))
+    }
+
+    type searchProductsStream = ProductStream;
+
+    async fn search_products(
+        &self,
+        request: Request<SearchProductsRequest>,
+    ) -> Result<Response<Self::searchProductsStream>, Status> {
+        Principal::of(&request)?.require(ANY_ROLE)?;
+        let req = request.into_inner();
+        let mut v = FieldViolations::default();
+        let filter = Filter::new(&mut v, &req.query, &req.category);
+        if req.limit < 0 {
+            v.add("limit", "must not be negative (0 means no limit)");
+        }
+        v.check()?;
+        Ok(Response::new(search_stream(
+            self.pool.clone(),
+            filter,
+            (req.limit > 0).then_some(req.limit),
+        )))
+    }
+
+    async fn adjust_stock(
+        &self,
+        request: Request<AdjustStockRequest>,
+    ) -> Result<Response<Product>, Status> {
+        let caller = Principal::of(&request)?;
+        caller.require(&[Role::Admin])?;
+        let req = request.into_inner();
+        let mut v = FieldViolations::default();
+        let id = product::parse_id(&mut v, "product_id", &req.product_id);
+        if req.delta == 0 {
+            v.add("delta", "must not be zero");
+        } else if req.delta.abs() > product::MAX_STOCK {
+            v.add(
+                "delta",
+                format!("must be at most {} either way", product::MAX_STOCK),
+            );
+        }
+        let reason = req.reason.trim();
+        product::check_text(&mut v, "reason", reason, 200, true);
+        v.check()?;
+        let row = db::adjust_stock(&self.pool, id, req.delta, reason, &caller.subject).await?;
+        tracing::info!(product.id = %id, delta = req.delta, stock = row.stock, by = %caller.subject, "stock adjusted");
+        Ok(Response::new(row.into()))
+    }
+
+    async fn reserve_stock(
+        &self,
+        request: Request<ReserveStockRequest>,
+    ) -> Result<Response<Reservation>, Status> {
+        Principal::of(&request)?.require_service(&self.reserve_callers)?;
+        let req = request.into_inner();
+        let mut v = FieldViolations::default();
+        check_order_id(&mut v, &req.order_id);
+        let lines = merge_lines(&mut v, &req.lines);
+        v.check()?;
+        let reservation = db::reserve(&self.pool, &req.order_id, &lines).await?;
+        tracing::info!(order.id = %req.order_id, lines = lines.len(), "stock reserved");
+        Ok(Response::new(reservation.into()))
+    }
+
+    async fn release_stock(
+        &self,
+        request: Request<ReleaseStockRequest>,
+    ) -> Result<Response<Reservation>, Status> {
+        Principal::of(&request)?.require_service(&self.reserve_callers)?;
+        let req = request.into_inner();
+        let mut v = FieldViolations::default();
+        check_order_id(&mut v, &req.order_id);
+        v.check()?;
+        let reservation = db::release(&self.pool, &req.order_id).await?;
+        tracing::info!(order.id = %req.order_id, "stock released");
+        Ok(Response::new(reservation.into()))
+    }
+}
+
+/// Streams every product matching `filter`, fetching [`SEARCH_BATCH`] rows
+/// per query (keyset pagination, no long-lived transaction), so memory stays
+/// bounded. The next batch is only fetched once the client has taken the
+/// previous one (HTTP/2 flow control pushes back), and a client that goes
+/// away stops it: the stream is dropped between batches.
+fn search_stream(pool: PgPool, filter: Filter, limit: Option<i64>) -> ProductStream {
+    struct State {
+        pool: PgPool,
+        filter: Filter,
+        buffer: VecDeque<product::ProductRow>,
+        after: Option<Cursor>,
+        remaining: Option<i64>,
+        exhausted: bool,
+    }
+    let state = State {
+        pool,
+        filter,
+        buffer: VecDeque::new(),
+        after: None,
+        remaining: limit,
+        exhausted: false,
+    };
+    Box::pin(futures::stream::unfold(state, |mut st| async move {
+        if st.remaining == Some(0) {
+            return None;
+        }
+        if st.buffer.is_empty() {
+            if st.exhausted {
+                return None;
+            }
+            let batch = st.remaining.map_or(SEARCH_BATCH, |r| r.min(SEARCH_BATCH));
+            match db::list_products(&st.pool, &st.filter, st.after.as_ref(), batch).await {
+                Ok(rows) => {
+                    st.exhausted = (rows.len() as i64) < batch;
+                    st.after = rows.last().map(|r| Cursor {
+                        name: r.name.clone(),
+                        id: r.id,
+                    });
+                    st.buffer = rows.into();
+                }
+                Err(e) => {
+                    st.remaining = Some(0);
+                    return Some((Err(Status::from(e)), st));
+                }
+            }
+        }
+        let row = st.buffer.pop_front()?;
+        if let Some(r) = st.remaining.as_mut() {
+            *r -= 1;
+        }
+        Some((Ok(Product::from(row)), st))
+    }))
+}

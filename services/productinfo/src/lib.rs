@@ -1,0 +1,170 @@
+//! The catalog service of the shop: `ecommerce.ProductInfo` on its own
+//! PostgreSQL database.
+//!
+//! [`run`] is the whole server; `main.rs` only parses arguments and calls
+//! [`main`]. Tests call [`run`] with a listener on port 0 and a oneshot as
+//! the shutdown signal, so they exercise exactly what production runs.
+
+pub mod config;
+mod db;
+mod error;
+mod grpc;
+mod product;
+mod reservation;
+
+use std::{future::Future, process::ExitCode, sync::Arc, time::Duration};
+
+use shop_proto::ecommerce::product_info_server::{ProductInfoServer, SERVICE_NAME};
+use shop_runtime::{
+    auth::{AuthInterceptor, TrustedIssuers, Verifier},
+    health::HealthRegistry,
+    pg, server,
+};
+use sqlx::{
+    Connection as _,
+    migrate::Migrator,
+    postgres::{PgConnectOptions, PgPoolOptions},
+};
+use tokio::net::TcpListener;
+use tonic::{
+    codec::CompressionEncoding, service::Routes, service::interceptor::InterceptedService,
+};
+
+pub use config::{Cli, Command, Config};
+pub use grpc::ProductInfoService;
+
+/// The name this service answers to in token audiences and logs.
+pub const NAME: &str = "productinfo";
+
+/// The catalog's schema migrations, embedded in the binary.
+pub static MIGRATOR: Migrator = sqlx::migrate!();
+
+/// How long `migrate` waits for the database to become reachable.
+const MIGRATE_WAIT: Duration = Duration::from_secs(60);
+
+/// Applies pending migrations (under PostgreSQL's advisory lock, so replicas
+/// starting together take turns), waiting up to a minute for the database.
+pub async fn migrate(options: &PgConnectOptions) -> anyhow::Result<()> {
+    // A first connection, retried, gives clear errors while the database
+    // comes up; the migrator then runs on a one-connection pool.
+    pg::connect_patiently(options, MIGRATE_WAIT)
+        .await?
+        .close()
+        .await?;
+    let pool = PgPoolOptions::new()
+        .max_connections(1)
+        .connect_with(options.clone())
+        .await?;
+    MIGRATOR
+        .run(&pool)
+        .await
+        .map_err(|e| anyhow::anyhow!("migrations failed: {e}"))?;
+    pool.close().await;
+    Ok(())
+}
+
+/// What `main.rs` runs: logs, then serve, migrate or check the configuration.
+pub async fn main(cli: Cli) -> ExitCode {
+    let log = match &cli.command {
+        Command::Serve(config) | Command::CheckConfig(config) => config.log.clone(),
+        Command::Migrate { log, .. } => log.clone(),
+    };
+    if let Err(e) = shop_runtime::telemetry::init(&log) {
+        eprintln!("{NAME}: {e:#}");
+        return ExitCode::from(2);
+    }
+    let result = match cli.command {
+        Command::Migrate { db, .. } => {
+            async {
+                migrate(&pg::connect_options(&db, NAME)?).await?;
+                tracing::info!("migrations applied");
+                Ok(())
+            }
+            .await
+        }
+        Command::CheckConfig(config) => check_config(&config).map(|()| {
+            println!("{NAME}: configuration OK");
+        }),
+        Command::Serve(config) => {
+            async {
+                let listener = TcpListener::bind(config.server.listen).await.map_err(|e| {
+                    anyhow::anyhow!("cannot listen on {}: {e}", config.server.listen)
+                })?;
+                run(*config, listener, server::shutdown_signal()).await
+            }
+            .await
+        }
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            tracing::error!(error = format!("{e:#}"), "{NAME} failed");
+            eprintln!("{NAME}: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+/// Everything `run` would refuse, found without contacting anything.
+pub fn check_config(config: &Config) -> anyhow::Result<()> {
+    pg::connect_options(&config.db, NAME)?;
+    let issuers = TrustedIssuers::load(&config.auth.trusted_issuers)?;
+    if issuers.is_empty() {
+        anyhow::bail!("--trusted-issuers is empty: no token could ever be accepted");
+    }
+    if !product::is_known_currency(&config.default_currency) {
+        anyhow::bail!(
+            "--default-currency {:?} is not an ISO 4217 currency code",
+            config.default_currency
+        );
+    }
+    Ok(())
+}
+
+/// Serves the catalog on `listener` until `shutdown` completes, then drains
+/// gracefully (see [`shop_runtime::server`]).
+pub async fn run(
+    config: Config,
+    listener: TcpListener,
+    shutdown: impl Future<Output = ()> + Send,
+) -> anyhow::Result<()> {
+    check_config(&config)?;
+    let options = pg::connect_options(&config.db, NAME)?;
+    if config.migrate {
+        migrate(&options).await?;
+    }
+    let pool = pg::pool(&config.db, options.clone());
+    let verifier = Arc::new(Verifier::new(
+        NAME,
+        TrustedIssuers::load(&config.auth.trusted_issuers)?,
+    ));
+
+    let health = HealthRegistry::new();
+    let checker = pg::spawn_health_check(
+        options,
+        health.clone(),
+        vec![String::new(), SERVICE_NAME.to_owned()],
+        config.db.db_health_interval,
+    );
+
+    let service = ProductInfoServer::new(ProductInfoService::new(
+        pool.clone(),
+        &config.default_currency,
+        config.reserve_callers.clone(),
+    ))
+    .accept_compressed(CompressionEncoding::Gzip)
+    .send_compressed(CompressionEncoding::Gzip);
+    let routes = Routes::new(InterceptedService::new(
+        service,
+        AuthInterceptor::new(verifier),
+    ));
+    let routes = server::with_plumbing(routes, &health, &[shop_proto::FILE_DESCRIPTOR_SET])?;
+
+    if let Some(path) = &config.addr_file {
+        std::fs::write(path, listener.local_addr()?.to_string())?;
+    }
+    let result = server::serve(listener, routes, health, (&config.server).into(), shutdown).await;
+    checker.abort();
+    pool.close().await;
+    result
+}

@@ -1,0 +1,139 @@
+//! Health tells the truth: SERVING only while the database answers, and
+//! NOT_SERVING as soon as shutdown starts, while calls in flight still finish.
+
+use std::time::Duration;
+
+use shop_devdb::Cluster;
+use shop_proto::ecommerce::{AdjustStockRequest, ProductId};
+use sqlx::Connection as _;
+use tonic::Code;
+use tonic_health::pb::{
+    HealthCheckRequest, health_check_response::ServingStatus, health_client::HealthClient,
+};
+
+use crate::helpers::{TestApp, config};
+
+#[tokio::test]
+async fn health_follows_the_database_down_and_back_up() {
+    let cluster = Cluster::temporary().unwrap();
+    let url = cluster.ensure_database("productinfo").await.unwrap();
+    let mut cfg = config(url);
+    cfg.db.db_acquire_timeout = Duration::from_millis(500);
+    let app = TestApp::spawn_with(cfg).await;
+    let id = app.add_product("Mug", 500, 1).await;
+
+    cluster.stop().unwrap();
+    app.wait_for(ServingStatus::NotServing).await;
+    let down = app
+        .customer()
+        .get_product(ProductId { value: id.clone() })
+        .await
+        .unwrap_err();
+    assert_eq!(down.code(), Code::Unavailable, "{down:?}");
+    assert!(
+        !down.message().contains("postgres"),
+        "no internals: {down:?}"
+    );
+
+    cluster.start().unwrap();
+    app.wait_for(ServingStatus::Serving).await;
+    // Connections broken by the restart may fail once each; the catalog
+    // answers again right after.
+    let mut answered = false;
+    for _ in 0..10 {
+        if app
+            .customer()
+            .get_product(ProductId { value: id.clone() })
+            .await
+            .is_ok()
+        {
+            answered = true;
+            break;
+        }
+    }
+    assert!(
+        answered,
+        "the catalog answers again after the database returns"
+    );
+}
+
+#[tokio::test]
+async fn shutdown_turns_health_not_serving_at_once_and_lets_a_call_in_flight_finish() {
+    let mut app = TestApp::spawn().await;
+    let id = app.add_product("Mug", 500, 1).await;
+    let product_id: uuid::Uuid = id.parse().unwrap();
+
+    // Hold the product row so the admin's adjustment waits inside the server.
+    let mut blocker = sqlx::PgConnection::connect(&app.database_url)
+        .await
+        .unwrap();
+    let mut lock = blocker.begin().await.unwrap();
+    sqlx::query("SELECT 1 FROM products WHERE id = $1 FOR UPDATE")
+        .bind(product_id)
+        .execute(&mut *lock)
+        .await
+        .unwrap();
+    let mut admin = app.admin();
+    let in_flight = tokio::spawn(async move {
+        admin
+            .adjust_stock(AdjustStockRequest {
+                product_id: id,
+                delta: 4,
+                reason: "restock".into(),
+            })
+            .await
+    });
+    let mut observer = sqlx::PgConnection::connect(&app.database_url)
+        .await
+        .unwrap();
+    tokio::time::timeout(Duration::from_secs(10), async {
+        loop {
+            let waiting: i64 = sqlx::query_scalar(
+                "SELECT count(*) FROM pg_stat_activity WHERE wait_event_type = 'Lock' AND datname = current_database()",
+            )
+            .fetch_one(&mut observer)
+            .await
+            .unwrap();
+            if waiting > 0 {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+    })
+    .await
+    .expect("the adjustment reaches the database and waits for the row lock");
+
+    let mut watch = HealthClient::new(app.channel.clone())
+        .watch(HealthCheckRequest::default())
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(
+        watch.message().await.unwrap().unwrap().status,
+        ServingStatus::Serving as i32
+    );
+
+    app.begin_shutdown();
+    assert_eq!(
+        watch.message().await.unwrap().unwrap().status,
+        ServingStatus::NotServing as i32,
+        "watchers hear NOT_SERVING as soon as shutdown starts"
+    );
+    assert!(
+        watch.message().await.unwrap().is_none(),
+        "then the watch ends"
+    );
+    assert!(!in_flight.is_finished(), "the call is still waiting");
+
+    lock.commit().await.unwrap();
+    let adjusted = in_flight
+        .await
+        .unwrap()
+        .expect("the in-flight call completes");
+    assert_eq!(adjusted.into_inner().stock, 5);
+    let addr = app.addr;
+    app.stop().await.expect("clean stop");
+
+    let refused = tokio::net::TcpStream::connect(addr).await;
+    assert!(refused.is_err(), "the listener is closed after shutdown");
+}

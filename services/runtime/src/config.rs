@@ -1,0 +1,112 @@
+//! Argument groups every service flattens into its own `clap` struct, so the
+//! same flag and environment variable mean the same thing everywhere. Each
+//! field's `///` line is its `--help` text.
+
+use std::{net::SocketAddr, path::PathBuf, time::Duration};
+
+/// Where and how the gRPC server runs and stops.
+#[derive(clap::Args, Debug, Clone)]
+pub struct ServerArgs {
+    /// Address the gRPC server listens on.
+    #[arg(long, env = "LISTEN_ADDR", default_value = "0.0.0.0:50051")]
+    pub listen: SocketAddr,
+
+    /// After a shutdown signal, how long in-flight calls may take to finish
+    /// before they are cut (keep it below Kubernetes' terminationGracePeriodSeconds).
+    #[arg(long, env = "SHUTDOWN_GRACE", default_value = "20s", value_parser = parse_duration)]
+    pub shutdown_grace: Duration,
+
+    /// After a shutdown signal, how long to keep accepting calls while
+    /// reporting NOT_SERVING, so clients and Kubernetes endpoints notice first.
+    #[arg(long, env = "DRAIN_DELAY", default_value = "0s", value_parser = parse_duration)]
+    pub drain_delay: Duration,
+}
+
+/// Token verification for the service's own business methods.
+#[derive(clap::Args, Debug, Clone)]
+pub struct AuthArgs {
+    /// Issuers whose tokens are accepted: NAME[:ROLE+ROLE]=PUBLIC_KEY_FILE,
+    /// comma-separated. Without roles an issuer may grant any role. Example:
+    /// "storefront=/keys/storefront.pub,order:service=/keys/order.pub".
+    #[arg(long, env = "TRUSTED_ISSUERS")]
+    pub trusted_issuers: String,
+}
+
+/// Log output.
+#[derive(clap::Args, Debug, Clone)]
+pub struct LogArgs {
+    /// Log format: "json" (one object per line, for containers), "text"
+    /// (for people) or "auto" (text on a terminal, JSON otherwise).
+    #[arg(long, env = "LOG_FORMAT", default_value = "auto")]
+    pub log_format: crate::telemetry::LogFormat,
+
+    /// Log filter in `tracing` EnvFilter syntax, for example "info,sqlx=warn".
+    #[arg(long, env = "LOG_LEVEL", default_value = "info")]
+    pub log_level: String,
+}
+
+/// The service's PostgreSQL database.
+#[derive(clap::Args, Debug, Clone)]
+pub struct DbArgs {
+    /// PostgreSQL URL of the service's own database, for example
+    /// postgres://productinfo@db:5432/productinfo. The password may be in the
+    /// URL or in --database-password-file.
+    #[arg(long, env = "DATABASE_URL", hide_env_values = true)]
+    pub database_url: String,
+
+    /// File holding the database password (a mounted Secret); overrides any
+    /// password in the URL.
+    #[arg(long, env = "DATABASE_PASSWORD_FILE")]
+    pub database_password_file: Option<PathBuf>,
+
+    /// Most connections the service opens to its database.
+    #[arg(long, env = "DB_MAX_CONNECTIONS", default_value_t = 8)]
+    pub db_max_connections: u32,
+
+    /// How long a call waits for a free connection before failing UNAVAILABLE.
+    #[arg(long, env = "DB_ACQUIRE_TIMEOUT", default_value = "2s", value_parser = parse_duration)]
+    pub db_acquire_timeout: Duration,
+
+    /// How often the health check asks the database whether it answers.
+    #[arg(long, env = "DB_HEALTH_INTERVAL", default_value = "1s", value_parser = parse_duration)]
+    pub db_health_interval: Duration,
+}
+
+/// Parses durations such as `250ms`, `2s`, `1m`, `1h`; a bare number is seconds.
+pub fn parse_duration(s: &str) -> Result<Duration, String> {
+    let s = s.trim();
+    let split = s
+        .find(|c: char| !c.is_ascii_digit() && c != '.')
+        .unwrap_or(s.len());
+    let (number, unit) = s.split_at(split);
+    let value: f64 = number
+        .parse()
+        .map_err(|_| format!("invalid duration {s:?} (expected e.g. 500ms, 2s, 1m)"))?;
+    let secs = match unit {
+        "ms" => value / 1000.0,
+        "" | "s" => value,
+        "m" => value * 60.0,
+        "h" => value * 3600.0,
+        _ => {
+            return Err(format!(
+                "invalid duration unit in {s:?} (use ms, s, m or h)"
+            ));
+        }
+    };
+    Duration::try_from_secs_f64(secs).map_err(|e| format!("invalid duration {s:?}: {e}"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn durations_parse_with_units() {
+        assert_eq!(parse_duration("250ms"), Ok(Duration::from_millis(250)));
+        assert_eq!(parse_duration("2s"), Ok(Duration::from_secs(2)));
+        assert_eq!(parse_duration("3"), Ok(Duration::from_secs(3)));
+        assert_eq!(parse_duration("1.5m"), Ok(Duration::from_secs(90)));
+        assert!(parse_duration("fast").is_err());
+        assert!(parse_duration("2 weeks").is_err());
+    }
+}

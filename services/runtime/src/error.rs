@@ -1,0 +1,182 @@
+//! The shapes of errors clients see.
+//!
+//! Services keep one `thiserror` enum each and convert it to [`tonic::Status`]
+//! in one place; these helpers give those conversions the same shape
+//! everywhere:
+//!
+//! - bad input → `INVALID_ARGUMENT` carrying `google.rpc.BadRequest` with one
+//!   field violation per problem, and the same text in the message for
+//!   humans reading `grpcurl` output;
+//! - a broken precondition → `FAILED_PRECONDITION` with
+//!   `google.rpc.PreconditionFailure`;
+//! - anything unexpected → `INTERNAL` with the opaque message "internal
+//!   error"; the cause chain goes to the log, never to the client.
+
+use std::fmt::Write as _;
+
+use tonic::{Code, Status};
+use tonic_types::{ErrorDetails, FieldViolation, PreconditionViolation, StatusExt};
+
+/// Collects field violations while validating a request.
+///
+/// ```ignore
+/// let mut v = FieldViolations::default();
+/// if name.is_empty() { v.add("name", "must not be empty"); }
+/// v.check()?; // INVALID_ARGUMENT if anything was added
+/// ```
+#[derive(Debug, Default, Clone)]
+pub struct FieldViolations {
+    violations: Vec<FieldViolation>,
+}
+
+impl FieldViolations {
+    /// Records that `field` (a path such as `lines[2].quantity`) is wrong.
+    pub fn add(&mut self, field: impl Into<String>, description: impl Into<String>) -> &mut Self {
+        self.violations
+            .push(FieldViolation::new(field.into(), description.into()));
+        self
+    }
+
+    /// Whether nothing was recorded.
+    pub fn is_empty(&self) -> bool {
+        self.violations.is_empty()
+    }
+
+    /// `Ok(())` when nothing was recorded, the `INVALID_ARGUMENT` status otherwise.
+    pub fn check(self) -> Result<(), Status> {
+        if self.is_empty() {
+            Ok(())
+        } else {
+            Err(self.into_status())
+        }
+    }
+
+    /// The `INVALID_ARGUMENT` status carrying every recorded violation.
+    pub fn into_status(self) -> Status {
+        let mut message = String::from("invalid request");
+        for (i, v) in self.violations.iter().enumerate() {
+            let sep = if i == 0 { ": " } else { "; " };
+            let _ = write!(message, "{sep}{}: {}", v.field, v.description);
+        }
+        Status::with_error_details(
+            Code::InvalidArgument,
+            message,
+            ErrorDetails::with_bad_request(self.violations),
+        )
+    }
+}
+
+/// `INVALID_ARGUMENT` for a single bad field.
+pub fn invalid_field(field: impl Into<String>, description: impl Into<String>) -> Status {
+    let mut v = FieldViolations::default();
+    v.add(field, description);
+    v.into_status()
+}
+
+/// One unmet precondition, as `google.rpc.PreconditionFailure` describes it.
+#[derive(Debug, Clone)]
+pub struct Precondition {
+    /// A short machine-readable kind, for example `STOCK`.
+    pub kind: String,
+    /// What it is about, for example a product id.
+    pub subject: String,
+    /// What is wrong, for humans.
+    pub description: String,
+}
+
+/// `FAILED_PRECONDITION` with a summary and one violation per unmet precondition.
+pub fn failed_precondition(summary: &str, preconditions: Vec<Precondition>) -> Status {
+    let mut message = summary.to_owned();
+    for (i, p) in preconditions.iter().enumerate() {
+        let sep = if i == 0 { ": " } else { "; " };
+        let _ = write!(message, "{sep}{}", p.description);
+    }
+    let violations: Vec<PreconditionViolation> = preconditions
+        .into_iter()
+        .map(|p| PreconditionViolation::new(p.kind, p.subject, p.description))
+        .collect();
+    Status::with_error_details(
+        Code::FailedPrecondition,
+        message,
+        ErrorDetails::with_precondition_failure(violations),
+    )
+}
+
+/// Logs `error` with its whole cause chain and returns an opaque `INTERNAL`.
+pub fn internal(error: &(dyn std::error::Error + 'static)) -> Status {
+    tracing::error!(error = %ErrorChain(error), "internal error");
+    Status::internal("internal error")
+}
+
+/// Displays an error followed by each of its sources: `a: b: c`.
+pub struct ErrorChain<'a>(pub &'a (dyn std::error::Error + 'static));
+
+impl std::fmt::Display for ErrorChain<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}", self.0)?;
+        let mut source = self.0.source();
+        while let Some(s) = source {
+            write!(f, ": {s}")?;
+            source = s.source();
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn field_violations_become_invalid_argument_with_bad_request_details() {
+        let mut v = FieldViolations::default();
+        v.add("name", "must not be empty")
+            .add("price", "must not be negative");
+
+        let status = v.check().unwrap_err();
+
+        assert_eq!(status.code(), Code::InvalidArgument);
+        assert_eq!(
+            status.message(),
+            "invalid request: name: must not be empty; price: must not be negative"
+        );
+        let details = status
+            .get_details_bad_request()
+            .expect("BadRequest details");
+        let fields: Vec<_> = details
+            .field_violations
+            .iter()
+            .map(|f| f.field.as_str())
+            .collect();
+        assert_eq!(fields, ["name", "price"]);
+    }
+
+    #[test]
+    fn no_violations_is_ok() {
+        assert!(FieldViolations::default().check().is_ok());
+    }
+
+    #[test]
+    fn failed_precondition_names_each_subject() {
+        let status = failed_precondition(
+            "not enough stock",
+            vec![Precondition {
+                kind: "STOCK".into(),
+                subject: "p1".into(),
+                description: "p1: 3 requested, 1 available".into(),
+            }],
+        );
+        assert_eq!(status.code(), Code::FailedPrecondition);
+        assert!(status.message().contains("p1: 3 requested"));
+        let pf = status.get_details_precondition_failure().expect("details");
+        assert_eq!(pf.violations[0].subject, "p1");
+    }
+
+    #[test]
+    fn internal_errors_are_opaque() {
+        let io = std::io::Error::other("password=hunter2 leaked in a driver message");
+        let status = internal(&io);
+        assert_eq!(status.code(), Code::Internal);
+        assert_eq!(status.message(), "internal error");
+    }
+}

@@ -1,0 +1,158 @@
+//! PostgreSQL plumbing every service shares: pools sized on purpose, which
+//! database errors mean "unavailable", and the health check that reports
+//! whether the database answers.
+
+use std::{str::FromStr as _, time::Duration};
+
+use sqlx::{
+    ConnectOptions as _, Connection as _, PgPool,
+    postgres::{PgConnectOptions, PgConnection, PgPoolOptions},
+};
+use tokio::task::JoinHandle;
+use tonic_health::pb::health_check_response::ServingStatus;
+
+use crate::{config::DbArgs, health::HealthRegistry};
+
+/// Connection options from `--database-url` and `--database-password-file`,
+/// tagged with the service's name so `pg_stat_activity` shows who is who.
+pub fn connect_options(args: &DbArgs, application_name: &str) -> anyhow::Result<PgConnectOptions> {
+    let mut options = PgConnectOptions::from_str(&args.database_url)
+        .map_err(|e| anyhow::anyhow!("invalid --database-url: {e}"))?
+        .application_name(application_name);
+    if let Some(path) = &args.database_password_file {
+        let password = std::fs::read_to_string(path)
+            .map_err(|e| anyhow::anyhow!("cannot read {}: {e}", path.display()))?;
+        options = options.password(password.trim_end_matches(['\n', '\r']));
+    }
+    Ok(options)
+}
+
+/// A pool that connects on first use, so the service starts (and reports
+/// NOT_SERVING) even while its database is still coming up.
+///
+/// Sizing: at most `--db-max-connections` (default 8: a few per core of a
+/// small node keeps PostgreSQL busy without queueing inside it); one stays
+/// open so the first call after a quiet spell does not pay for a connect.
+/// A call that cannot get a connection within `--db-acquire-timeout` fails
+/// `UNAVAILABLE` instead of queueing forever.
+pub fn pool(args: &DbArgs, options: PgConnectOptions) -> PgPool {
+    PgPoolOptions::new()
+        .max_connections(args.db_max_connections.max(1))
+        .min_connections(1)
+        .acquire_timeout(args.db_acquire_timeout)
+        .idle_timeout(Duration::from_secs(600))
+        .connect_lazy_with(options)
+}
+
+/// One connection, retried for up to `wait` while the database is not yet
+/// reachable (a migration Job may start before its database). The error
+/// names the server and the cause, never the password.
+pub async fn connect_patiently(
+    options: &PgConnectOptions,
+    wait: Duration,
+) -> anyhow::Result<PgConnection> {
+    let started = std::time::Instant::now();
+    let target = format!(
+        "{}:{}/{}",
+        options.get_host(),
+        options.get_port(),
+        options.get_database().unwrap_or_default()
+    );
+    loop {
+        match options.connect().await {
+            Ok(conn) => return Ok(conn),
+            Err(e) if is_unavailable(&e) && started.elapsed() < wait => {
+                tracing::warn!(database = %target, error = %e, "database not reachable yet; retrying");
+                tokio::time::sleep(Duration::from_secs(1)).await;
+            }
+            Err(e) => anyhow::bail!("cannot connect to the database at {target}: {e}"),
+        }
+    }
+}
+
+/// Whether a database error means "the database is not reachable right now"
+/// (the call may succeed later: `UNAVAILABLE`) rather than a bug (`INTERNAL`).
+pub fn is_unavailable(error: &sqlx::Error) -> bool {
+    match error {
+        sqlx::Error::PoolTimedOut
+        | sqlx::Error::PoolClosed
+        | sqlx::Error::Io(_)
+        | sqlx::Error::Tls(_)
+        | sqlx::Error::WorkerCrashed => true,
+        sqlx::Error::Database(db) => db.code().is_some_and(|code| {
+            // 08: connection exception; 57P01-03: admin/crash shutdown,
+            // cannot connect now; 53300: too many connections.
+            code.starts_with("08") || matches!(code.as_ref(), "57P01" | "57P02" | "57P03" | "53300")
+        }),
+        _ => false,
+    }
+}
+
+/// The name of the constraint a database error violated, if any.
+pub fn violated_constraint(error: &sqlx::Error) -> Option<&str> {
+    match error {
+        sqlx::Error::Database(db) => db.constraint(),
+        _ => None,
+    }
+}
+
+/// Checks every `interval` whether the database answers `SELECT 1`, on a
+/// connection of its own (a busy pool must not make a healthy service look
+/// dead), and sets `services` SERVING or NOT_SERVING accordingly. Stops once
+/// the registry shuts down. The first check runs at once.
+pub fn spawn_health_check(
+    options: PgConnectOptions,
+    health: HealthRegistry,
+    services: Vec<String>,
+    interval: Duration,
+) -> JoinHandle<()> {
+    tokio::spawn(async move {
+        let timeout = interval.max(Duration::from_secs(1));
+        let mut conn: Option<PgConnection> = None;
+        let mut last: Option<bool> = None;
+        loop {
+            let ok = tokio::time::timeout(timeout, check(&options, &mut conn))
+                .await
+                .unwrap_or(false);
+            if !ok {
+                conn = None;
+            }
+            if health.is_shutting_down() {
+                break;
+            }
+            if last != Some(ok) {
+                if ok {
+                    tracing::info!("database reachable: SERVING");
+                } else {
+                    tracing::warn!("database unreachable: NOT_SERVING");
+                }
+                last = Some(ok);
+            }
+            let status = if ok {
+                ServingStatus::Serving
+            } else {
+                ServingStatus::NotServing
+            };
+            for service in &services {
+                health.set(service, status);
+            }
+            tokio::time::sleep(interval).await;
+        }
+    })
+}
+
+async fn check(options: &PgConnectOptions, conn: &mut Option<PgConnection>) -> bool {
+    if conn.is_none() {
+        match options.connect().await {
+            Ok(c) => *conn = Some(c),
+            Err(e) => {
+                tracing::debug!(error = %e, "health check cannot connect");
+                return false;
+            }
+        }
+    }
+    match conn.as_mut() {
+        Some(c) => c.ping().await.is_ok(),
+        None => false,
+    }
+}

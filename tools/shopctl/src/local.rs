@@ -1,0 +1,404 @@
+//! The whole shop on one machine: `shopctl up` (what `make up` runs).
+//!
+//! 1. A private PostgreSQL cluster in `.local/pg` (kept across runs) with one
+//!    database and one login role per service.
+//! 2. Ed25519 keys in `.local/keys`: one per issuing service.
+//! 3. Every service as a child process of the real binaries next to
+//!    `shopctl`, migrations applied at start, productinfo twice to show
+//!    client-side balancing; all logs on one stream, prefixed by service.
+//! 4. Waits until every replica is SERVING, seeds the demo catalog, prints
+//!    addresses, tokens and ready-to-paste grpcurl commands.
+//! 5. Ctrl-C (or SIGTERM): services get SIGTERM and drain, then PostgreSQL
+//!    stops. Data stays for the next run; `make reset` removes it.
+
+use std::{
+    net::{SocketAddr, TcpListener},
+    path::{Path, PathBuf},
+    process::Stdio,
+    time::Duration,
+};
+
+use anyhow::{Context as _, bail};
+use serde::Deserialize;
+use shop_devdb::Cluster;
+use shop_proto::ecommerce::{Money, Product, product_info_client::ProductInfoClient};
+use shop_runtime::auth::{Role, Signer, ensure_keypair};
+use tokio::{
+    io::{AsyncBufReadExt as _, BufReader},
+    process::{Child, Command},
+};
+use tonic::{Code, metadata::AsciiMetadataValue, transport::Endpoint};
+
+/// Options of `shopctl up`.
+#[derive(clap::Args, Debug)]
+pub struct UpArgs {
+    /// Folder for the local database, keys and tokens.
+    #[arg(long, env = "SHOP_LOCAL_DIR", default_value = ".local")]
+    pub dir: PathBuf,
+
+    /// Folder holding the service binaries (default: next to shopctl).
+    #[arg(long, env = "SHOP_BIN_DIR")]
+    pub bin_dir: Option<PathBuf>,
+
+    /// How many productinfo replicas to run.
+    #[arg(long, default_value_t = 2)]
+    pub productinfo_replicas: u16,
+
+    /// Do not add the demo catalog.
+    #[arg(long)]
+    pub no_seed: bool,
+}
+
+/// Preferred local ports; a taken one is replaced by a free one.
+const PRODUCTINFO_PORT: u16 = 7101;
+
+/// A service process and where it listens.
+struct Service {
+    name: String,
+    child: Child,
+    addr: SocketAddr,
+}
+
+/// Runs the shop until Ctrl-C.
+pub async fn up(args: UpArgs) -> anyhow::Result<()> {
+    let dir = absolute(&args.dir)?;
+    let bin_dir = match &args.bin_dir {
+        Some(d) => d.clone(),
+        None => std::env::current_exe()?
+            .parent()
+            .context("shopctl has no folder")?
+            .to_owned(),
+    };
+    let productinfo_bin = bin_dir.join("productinfo");
+    if !productinfo_bin.is_file() {
+        bail!(
+            "{} not found: build the services first (`cargo build --bins`, or just `make up`)",
+            productinfo_bin.display()
+        );
+    }
+
+    println!("shop: starting PostgreSQL in {}", dir.join("pg").display());
+    let cluster = tokio::task::block_in_place(|| Cluster::persistent(&dir.join("pg")))?;
+    let productinfo_db = cluster.ensure_database("productinfo").await?;
+
+    let keys = dir.join("keys");
+    let (storefront_key, storefront_pub) = ensure_keypair(&keys, "storefront")?;
+    let (_, order_pub) = ensure_keypair(&keys, "order")?;
+    let trusted = format!(
+        "storefront={},order:service={}",
+        storefront_pub.display(),
+        order_pub.display()
+    );
+    let run_dir = dir.join("run");
+    std::fs::create_dir_all(&run_dir)?;
+
+    let mut services = Vec::new();
+    let started = async {
+        for replica in 1..=args.productinfo_replicas {
+            let name = format!("productinfo-{replica}");
+            let port = preferred_port(PRODUCTINFO_PORT + replica - 1);
+            let service = spawn(
+                &name,
+                &productinfo_bin,
+                &run_dir,
+                port,
+                &[
+                    ("DATABASE_URL", productinfo_db.as_str()),
+                    ("TRUSTED_ISSUERS", trusted.as_str()),
+                    ("MIGRATE_ON_START", "true"),
+                    ("DB_MAX_CONNECTIONS", "4"),
+                ],
+            )
+            .await?;
+            services.push(service);
+        }
+        for service in &services {
+            wait_serving(service, "ecommerce.ProductInfo").await?;
+        }
+        anyhow::Ok(())
+    }
+    .await;
+    if let Err(e) = started {
+        stop_all(&mut services).await;
+        return Err(e);
+    }
+
+    let signer = Signer::from_file("storefront", &storefront_key)?;
+    let audience = ["productinfo", "order", "storefront"];
+    let admin = signer.sign(
+        "admin",
+        Role::Admin,
+        &audience,
+        Duration::from_secs(12 * 3600),
+    )?;
+    let customer = signer.sign(
+        "customer",
+        Role::Customer,
+        &audience,
+        Duration::from_secs(12 * 3600),
+    )?;
+    write_private(&dir.join("admin.token"), &admin)?;
+    write_private(&dir.join("customer.token"), &customer)?;
+
+    if !args.no_seed {
+        match seed(services[0].addr, &admin).await {
+            Ok(0) => {}
+            Ok(added) => println!("shop: added {added} demo products"),
+            Err(e) => {
+                stop_all(&mut services).await;
+                return Err(e.context("seeding the demo catalog"));
+            }
+        }
+    }
+
+    print_welcome(&dir, &services);
+
+    let outcome = tokio::select! {
+        () = shop_runtime::server::shutdown_signal() => Ok(()),
+        (name, status) = first_exit(&mut services) => {
+            Err(anyhow::anyhow!("{name} stopped unexpectedly ({status}); stopping the shop"))
+        }
+    };
+    println!("shop: stopping services");
+    stop_all(&mut services).await;
+    println!("shop: stopping PostgreSQL (data kept in {})", dir.display());
+    tokio::task::block_in_place(|| drop(cluster));
+    outcome
+}
+
+fn absolute(path: &Path) -> anyhow::Result<PathBuf> {
+    Ok(if path.is_absolute() {
+        path.to_owned()
+    } else {
+        std::env::current_dir()?.join(path)
+    })
+}
+
+/// `port` on 127.0.0.1 if it is free, otherwise 0 (any free port).
+fn preferred_port(port: u16) -> u16 {
+    if TcpListener::bind(("127.0.0.1", port)).is_ok() {
+        port
+    } else {
+        0
+    }
+}
+
+/// Starts `bin serve` with `env`, forwarding its output line by line with a
+/// `name |` prefix, and learns its address from the file it writes.
+async fn spawn(
+    name: &str,
+    bin: &Path,
+    run_dir: &Path,
+    port: u16,
+    env: &[(&str, &str)],
+) -> anyhow::Result<Service> {
+    let addr_file = run_dir.join(format!("{name}.addr"));
+    let _ = std::fs::remove_file(&addr_file);
+    let mut child = Command::new(bin)
+        .arg("serve")
+        .envs(env.iter().copied())
+        .env("LISTEN_ADDR", format!("127.0.0.1:{port}"))
+        .env("ADDR_FILE", &addr_file)
+        .env("LOG_FORMAT", "text")
+        .env("SHUTDOWN_GRACE", "10s")
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        // Own process group: Ctrl-C reaches shopctl only, which stops the
+        // services in order.
+        .process_group(0)
+        .kill_on_drop(true)
+        .spawn()
+        .with_context(|| format!("cannot start {}", bin.display()))?;
+    for output in [
+        child
+            .stdout
+            .take()
+            .map(|o| Box::new(o) as Box<dyn tokio::io::AsyncRead + Send + Unpin>),
+        child
+            .stderr
+            .take()
+            .map(|o| Box::new(o) as Box<dyn tokio::io::AsyncRead + Send + Unpin>),
+    ]
+    .into_iter()
+    .flatten()
+    {
+        let prefix = format!("{name:>13} |");
+        tokio::spawn(async move {
+            let mut lines = BufReader::new(output).lines();
+            while let Ok(Some(line)) = lines.next_line().await {
+                println!("{prefix} {line}");
+            }
+        });
+    }
+
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
+    let addr = loop {
+        if let Ok(text) = std::fs::read_to_string(&addr_file)
+            && let Ok(addr) = text.trim().parse::<SocketAddr>()
+        {
+            break addr;
+        }
+        if let Some(status) = child.try_wait()? {
+            bail!("{name} exited during start-up ({status}); its log is above");
+        }
+        if tokio::time::Instant::now() > deadline {
+            bail!("{name} did not start listening within 60 s");
+        }
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    };
+    Ok(Service {
+        name: name.to_owned(),
+        child,
+        addr,
+    })
+}
+
+async fn wait_serving(service: &Service, grpc_service: &str) -> anyhow::Result<()> {
+    let channel = Endpoint::from_shared(format!("http://{}", service.addr))?.connect_lazy();
+    shop_runtime::health::wait_until_serving(channel, grpc_service, Duration::from_secs(60))
+        .await
+        .map_err(|e| anyhow::anyhow!("{}: {e}", service.name))
+}
+
+/// Waits for the first service to exit on its own.
+async fn first_exit(services: &mut [Service]) -> (String, String) {
+    let waits = services.iter_mut().map(|s| {
+        Box::pin(async move {
+            let status = s.child.wait().await;
+            (
+                s.name.clone(),
+                status
+                    .map(|s| s.to_string())
+                    .unwrap_or_else(|e| e.to_string()),
+            )
+        })
+    });
+    futures::future::select_all(waits).await.0
+}
+
+/// SIGTERM to every service, last started first, then waits for each
+/// (they drain in parallel); a service still running after 30 s is killed.
+async fn stop_all(services: &mut Vec<Service>) {
+    for service in services.iter().rev() {
+        if let Some(pid) = service.child.id() {
+            let _ = Command::new("kill")
+                .args(["-TERM", &pid.to_string()])
+                .status()
+                .await;
+        }
+    }
+    for mut service in services.drain(..).rev() {
+        match tokio::time::timeout(Duration::from_secs(30), service.child.wait()).await {
+            Ok(_) => {}
+            Err(_) => {
+                eprintln!(
+                    "shop: {} did not stop within 30 s; killing it",
+                    service.name
+                );
+                let _ = service.child.kill().await;
+            }
+        }
+    }
+}
+
+fn write_private(path: &Path, content: &str) -> anyhow::Result<()> {
+    use std::{io::Write as _, os::unix::fs::OpenOptionsExt as _};
+    std::fs::OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .mode(0o600)
+        .open(path)?
+        .write_all(content.as_bytes())?;
+    Ok(())
+}
+
+/// One product of `demo/catalog.json`.
+#[derive(Deserialize)]
+struct DemoProduct {
+    id: String,
+    name: String,
+    description: String,
+    category: String,
+    currency: String,
+    price_minor: i64,
+    stock: i64,
+    image_url: String,
+}
+
+/// Adds the demo catalog through the real API; products already there (same
+/// id) are left alone. Returns how many were added.
+async fn seed(addr: SocketAddr, admin_token: &str) -> anyhow::Result<usize> {
+    let catalog: Vec<DemoProduct> = serde_json::from_str(include_str!("../demo/catalog.json"))?;
+    let channel = Endpoint::from_shared(format!("http://{addr}"))?
+        .connect()
+        .await?;
+    let bearer: AsciiMetadataValue = format!("Bearer {admin_token}").parse()?;
+    let mut client =
+        ProductInfoClient::with_interceptor(channel, move |mut req: tonic::Request<()>| {
+            req.metadata_mut().insert("authorization", bearer.clone());
+            Ok(req)
+        });
+    let mut added = 0;
+    for p in catalog {
+        let result = client
+            .add_product(Product {
+                id: p.id,
+                name: p.name,
+                description: p.description,
+                unit_price: Some(Money::from_minor(&p.currency, p.price_minor)),
+                stock: p.stock,
+                image_url: p.image_url,
+                category: p.category,
+                ..Default::default()
+            })
+            .await;
+        match result {
+            Ok(_) => added += 1,
+            Err(status) if status.code() == Code::AlreadyExists => {}
+            Err(status) => bail!("addProduct failed: {status}"),
+        }
+    }
+    Ok(added)
+}
+
+fn print_welcome(dir: &Path, services: &[Service]) {
+    let grpcurl = if Path::new(".tools/bin/grpcurl").is_file() {
+        ".tools/bin/grpcurl"
+    } else {
+        "grpcurl"
+    };
+    let token = dir.join("admin.token");
+    let token = token
+        .strip_prefix(std::env::current_dir().unwrap_or_default())
+        .unwrap_or(&token);
+    let productinfo = services[0].addr;
+    println!();
+    println!(
+        "The shop is running. Ctrl-C stops it; data stays in {} (`make reset` starts over).",
+        dir.display()
+    );
+    println!();
+    for s in services {
+        println!("  {:<14} {}", s.name, s.addr);
+    }
+    println!();
+    println!(
+        "Tokens (12 h): {} (admin), {} (customer)",
+        token.display(),
+        token.with_file_name("customer.token").display()
+    );
+    println!("Try:");
+    println!("  {grpcurl} -plaintext {productinfo} list");
+    println!("  {grpcurl} -plaintext {productinfo} grpc.health.v1.Health/Check");
+    println!(
+        "  {grpcurl} -plaintext -H \"authorization: Bearer $(cat {})\" -d '{{\"query\": \"tea\"}}' {productinfo} ecommerce.ProductInfo/listProducts",
+        token.display()
+    );
+    println!(
+        "  {grpcurl} -plaintext -H \"authorization: Bearer $(cat {})\" -d '{{\"value\": \"75a899c2-46a3-53d2-9115-5d10bab6bdef\"}}' {productinfo} ecommerce.ProductInfo/getProduct",
+        token.display()
+    );
+    println!();
+}
