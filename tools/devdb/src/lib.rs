@@ -8,6 +8,8 @@
 //! - [`Cluster::persistent`] keeps its data in a folder across runs (the
 //!   local shop): created on first use, started, stopped when dropped or when
 //!   the process exits.
+//! - [`Cluster::external`] uses a server you already run instead
+//!   (`DATABASE_URL`, see [`Cluster::from_env_or_temporary`]).
 //! - [`Cluster::ensure_database`] gives each service its own database and its
 //!   own login role, which can connect to that database only.
 //!
@@ -64,6 +66,8 @@ pub enum Error {
     },
     #[error("database administration failed: {0}")]
     Sql(#[from] sqlx::Error),
+    #[error("an external server (DATABASE_URL) is not started or stopped by this tool")]
+    External,
     #[error("invalid database name {0:?} (use lower-case letters, digits and _)")]
     BadName(String),
 }
@@ -83,6 +87,9 @@ pub struct Cluster {
     run_as_postgres: bool,
     temporary: bool,
     watchdog: Mutex<Option<Child>>,
+    /// Set when the server is someone else's (`DATABASE_URL`): nothing is
+    /// started or stopped, databases and roles are made there.
+    external: Option<PgConnectOptions>,
 }
 
 impl Cluster {
@@ -104,6 +111,25 @@ impl Cluster {
                 .join(dir)
         };
         Self::open(root, false)
+    }
+
+    /// An existing server reached with a superuser (or CREATEROLE + CREATEDB)
+    /// URL: databases and roles are created there; nothing is started.
+    pub fn external(admin_url: &str) -> Result<Self, Error> {
+        let options: PgConnectOptions = admin_url.parse()?;
+        let mut cluster = Self::stub(Path::new(""), Path::new(""), false);
+        cluster.port = options.get_port();
+        cluster.external = Some(options);
+        Ok(cluster)
+    }
+
+    /// The server named by `DATABASE_URL` when it is set, a temporary
+    /// private cluster otherwise.
+    pub fn from_env_or_temporary() -> Result<Self, Error> {
+        match std::env::var("DATABASE_URL") {
+            Ok(url) if !url.is_empty() => Self::external(&url),
+            _ => Self::temporary(),
+        }
     }
 
     fn open(root: PathBuf, temporary: bool) -> Result<Self, Error> {
@@ -162,6 +188,7 @@ impl Cluster {
             run_as_postgres,
             temporary: true,
             watchdog: Mutex::new(None),
+            external: None,
         }
     }
 
@@ -182,6 +209,9 @@ impl Cluster {
 
     /// Starts the server (again, after [`stop`](Self::stop)) on the same port.
     pub fn start(&self) -> Result<(), Error> {
+        if self.external.is_some() {
+            return Err(Error::External);
+        }
         let mut options = format!(
             "-p {} -k {} -c listen_addresses=127.0.0.1 -c max_connections=300",
             self.port,
@@ -215,6 +245,9 @@ impl Cluster {
 
     /// Stops the server quickly (`pg_ctl stop -m fast`); data stays.
     pub fn stop(&self) -> Result<(), Error> {
+        if self.external.is_some() {
+            return Err(Error::External);
+        }
         self.run(
             "pg_ctl stop",
             Command::new(self.bin.join("pg_ctl"))
@@ -224,22 +257,23 @@ impl Cluster {
         )
     }
 
-    /// URL for the superuser on `database`.
-    pub fn superuser_url(&self, database: &str) -> String {
-        format!(
-            "postgres://postgres:{}@127.0.0.1:{}/{database}",
-            self.superuser_password, self.port
-        )
+    async fn superuser(&self) -> Result<PgConnection, Error> {
+        let options = match &self.external {
+            Some(options) => options.clone(),
+            None => PgConnectOptions::new()
+                .host("127.0.0.1")
+                .port(self.port)
+                .username("postgres")
+                .password(&self.superuser_password)
+                .database("postgres"),
+        };
+        Ok(PgConnection::connect_with(&options).await?)
     }
 
-    async fn superuser(&self) -> Result<PgConnection, Error> {
-        let options = PgConnectOptions::new()
-            .host("127.0.0.1")
-            .port(self.port)
-            .username("postgres")
-            .password(&self.superuser_password)
-            .database("postgres");
-        Ok(PgConnection::connect_with(&options).await?)
+    fn host(&self) -> &str {
+        self.external
+            .as_ref()
+            .map_or("127.0.0.1", |options| options.get_host())
     }
 
     /// Makes sure database `name` exists, owned by login role `name`, which
@@ -247,22 +281,12 @@ impl Cluster {
     /// the cluster folder, so the same URL works across runs. Returns its URL.
     pub async fn ensure_database(&self, name: &str) -> Result<String, Error> {
         check_name(name)?;
-        let password_file = self.root.join(format!("{name}.password"));
-        let password = match fs::read_to_string(&password_file) {
-            Ok(p) => p.trim().to_owned(),
-            Err(_) => {
-                let p = random_hex(24)?;
-                let owner = if self.run_as_postgres {
-                    Some(postgres_ids()?)
-                } else {
-                    None
-                };
-                write_private(&password_file, &p, owner)?;
-                p
-            }
-        };
+        // A new password every time: only the URL returned now is valid.
+        let password = random_hex(24)?;
         let mut conn = self.superuser().await?;
-        lock_down_shared_databases(&mut conn).await?;
+        if self.external.is_none() {
+            lock_down_shared_databases(&mut conn).await?;
+        }
         let role_exists: bool =
             sqlx::query_scalar("SELECT EXISTS (SELECT 1 FROM pg_roles WHERE rolname = $1)")
                 .bind(name)
@@ -291,7 +315,8 @@ impl Cluster {
         .await?;
         conn.close().await?;
         Ok(format!(
-            "postgres://{name}:{password}@127.0.0.1:{}/{name}",
+            "postgres://{name}:{password}@{}:{}/{name}",
+            self.host(),
             self.port
         ))
     }
@@ -317,7 +342,6 @@ impl Cluster {
         .await?;
         conn.execute(AssertSqlSafe(format!("DROP ROLE IF EXISTS \"{name}\"")))
             .await?;
-        let _ = fs::remove_file(self.root.join(format!("{name}.password")));
         Ok(())
     }
 
@@ -385,6 +409,9 @@ impl Cluster {
 
 impl Drop for Cluster {
     fn drop(&mut self) {
+        if self.external.is_some() {
+            return;
+        }
         let _ = self.stop();
         // Closing the watchdog's stdin makes it stop (again, harmlessly) and,
         // for temporary clusters, remove the folder.

@@ -1,7 +1,9 @@
 //! The whole shop on one machine: `shopctl up` (what `make up` runs).
 //!
 //! 1. A private PostgreSQL cluster in `.local/pg` (kept across runs) with one
-//!    database and one login role per service.
+//!    database and one login role per service. `DATABASE_URL` (an admin URL)
+//!    uses a server you run instead; `PRODUCTINFO_DATABASE_URL` and friends
+//!    give a service a database of your choosing.
 //! 2. Ed25519 keys in `.local/keys`: one per issuing service.
 //! 3. Every service as a child process of the real binaries next to
 //!    `shopctl`, migrations applied at start, productinfo twice to show
@@ -77,9 +79,14 @@ pub async fn up(args: UpArgs) -> anyhow::Result<()> {
         );
     }
 
-    println!("shop: starting PostgreSQL in {}", dir.join("pg").display());
-    let cluster = tokio::task::block_in_place(|| Cluster::persistent(&dir.join("pg")))?;
-    let productinfo_db = cluster.ensure_database("productinfo").await?;
+    let cluster = if let Ok(url) = std::env::var("DATABASE_URL") {
+        println!("shop: using the PostgreSQL server of DATABASE_URL");
+        Cluster::external(&url)?
+    } else {
+        println!("shop: starting PostgreSQL in {}", dir.join("pg").display());
+        tokio::task::block_in_place(|| Cluster::persistent(&dir.join("pg")))?
+    };
+    let productinfo_db = database_url(&cluster, "productinfo").await?;
 
     let keys = dir.join("keys");
     let (storefront_key, storefront_pub) = ensure_keypair(&keys, "storefront")?;
@@ -164,6 +171,15 @@ pub async fn up(args: UpArgs) -> anyhow::Result<()> {
     println!("shop: stopping PostgreSQL (data kept in {})", dir.display());
     tokio::task::block_in_place(|| drop(cluster));
     outcome
+}
+
+/// `<NAME>_DATABASE_URL` when set (a database you provide), otherwise the
+/// service's own database and role on `cluster`.
+async fn database_url(cluster: &Cluster, name: &str) -> anyhow::Result<String> {
+    match std::env::var(format!("{}_DATABASE_URL", name.to_uppercase())) {
+        Ok(url) if !url.is_empty() => Ok(url),
+        _ => Ok(cluster.ensure_database(name).await?),
+    }
 }
 
 fn absolute(path: &Path) -> anyhow::Result<PathBuf> {

@@ -22,10 +22,13 @@ use tonic_health::pb::{
 };
 
 /// The cluster shared by every test of this binary; each test gets its own
-/// database in it.
+/// database in it. `DATABASE_URL` (an admin URL) points the tests at a
+/// server you run instead of a private one.
 pub fn cluster() -> &'static Cluster {
     static CLUSTER: OnceLock<Cluster> = OnceLock::new();
-    CLUSTER.get_or_init(|| Cluster::temporary().expect("start the test PostgreSQL cluster"))
+    CLUSTER.get_or_init(|| {
+        Cluster::from_env_or_temporary().expect("start the test PostgreSQL cluster")
+    })
 }
 
 /// Signing keys of the issuers the tests play: the storefront (people and its
