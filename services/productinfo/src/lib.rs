@@ -20,11 +20,7 @@ use shop_runtime::{
     health::HealthRegistry,
     pg, server,
 };
-use sqlx::{
-    Connection as _,
-    migrate::Migrator,
-    postgres::{PgConnectOptions, PgPoolOptions},
-};
+use sqlx::{migrate::Migrator, postgres::PgConnectOptions};
 use tokio::net::TcpListener;
 use tonic::{
     codec::CompressionEncoding, service::Routes, service::interceptor::InterceptedService,
@@ -42,65 +38,39 @@ pub static MIGRATOR: Migrator = sqlx::migrate!();
 /// How long `migrate` waits for the database to become reachable.
 const MIGRATE_WAIT: Duration = Duration::from_secs(60);
 
-/// Applies pending migrations (under PostgreSQL's advisory lock, so replicas
-/// starting together take turns), waiting up to a minute for the database.
+/// Applies pending migrations, waiting up to a minute for the database.
 pub async fn migrate(options: &PgConnectOptions) -> anyhow::Result<()> {
-    // A first connection, retried, gives clear errors while the database
-    // comes up; the migrator then runs on a one-connection pool.
-    pg::connect_patiently(options, MIGRATE_WAIT)
-        .await?
-        .close()
-        .await?;
-    let pool = PgPoolOptions::new()
-        .max_connections(1)
-        .connect_with(options.clone())
-        .await?;
-    MIGRATOR
-        .run(&pool)
-        .await
-        .map_err(|e| anyhow::anyhow!("migrations failed: {e}"))?;
-    pool.close().await;
-    Ok(())
+    pg::migrate(options, &MIGRATOR, MIGRATE_WAIT).await
 }
 
 /// What `main.rs` runs: logs, then serve, migrate or check the configuration.
 pub async fn main(cli: Cli) -> ExitCode {
-    let log = match &cli.command {
-        Command::Serve(config) | Command::CheckConfig(config) => config.log.clone(),
-        Command::Migrate { log, .. } => log.clone(),
-    };
-    if let Err(e) = shop_runtime::telemetry::init(&log) {
-        eprintln!("{NAME}: {e:#}");
-        return ExitCode::from(2);
-    }
-    let result = match cli.command {
-        Command::Migrate { db, .. } => {
-            async {
-                migrate(&pg::connect_options(&db, NAME)?).await?;
-                tracing::info!("migrations applied");
-                Ok(())
-            }
-            .await
-        }
-        Command::CheckConfig(config) => check_config(&config).map(|()| {
-            println!("{NAME}: configuration OK");
-        }),
+    match cli.command {
         Command::Serve(config) => {
-            async {
+            let log = config.log.clone();
+            shop_runtime::cli::run(NAME, &log, async move {
                 let listener = TcpListener::bind(config.server.listen).await.map_err(|e| {
                     anyhow::anyhow!("cannot listen on {}: {e}", config.server.listen)
                 })?;
                 run(*config, listener, server::shutdown_signal()).await
-            }
+            })
             .await
         }
-    };
-    match result {
-        Ok(()) => ExitCode::SUCCESS,
-        Err(e) => {
-            tracing::error!(error = format!("{e:#}"), "{NAME} failed");
-            eprintln!("{NAME}: {e:#}");
-            ExitCode::FAILURE
+        Command::Migrate { db, log } => {
+            shop_runtime::cli::run(NAME, &log, async move {
+                migrate(&pg::connect_options(&db, NAME)?).await?;
+                tracing::info!("migrations applied");
+                Ok(())
+            })
+            .await
+        }
+        Command::CheckConfig(config) => {
+            shop_runtime::cli::run(NAME, &config.log, async {
+                check_config(&config)?;
+                println!("{NAME}: configuration OK");
+                Ok(())
+            })
+            .await
         }
     }
 }

@@ -600,6 +600,25 @@ impl ServiceToken {
     }
 }
 
+/// A client interceptor that sends a service's own token on every call.
+#[derive(Clone, Debug)]
+pub struct ServiceAuth(Arc<ServiceToken>);
+
+impl ServiceAuth {
+    /// Sends `token`'s current value as `authorization: Bearer ...`.
+    pub fn new(token: ServiceToken) -> Self {
+        Self(Arc::new(token))
+    }
+}
+
+impl tonic::service::Interceptor for ServiceAuth {
+    fn call(&mut self, mut request: Request<()>) -> Result<Request<()>, Status> {
+        let value = self.0.authorization()?;
+        request.metadata_mut().insert("authorization", value);
+        Ok(request)
+    }
+}
+
 /// A fresh Ed25519 key pair as PEM: (PKCS#8 private key, SPKI public key).
 pub fn generate_keypair() -> Result<(String, String), std::io::Error> {
     let mut seed = [0u8; 32];

@@ -51,6 +51,12 @@ impl FieldViolations {
         }
     }
 
+    /// `Ok(())` when nothing was recorded, the violations otherwise (for
+    /// services that wrap them in their own error type).
+    pub fn finish(self) -> Result<(), FieldViolations> {
+        if self.is_empty() { Ok(()) } else { Err(self) }
+    }
+
     /// The `INVALID_ARGUMENT` status carrying every recorded violation.
     pub fn into_status(self) -> Status {
         let mut message = String::from("invalid request");

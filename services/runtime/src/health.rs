@@ -126,6 +126,13 @@ impl HealthRegistry {
         self.inner.shutting_down.send_replace(true);
     }
 
+    /// Completes once [`shutdown`](Self::shutdown) has been called, so
+    /// long-lived streams of a service can end when the server drains.
+    pub async fn on_shutdown(&self) {
+        let mut rx = self.inner.shutting_down.subscribe();
+        let _ = rx.wait_for(|stopping| *stopping).await;
+    }
+
     /// Whether [`shutdown`](Self::shutdown) was called.
     pub fn is_shutting_down(&self) -> bool {
         *self.inner.shutting_down.borrow()

@@ -70,6 +70,29 @@ pub async fn connect_patiently(
     }
 }
 
+/// Applies `migrator`'s pending migrations (under PostgreSQL's advisory
+/// lock, so replicas starting together take turns), first waiting up to
+/// `wait` for the database to become reachable.
+pub async fn migrate(
+    options: &PgConnectOptions,
+    migrator: &sqlx::migrate::Migrator,
+    wait: Duration,
+) -> anyhow::Result<()> {
+    // A first connection, retried, gives clear errors while the database
+    // comes up; the migrator then runs on a one-connection pool.
+    connect_patiently(options, wait).await?.close().await?;
+    let pool = PgPoolOptions::new()
+        .max_connections(1)
+        .connect_with(options.clone())
+        .await?;
+    migrator
+        .run(&pool)
+        .await
+        .map_err(|e| anyhow::anyhow!("migrations failed: {e}"))?;
+    pool.close().await;
+    Ok(())
+}
+
 /// Whether a database error means "the database is not reachable right now"
 /// (the call may succeed later: `UNAVAILABLE`) rather than a bug (`INTERNAL`).
 pub fn is_unavailable(error: &sqlx::Error) -> bool {

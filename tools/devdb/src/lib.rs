@@ -90,6 +90,8 @@ pub struct Cluster {
     /// Set when the server is someone else's (`DATABASE_URL`): nothing is
     /// started or stopped, databases and roles are made there.
     external: Option<PgConnectOptions>,
+    /// Set once the maintenance databases are closed to everyone.
+    locked_down: tokio::sync::OnceCell<()>,
 }
 
 impl Cluster {
@@ -189,6 +191,7 @@ impl Cluster {
             temporary: true,
             watchdog: Mutex::new(None),
             external: None,
+            locked_down: tokio::sync::OnceCell::new(),
         }
     }
 
@@ -285,7 +288,10 @@ impl Cluster {
         let password = random_hex(24)?;
         let mut conn = self.superuser().await?;
         if self.external.is_none() {
-            lock_down_shared_databases(&mut conn).await?;
+            // Once per cluster: concurrent REVOKEs on one catalog row conflict.
+            self.locked_down
+                .get_or_try_init(|| lock_down_shared_databases(&mut conn))
+                .await?;
         }
         let role_exists: bool =
             sqlx::query_scalar("SELECT EXISTS (SELECT 1 FROM pg_roles WHERE rolname = $1)")

@@ -53,6 +53,7 @@ pub struct UpArgs {
 
 /// Preferred local ports; a taken one is replaced by a free one.
 const PRODUCTINFO_PORT: u16 = 7101;
+const ORDER_PORT: u16 = 7201;
 
 /// A service process and where it listens.
 struct Service {
@@ -72,11 +73,14 @@ pub async fn up(args: UpArgs) -> anyhow::Result<()> {
             .to_owned(),
     };
     let productinfo_bin = bin_dir.join("productinfo");
-    if !productinfo_bin.is_file() {
-        bail!(
-            "{} not found: build the services first (`cargo build --bins`, or just `make up`)",
-            productinfo_bin.display()
-        );
+    let order_bin = bin_dir.join("order");
+    for bin in [&productinfo_bin, &order_bin] {
+        if !bin.is_file() {
+            bail!(
+                "{} not found: build the services first (`cargo build --bins`, or just `make up`)",
+                bin.display()
+            );
+        }
     }
 
     let cluster = if let Ok(url) = std::env::var("DATABASE_URL") {
@@ -87,15 +91,17 @@ pub async fn up(args: UpArgs) -> anyhow::Result<()> {
         tokio::task::block_in_place(|| Cluster::persistent(&dir.join("pg")))?
     };
     let productinfo_db = database_url(&cluster, "productinfo").await?;
+    let order_db = database_url(&cluster, "order").await?;
 
     let keys = dir.join("keys");
     let (storefront_key, storefront_pub) = ensure_keypair(&keys, "storefront")?;
-    let (_, order_pub) = ensure_keypair(&keys, "order")?;
-    let trusted = format!(
+    let (order_key, order_pub) = ensure_keypair(&keys, "order")?;
+    let productinfo_trusts = format!(
         "storefront={},order:service={}",
         storefront_pub.display(),
         order_pub.display()
     );
+    let order_trusts = format!("storefront={}", storefront_pub.display());
     let run_dir = dir.join("run");
     std::fs::create_dir_all(&run_dir)?;
 
@@ -111,7 +117,7 @@ pub async fn up(args: UpArgs) -> anyhow::Result<()> {
                 port,
                 &[
                     ("DATABASE_URL", productinfo_db.as_str()),
-                    ("TRUSTED_ISSUERS", trusted.as_str()),
+                    ("TRUSTED_ISSUERS", productinfo_trusts.as_str()),
                     ("MIGRATE_ON_START", "true"),
                     ("DB_MAX_CONNECTIONS", "4"),
                 ],
@@ -122,6 +128,25 @@ pub async fn up(args: UpArgs) -> anyhow::Result<()> {
         for service in &services {
             wait_serving(service, "ecommerce.ProductInfo").await?;
         }
+        // The order service balances over every productinfo replica.
+        let catalog: Vec<String> = services.iter().map(|s| s.addr.to_string()).collect();
+        let order = spawn(
+            "order",
+            &order_bin,
+            &run_dir,
+            preferred_port(ORDER_PORT),
+            &[
+                ("DATABASE_URL", order_db.as_str()),
+                ("TRUSTED_ISSUERS", order_trusts.as_str()),
+                ("PRODUCTINFO_TARGET", catalog.join(",").as_str()),
+                ("SIGNING_KEY_FILE", order_key.to_str().unwrap_or_default()),
+                ("MIGRATE_ON_START", "true"),
+                ("DB_MAX_CONNECTIONS", "4"),
+            ],
+        )
+        .await?;
+        wait_serving(&order, "ecommerce.OrderManagement").await?;
+        services.push(order);
         anyhow::Ok(())
     }
     .await;
@@ -385,11 +410,25 @@ fn print_welcome(dir: &Path, services: &[Service]) {
     } else {
         "grpcurl"
     };
-    let token = dir.join("admin.token");
-    let token = token
+    let tokens = dir
         .strip_prefix(std::env::current_dir().unwrap_or_default())
-        .unwrap_or(&token);
-    let productinfo = services[0].addr;
+        .unwrap_or(dir);
+    let admin = format!(
+        "\"authorization: Bearer $(cat {}/admin.token)\"",
+        tokens.display()
+    );
+    let customer = format!(
+        "\"authorization: Bearer $(cat {}/customer.token)\"",
+        tokens.display()
+    );
+    let addr = |name: &str| {
+        services
+            .iter()
+            .find(|s| s.name.starts_with(name))
+            .map(|s| s.addr.to_string())
+            .unwrap_or_default()
+    };
+    let (productinfo, order) = (addr("productinfo"), addr("order"));
     println!();
     println!(
         "The shop is running. Ctrl-C stops it; data stays in {} (`make reset` starts over).",
@@ -401,20 +440,23 @@ fn print_welcome(dir: &Path, services: &[Service]) {
     }
     println!();
     println!(
-        "Tokens (12 h): {} (admin), {} (customer)",
-        token.display(),
-        token.with_file_name("customer.token").display()
+        "Tokens (12 h): {0}/admin.token (admin), {0}/customer.token (customer)",
+        tokens.display()
     );
     println!("Try:");
     println!("  {grpcurl} -plaintext {productinfo} list");
-    println!("  {grpcurl} -plaintext {productinfo} grpc.health.v1.Health/Check");
+    println!("  {grpcurl} -plaintext {order} grpc.health.v1.Health/Check");
     println!(
-        "  {grpcurl} -plaintext -H \"authorization: Bearer $(cat {})\" -d '{{\"query\": \"tea\"}}' {productinfo} ecommerce.ProductInfo/listProducts",
-        token.display()
+        "  {grpcurl} -plaintext -H {customer} -d '{{\"query\": \"tea\"}}' {productinfo} ecommerce.ProductInfo/listProducts"
     );
     println!(
-        "  {grpcurl} -plaintext -H \"authorization: Bearer $(cat {})\" -d '{{\"value\": \"75a899c2-46a3-53d2-9115-5d10bab6bdef\"}}' {productinfo} ecommerce.ProductInfo/getProduct",
-        token.display()
+        "  {grpcurl} -plaintext -H {customer} -d '{{\"items\": [\"Green Tea\", \"Ceramic Mug\"], \"destination\": \"Lisbon\"}}' {order} ecommerce.OrderManagement/addOrder"
+    );
+    println!(
+        "  {grpcurl} -plaintext -H {customer} -d '\"tea\"' {order} ecommerce.OrderManagement/searchOrders"
+    );
+    println!(
+        "  {grpcurl} -plaintext -H {admin} -d '\"<order id>\"' {order} ecommerce.OrderManagement/processOrders"
     );
     println!();
 }

@@ -2,97 +2,34 @@
 //! it: environment configuration, the real `grpcurl` 1.8.6 through
 //! reflection, SIGTERM, `migrate` and `check-config`.
 
-use std::{
-    path::Path,
-    process::{Child, Command, Output, Stdio},
-    time::Duration,
-};
+use std::process::Command;
 
 use shop_proto::ecommerce::Product;
+use shop_testkit::binary::{Process, grpcurl, text};
 use tonic::transport::Endpoint;
-use tonic_health::pb::health_check_response::ServingStatus;
 
-use crate::helpers::{Bearer, admin_token, cluster, customer_token, keys, tool, wait_for_health};
+use crate::helpers::{Bearer, admin_token, cluster, customer_token, keys};
 
 const BIN: &str = env!("CARGO_BIN_EXE_productinfo");
 
-/// The binary, started with only the given environment (plus PATH).
+/// The binary with exactly this environment.
 fn productinfo(env: &[(&str, &str)]) -> Command {
-    let mut cmd = Command::new(BIN);
-    cmd.env_clear()
-        .env("PATH", std::env::var_os("PATH").unwrap_or_default())
-        .envs(env.iter().copied())
-        .stdin(Stdio::null());
-    cmd
+    shop_testkit::binary::command(BIN, env)
 }
 
-fn grpcurl(args: &[&str]) -> Output {
-    Command::new(tool("grpcurl"))
-        .args(args)
-        .output()
-        .expect("run grpcurl")
-}
-
-fn text(bytes: &[u8]) -> String {
-    String::from_utf8_lossy(bytes).into_owned()
-}
-
-struct Running {
-    child: Child,
-    addr: String,
-}
-
-impl Drop for Running {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-async fn start_binary(dir: &Path, database_url: &str) -> Running {
-    let addr_file = dir.join("addr");
-    let log = std::fs::File::create(dir.join("log")).unwrap();
-    let child = productinfo(&[
-        ("LISTEN_ADDR", "127.0.0.1:0"),
-        ("ADDR_FILE", addr_file.to_str().unwrap()),
-        ("DATABASE_URL", database_url),
-        ("TRUSTED_ISSUERS", &keys().trusted),
-        ("MIGRATE_ON_START", "true"),
-        ("LOG_FORMAT", "json"),
-        ("SHUTDOWN_GRACE", "5s"),
-    ])
-    .arg("serve")
-    .stdout(log.try_clone().unwrap())
-    .stderr(log)
-    .spawn()
-    .expect("start productinfo");
-    let mut running = Running {
-        child,
-        addr: String::new(),
-    };
-    running.addr = tokio::time::timeout(Duration::from_secs(30), async {
-        loop {
-            if let Ok(addr) = std::fs::read_to_string(&addr_file)
-                && !addr.is_empty()
-            {
-                return addr;
-            }
-            if let Ok(Some(status)) = running.child.try_wait() {
-                panic!(
-                    "productinfo exited early ({status}):\n{}",
-                    std::fs::read_to_string(dir.join("log")).unwrap_or_default()
-                );
-            }
-            tokio::time::sleep(Duration::from_millis(20)).await;
-        }
-    })
+async fn start_binary(dir: &std::path::Path, database_url: &str) -> Process {
+    Process::serve(
+        BIN,
+        dir,
+        &[
+            ("DATABASE_URL", database_url),
+            ("TRUSTED_ISSUERS", &keys().productinfo_trusts),
+            ("MIGRATE_ON_START", "true"),
+            ("SHUTDOWN_GRACE", "5s"),
+        ],
+        "ecommerce.ProductInfo",
+    )
     .await
-    .expect("productinfo writes its address");
-    let channel = Endpoint::from_shared(format!("http://{}", running.addr))
-        .unwrap()
-        .connect_lazy();
-    wait_for_health(channel, "ecommerce.ProductInfo", ServingStatus::Serving).await;
-    running
 }
 
 #[tokio::test]
@@ -199,29 +136,14 @@ async fn grpcurl_lists_describes_and_calls_the_real_binary_which_stops_cleanly_o
         text(&bad.stderr)
     );
 
-    let term = Command::new("kill")
-        .args(["-TERM", &server.child.id().to_string()])
-        .status()
-        .unwrap();
-    assert!(term.success());
-    let status = tokio::time::timeout(Duration::from_secs(15), async {
-        loop {
-            if let Some(status) = server.child.try_wait().unwrap() {
-                return status;
-            }
-            tokio::time::sleep(Duration::from_millis(20)).await;
-        }
-    })
-    .await
-    .expect("exits after SIGTERM");
+    let status = server.terminate().await;
     assert!(status.success(), "clean exit: {status}");
 
-    let log = std::fs::read_to_string(dir.path().join("log")).unwrap();
-    assert!(!log.contains(&token), "tokens never reach the log");
-    let lines: Vec<serde_json::Value> = log
-        .lines()
-        .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("JSON log line {l:?}: {e}")))
-        .collect();
+    assert!(
+        !server.log_text().contains(&token),
+        "tokens never reach the log"
+    );
+    let lines = server.log_lines();
     let get_lines: Vec<_> = lines
         .iter()
         .filter(|l| l["grpc.method"] == "/ecommerce.ProductInfo/getProduct")
@@ -253,10 +175,13 @@ async fn migrate_runs_alone_and_check_config_catches_bad_settings() {
     .unwrap();
     assert_eq!(tables, 2);
 
-    let good = productinfo(&[("DATABASE_URL", &url), ("TRUSTED_ISSUERS", &keys().trusted)])
-        .arg("check-config")
-        .output()
-        .unwrap();
+    let good = productinfo(&[
+        ("DATABASE_URL", &url),
+        ("TRUSTED_ISSUERS", &keys().productinfo_trusts),
+    ])
+    .arg("check-config")
+    .output()
+    .unwrap();
     assert!(good.status.success(), "{}", text(&good.stderr));
 
     let bad_key = productinfo(&[
@@ -271,7 +196,7 @@ async fn migrate_runs_alone_and_check_config_catches_bad_settings() {
 
     let bad_currency = productinfo(&[
         ("DATABASE_URL", &url),
-        ("TRUSTED_ISSUERS", &keys().trusted),
+        ("TRUSTED_ISSUERS", &keys().productinfo_trusts),
         ("DEFAULT_CURRENCY", "DOLLARS"),
     ])
     .arg("check-config")

@@ -1,0 +1,453 @@
+//! Every SQL statement of the order service. Plain async functions over the
+//! pool; each one that changes more than one row owns its transaction.
+//! Reading many orders takes two queries (orders, then all their lines),
+//! never one per order.
+
+use std::collections::HashMap;
+
+use chrono::{DateTime, Utc};
+use sqlx::{PgPool, Postgres, Transaction};
+use uuid::Uuid;
+
+use crate::{
+    error::Error,
+    order::{LineRow, OrderRecord, OrderRow, Status},
+};
+
+macro_rules! order_columns {
+    () => {
+        "o.id, o.customer, o.idempotency_key, o.fingerprint, o.status, o.status_reason, \
+         o.description, o.destination, o.currency, o.total_minor, o.shipment_id, \
+         o.created_at, o.updated_at"
+    };
+}
+
+/// Attaches their lines to `orders` with one query.
+async fn with_lines<'e>(
+    executor: impl sqlx::PgExecutor<'e>,
+    orders: Vec<OrderRow>,
+) -> Result<Vec<OrderRecord>, Error> {
+    if orders.is_empty() {
+        return Ok(Vec::new());
+    }
+    let ids: Vec<Uuid> = orders.iter().map(|o| o.id).collect();
+    let lines = sqlx::query_as::<_, LineRow>(
+        "SELECT order_id, line_no, product_id, name, quantity, unit_price_minor \
+         FROM order_lines WHERE order_id = ANY($1) ORDER BY order_id, line_no",
+    )
+    .bind(&ids)
+    .fetch_all(executor)
+    .await?;
+    let mut by_order: HashMap<Uuid, Vec<LineRow>> = HashMap::new();
+    for line in lines {
+        by_order.entry(line.order_id).or_default().push(line);
+    }
+    Ok(orders
+        .into_iter()
+        .map(|order| OrderRecord {
+            lines: by_order.remove(&order.id).unwrap_or_default(),
+            order,
+        })
+        .collect())
+}
+
+/// One order with its lines.
+#[tracing::instrument(skip_all, fields(db.system = "postgresql", db.operation = "SELECT", db.table = "orders"))]
+pub async fn get(pool: &PgPool, id: Uuid) -> Result<Option<OrderRecord>, Error> {
+    let order = sqlx::query_as::<_, OrderRow>(concat!(
+        "SELECT ",
+        order_columns!(),
+        " FROM orders o WHERE o.id = $1"
+    ))
+    .bind(id)
+    .fetch_optional(pool)
+    .await?;
+    Ok(with_lines(pool, order.into_iter().collect()).await?.pop())
+}
+
+/// The order a customer placed with an idempotency key, if any.
+#[tracing::instrument(skip_all, fields(db.system = "postgresql", db.operation = "SELECT", db.table = "orders"))]
+pub async fn find_by_key(
+    pool: &PgPool,
+    customer: &str,
+    key: &str,
+) -> Result<Option<OrderRecord>, Error> {
+    let order = sqlx::query_as::<_, OrderRow>(concat!(
+        "SELECT ",
+        order_columns!(),
+        " FROM orders o WHERE o.customer = $1 AND o.idempotency_key = $2"
+    ))
+    .bind(customer)
+    .bind(key)
+    .fetch_optional(pool)
+    .await?;
+    Ok(with_lines(pool, order.into_iter().collect()).await?.pop())
+}
+
+/// Where a search continues: after this (created_at, id).
+pub type SearchCursor = (DateTime<Utc>, Uuid);
+
+/// Up to `limit` orders after `after`, oldest first, of `customer` (or of
+/// everyone), matching the ILIKE `pattern` (or all).
+#[tracing::instrument(skip_all, fields(db.system = "postgresql", db.operation = "SELECT", db.table = "orders", limit))]
+pub async fn search(
+    pool: &PgPool,
+    customer: Option<&str>,
+    pattern: Option<&str>,
+    after: Option<SearchCursor>,
+    limit: i64,
+) -> Result<Vec<OrderRecord>, Error> {
+    let orders = sqlx::query_as::<_, OrderRow>(concat!(
+        "SELECT ",
+        order_columns!(),
+        " FROM orders o \
+          WHERE ($1::text IS NULL OR o.customer = $1) \
+            AND ($2::text IS NULL OR o.description ILIKE $2 OR o.destination ILIKE $2 \
+                 OR EXISTS (SELECT 1 FROM order_lines l WHERE l.order_id = o.id \
+                            AND (l.name ILIKE $2 OR l.product_id::text ILIKE $2))) \
+            AND ($3::timestamptz IS NULL OR (o.created_at, o.id) > ($3, $4)) \
+          ORDER BY o.created_at, o.id \
+          LIMIT $5"
+    ))
+    .bind(customer)
+    .bind(pattern)
+    .bind(after.map(|a| a.0))
+    .bind(after.map(|a| a.1).unwrap_or_default())
+    .bind(limit)
+    .fetch_all(pool)
+    .await?;
+    with_lines(pool, orders).await
+}
+
+/// Records that `order_id` is about to reserve stock. `false` when the same
+/// customer already has a placement with this key in flight.
+#[tracing::instrument(skip_all, fields(db.system = "postgresql", db.operation = "INSERT", db.table = "reservation_intents"))]
+pub async fn begin_reserving(
+    pool: &PgPool,
+    order_id: Uuid,
+    customer: &str,
+    key: Option<&str>,
+) -> Result<bool, Error> {
+    let inserted = sqlx::query(
+        "INSERT INTO reservation_intents (order_id, customer, idempotency_key, state) \
+         VALUES ($1, $2, $3, 'reserving') ON CONFLICT DO NOTHING",
+    )
+    .bind(order_id)
+    .bind(customer)
+    .bind(key)
+    .execute(pool)
+    .await?
+    .rows_affected();
+    Ok(inserted == 1)
+}
+
+/// The catalog said no: nothing is reserved, forget the attempt.
+pub async fn forget_reserving(pool: &PgPool, order_id: Uuid) -> Result<(), Error> {
+    sqlx::query("DELETE FROM reservation_intents WHERE order_id = $1 AND state = 'reserving'")
+        .bind(order_id)
+        .execute(pool)
+        .await?;
+    Ok(())
+}
+
+/// The reservation of `order_id` must be given back; the release task
+/// retries until the catalog confirms.
+pub async fn must_release(pool: &PgPool, order_id: Uuid, why: &str) -> Result<(), Error> {
+    sqlx::query(
+        "INSERT INTO reservation_intents (order_id, customer, state, last_error) \
+         VALUES ($1, '', 'releasing', $2) \
+         ON CONFLICT (order_id) DO UPDATE SET state = 'releasing', last_error = $2, updated_at = now()",
+    )
+    .bind(order_id)
+    .bind(why)
+    .execute(pool)
+    .await?;
+    Ok(())
+}
+
+/// A confirmed order to store.
+pub struct Confirmed<'a> {
+    pub id: Uuid,
+    pub customer: &'a str,
+    pub idempotency_key: Option<&'a str>,
+    pub fingerprint: &'a str,
+    pub description: &'a str,
+    pub destination: &'a str,
+    pub currency: &'a str,
+    pub total_minor: i64,
+    /// (product id, name, quantity, unit price in minor units)
+    pub lines: Vec<(Uuid, String, i64, i64)>,
+}
+
+/// How storing a confirmed order went.
+pub enum Confirm {
+    Stored,
+    /// The release task already gave this reservation up as abandoned.
+    Abandoned,
+    /// Another placement with the same key won the race.
+    DuplicateKey,
+}
+
+/// Stores a confirmed order and closes its reservation intent, in one
+/// transaction. The intent must still be 'reserving': the release task and
+/// this function serialise on that row, so a reservation is either kept by
+/// a confirmed order or released, never both.
+#[tracing::instrument(skip_all, fields(db.system = "postgresql", db.operation = "INSERT", db.table = "orders", lines = order.lines.len()))]
+pub async fn confirm(pool: &PgPool, order: &Confirmed<'_>) -> Result<Confirm, Error> {
+    let mut tx = pool.begin().await?;
+    let claimed =
+        sqlx::query("DELETE FROM reservation_intents WHERE order_id = $1 AND state = 'reserving'")
+            .bind(order.id)
+            .execute(&mut *tx)
+            .await?
+            .rows_affected();
+    if claimed == 0 {
+        return Ok(Confirm::Abandoned);
+    }
+    let inserted = sqlx::query(
+        "INSERT INTO orders (id, customer, idempotency_key, fingerprint, status, description, \
+                             destination, currency, total_minor) \
+         VALUES ($1, $2, $3, $4, 'confirmed', $5, $6, $7, $8)",
+    )
+    .bind(order.id)
+    .bind(order.customer)
+    .bind(order.idempotency_key)
+    .bind(order.fingerprint)
+    .bind(order.description)
+    .bind(order.destination)
+    .bind(order.currency)
+    .bind(order.total_minor)
+    .execute(&mut *tx)
+    .await;
+    if let Err(e) = inserted {
+        if shop_runtime::pg::violated_constraint(&e) == Some("orders_customer_idempotency_key") {
+            return Ok(Confirm::DuplicateKey);
+        }
+        return Err(e.into());
+    }
+    let line_nos: Vec<i32> = (1..=order.lines.len() as i32).collect();
+    sqlx::query(
+        "INSERT INTO order_lines (order_id, line_no, product_id, name, quantity, unit_price_minor) \
+         SELECT $1, * FROM unnest($2::int[], $3::uuid[], $4::text[], $5::bigint[], $6::bigint[])",
+    )
+    .bind(order.id)
+    .bind(&line_nos)
+    .bind(order.lines.iter().map(|l| l.0).collect::<Vec<_>>())
+    .bind(order.lines.iter().map(|l| l.1.clone()).collect::<Vec<_>>())
+    .bind(order.lines.iter().map(|l| l.2).collect::<Vec<_>>())
+    .bind(order.lines.iter().map(|l| l.3).collect::<Vec<_>>())
+    .execute(&mut *tx)
+    .await?;
+    tx.commit().await?;
+    Ok(Confirm::Stored)
+}
+
+/// Changes the destination and/or description of a confirmed order.
+/// `Ok(None)` when no such order exists.
+#[tracing::instrument(skip_all, fields(db.system = "postgresql", db.operation = "UPDATE", db.table = "orders"))]
+pub async fn update_details(
+    pool: &PgPool,
+    id: Uuid,
+    destination: Option<&str>,
+    description: Option<&str>,
+) -> Result<Option<Status>, Error> {
+    let mut tx = pool.begin().await?;
+    let status: Option<String> =
+        sqlx::query_scalar("SELECT status FROM orders WHERE id = $1 FOR UPDATE")
+            .bind(id)
+            .fetch_optional(&mut *tx)
+            .await?;
+    let Some(status) = status.map(|s| Status::from_db(&s)) else {
+        return Ok(None);
+    };
+    if status == Status::Confirmed {
+        sqlx::query(
+            "UPDATE orders SET destination = COALESCE($2, destination), \
+                               description = COALESCE($3, description), updated_at = now() \
+             WHERE id = $1",
+        )
+        .bind(id)
+        .bind(destination)
+        .bind(description)
+        .execute(&mut *tx)
+        .await?;
+        tx.commit().await?;
+    }
+    Ok(Some(status))
+}
+
+/// What cancelling found.
+pub enum Cancel {
+    /// Now cancelled; its stock must be released.
+    Cancelled(OrderRecord),
+    /// It already was; nothing changed.
+    AlreadyCancelled(OrderRecord),
+    /// Shipped orders cannot be cancelled.
+    Shipped,
+    NotFound,
+}
+
+/// Cancels a confirmed order of `customer` (any customer's when `None`) and
+/// records, in the same transaction, that its stock must be released.
+#[tracing::instrument(skip_all, fields(db.system = "postgresql", db.operation = "UPDATE", db.table = "orders"))]
+pub async fn cancel(
+    pool: &PgPool,
+    id: Uuid,
+    customer: Option<&str>,
+    reason: &str,
+) -> Result<Cancel, Error> {
+    let mut tx = pool.begin().await?;
+    let status: Option<String> = sqlx::query_scalar(
+        "SELECT status FROM orders WHERE id = $1 AND ($2::text IS NULL OR customer = $2) FOR UPDATE",
+    )
+    .bind(id)
+    .bind(customer)
+    .fetch_optional(&mut *tx)
+    .await?;
+    let outcome = match status.map(|s| Status::from_db(&s)) {
+        None => return Ok(Cancel::NotFound),
+        Some(Status::Shipped) => return Ok(Cancel::Shipped),
+        Some(Status::Cancelled) => Cancel::AlreadyCancelled,
+        Some(Status::Confirmed) => {
+            sqlx::query(
+                "UPDATE orders SET status = 'cancelled', status_reason = $2, updated_at = now() \
+                 WHERE id = $1",
+            )
+            .bind(id)
+            .bind(reason)
+            .execute(&mut *tx)
+            .await?;
+            sqlx::query(
+                "INSERT INTO reservation_intents (order_id, customer, state, last_error) \
+                 VALUES ($1, '', 'releasing', 'cancelled') \
+                 ON CONFLICT (order_id) DO UPDATE SET state = 'releasing', updated_at = now()",
+            )
+            .bind(id)
+            .execute(&mut *tx)
+            .await?;
+            Cancel::Cancelled
+        }
+    };
+    let record = load_in(&mut tx, id).await?;
+    tx.commit().await?;
+    Ok(match record {
+        Some(r) => outcome(r),
+        None => Cancel::NotFound,
+    })
+}
+
+async fn load_in(
+    tx: &mut Transaction<'_, Postgres>,
+    id: Uuid,
+) -> Result<Option<OrderRecord>, Error> {
+    let order = sqlx::query_as::<_, OrderRow>(concat!(
+        "SELECT ",
+        order_columns!(),
+        " FROM orders o WHERE o.id = $1"
+    ))
+    .bind(id)
+    .fetch_optional(&mut **tx)
+    .await?;
+    Ok(with_lines(&mut **tx, order.into_iter().collect())
+        .await?
+        .pop())
+}
+
+/// A stored shipment and the orders that left in it.
+pub struct Shipment {
+    pub id: Uuid,
+    pub created_at: DateTime<Utc>,
+    pub orders: Vec<OrderRecord>,
+}
+
+/// Ships whichever of `ids` are still confirmed, in one new shipment to
+/// `destination`. `None` when none of them could ship.
+#[tracing::instrument(skip_all, fields(db.system = "postgresql", db.operation = "INSERT", db.table = "shipments", orders = ids.len()))]
+pub async fn ship(
+    pool: &PgPool,
+    destination: &str,
+    ids: &[Uuid],
+) -> Result<Option<Shipment>, Error> {
+    let mut tx = pool.begin().await?;
+    let id = Uuid::now_v7();
+    let created_at: DateTime<Utc> = sqlx::query_scalar(
+        "INSERT INTO shipments (id, destination) VALUES ($1, $2) RETURNING created_at",
+    )
+    .bind(id)
+    .bind(destination)
+    .fetch_one(&mut *tx)
+    .await?;
+    let shipped: Vec<Uuid> = sqlx::query_scalar(
+        "UPDATE orders SET status = 'shipped', shipment_id = $1, updated_at = now() \
+         WHERE id = ANY($2) AND status = 'confirmed' RETURNING id",
+    )
+    .bind(id)
+    .bind(ids)
+    .fetch_all(&mut *tx)
+    .await?;
+    if shipped.is_empty() {
+        tx.rollback().await?;
+        return Ok(None);
+    }
+    let orders = sqlx::query_as::<_, OrderRow>(concat!(
+        "SELECT ",
+        order_columns!(),
+        " FROM orders o WHERE o.id = ANY($1) ORDER BY o.created_at, o.id"
+    ))
+    .bind(&shipped)
+    .fetch_all(&mut *tx)
+    .await?;
+    let orders = with_lines(&mut *tx, orders).await?;
+    tx.commit().await?;
+    Ok(Some(Shipment {
+        id,
+        created_at,
+        orders,
+    }))
+}
+
+/// Reservations due for release: placements abandoned for longer than
+/// `abandoned_after` are turned into releases first.
+#[tracing::instrument(skip_all, fields(db.system = "postgresql", db.operation = "UPDATE", db.table = "reservation_intents"))]
+pub async fn due_releases(
+    pool: &PgPool,
+    abandoned_after: std::time::Duration,
+    limit: i64,
+) -> Result<Vec<Uuid>, Error> {
+    sqlx::query(
+        "UPDATE reservation_intents SET state = 'releasing', last_error = 'abandoned', updated_at = now() \
+         WHERE state = 'reserving' AND created_at < now() - make_interval(secs => $1)",
+    )
+    .bind(abandoned_after.as_secs_f64())
+    .execute(pool)
+    .await?;
+    Ok(sqlx::query_scalar(
+        "SELECT order_id FROM reservation_intents WHERE state = 'releasing' \
+         ORDER BY updated_at LIMIT $1",
+    )
+    .bind(limit)
+    .fetch_all(pool)
+    .await?)
+}
+
+/// The catalog confirmed the release.
+pub async fn released(pool: &PgPool, order_id: Uuid) -> Result<(), Error> {
+    sqlx::query("DELETE FROM reservation_intents WHERE order_id = $1 AND state = 'releasing'")
+        .bind(order_id)
+        .execute(pool)
+        .await?;
+    Ok(())
+}
+
+/// The release failed; it will be tried again later.
+pub async fn release_failed(pool: &PgPool, order_id: Uuid, error: &str) -> Result<(), Error> {
+    sqlx::query(
+        "UPDATE reservation_intents SET attempts = attempts + 1, last_error = $2, updated_at = now() \
+         WHERE order_id = $1",
+    )
+    .bind(order_id)
+    .bind(error)
+    .execute(pool)
+    .await?;
+    Ok(())
+}

@@ -1,0 +1,405 @@
+//! Orders as the service sees them: validated requests, database rows, and
+//! their translation to the wire messages.
+
+use std::collections::BTreeMap;
+
+use chrono::{DateTime, Utc};
+use sha2::{Digest as _, Sha256};
+use shop_proto::ecommerce::{Money, Order, OrderLine, OrderStatus};
+use shop_runtime::error::FieldViolations;
+use uuid::Uuid;
+
+pub const MAX_LINES: usize = 100;
+pub const MAX_QUANTITY: i64 = 1000;
+pub const MAX_DESTINATION: usize = 200;
+pub const MAX_DESCRIPTION: usize = 1000;
+pub const MAX_KEY: usize = 100;
+pub const MAX_ITEM: usize = 200;
+pub const MAX_REASON: usize = 200;
+
+/// How a request names a product.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
+pub enum ProductRef {
+    Id(Uuid),
+    Name(String),
+}
+
+/// One requested line, with the request field it came from (for errors).
+#[derive(Debug, Clone)]
+pub struct Requested {
+    pub field: String,
+    pub product: ProductRef,
+    pub quantity: i64,
+}
+
+/// A validated `addOrder` request.
+#[derive(Debug, Clone)]
+pub struct NewOrder {
+    pub idempotency_key: Option<String>,
+    pub destination: String,
+    pub description: String,
+    pub requested: Vec<Requested>,
+}
+
+impl NewOrder {
+    /// Checks every field. Items come from `lines` or, as in the book, from
+    /// `items` (ids or names, one unit each); not both. The book's clients
+    /// send their own `id`: it becomes the idempotency key.
+    pub fn from_proto(order: Order) -> Result<Self, FieldViolations> {
+        let mut v = FieldViolations::default();
+        let key = if !order.idempotency_key.is_empty() {
+            Some(("idempotency_key", order.idempotency_key))
+        } else if !order.id.is_empty() {
+            Some(("id", order.id))
+        } else {
+            None
+        };
+        if let Some((field, key)) = &key
+            && (key.len() > MAX_KEY || key.chars().any(char::is_control))
+        {
+            v.add(*field, format!("must be at most {MAX_KEY} bytes of text"));
+        }
+        let destination = order.destination.trim().to_owned();
+        check_text(&mut v, "destination", &destination, MAX_DESTINATION, true);
+        check_text(
+            &mut v,
+            "description",
+            &order.description,
+            MAX_DESCRIPTION,
+            false,
+        );
+
+        let mut requested = Vec::new();
+        match (order.lines.is_empty(), order.items.is_empty()) {
+            (true, true) => {
+                v.add(
+                    "lines",
+                    "an order needs at least one line (or book-style items)",
+                );
+            }
+            (false, false) => {
+                v.add("items", "send either lines or items, not both");
+            }
+            (false, true) => {
+                if order.lines.len() > MAX_LINES {
+                    v.add("lines", format!("at most {MAX_LINES} lines"));
+                }
+                for (i, line) in order.lines.iter().enumerate() {
+                    let field = format!("lines[{i}].product_id");
+                    let Ok(id) = Uuid::parse_str(&line.product_id) else {
+                        v.add(field, "must be a product id (UUID)");
+                        continue;
+                    };
+                    if !(1..=MAX_QUANTITY).contains(&line.quantity) {
+                        v.add(
+                            format!("lines[{i}].quantity"),
+                            format!("must be between 1 and {MAX_QUANTITY}"),
+                        );
+                        continue;
+                    }
+                    requested.push(Requested {
+                        field,
+                        product: ProductRef::Id(id),
+                        quantity: line.quantity,
+                    });
+                }
+            }
+            (true, false) => {
+                if order.items.len() > MAX_LINES {
+                    v.add("items", format!("at most {MAX_LINES} items"));
+                }
+                for (i, item) in order.items.iter().enumerate() {
+                    let field = format!("items[{i}]");
+                    let item = item.trim();
+                    if item.is_empty() || item.len() > MAX_ITEM {
+                        v.add(
+                            field,
+                            format!("must be a product id or name (1 to {MAX_ITEM} bytes)"),
+                        );
+                        continue;
+                    }
+                    let product = match Uuid::parse_str(item) {
+                        Ok(id) => ProductRef::Id(id),
+                        Err(_) => ProductRef::Name(item.to_owned()),
+                    };
+                    requested.push(Requested {
+                        field,
+                        product,
+                        quantity: 1,
+                    });
+                }
+            }
+        }
+        if !v.is_empty() {
+            return Err(v);
+        }
+        Ok(NewOrder {
+            idempotency_key: key.map(|(_, k)| k),
+            destination,
+            description: order.description,
+            requested,
+        })
+    }
+
+    /// A digest of what was asked for, to tell a retry (same fingerprint)
+    /// from a different order reusing an idempotency key.
+    pub fn fingerprint(&self) -> String {
+        let mut merged: BTreeMap<&ProductRef, i64> = BTreeMap::new();
+        for r in &self.requested {
+            *merged.entry(&r.product).or_default() += r.quantity;
+        }
+        let mut hash = Sha256::new();
+        hash.update(self.destination.as_bytes());
+        hash.update([0]);
+        hash.update(self.description.as_bytes());
+        for (product, quantity) in merged {
+            hash.update([0]);
+            match product {
+                ProductRef::Id(id) => hash.update(id.as_bytes()),
+                ProductRef::Name(name) => hash.update(name.as_bytes()),
+            }
+            hash.update(quantity.to_be_bytes());
+        }
+        format!("{:x}", hash.finalize())
+    }
+}
+
+/// Length and character checks for free text.
+pub fn check_text(v: &mut FieldViolations, field: &str, value: &str, max: usize, required: bool) {
+    if required && value.trim().is_empty() {
+        v.add(field, "must not be empty");
+        return;
+    }
+    let chars = value.chars().count();
+    if chars > max {
+        v.add(
+            field,
+            format!("must be at most {max} characters (got {chars})"),
+        );
+    }
+    if value
+        .chars()
+        .any(|c| c.is_control() && c != '\n' && c != '\t' && c != '\r')
+    {
+        v.add(field, "must not contain control characters");
+    }
+}
+
+/// An order id from a request field.
+pub fn parse_id(v: &mut FieldViolations, field: &str, value: &str) -> Uuid {
+    Uuid::parse_str(value.trim()).unwrap_or_else(|_| {
+        v.add(field, "must be an order id (UUID)");
+        Uuid::nil()
+    })
+}
+
+/// Where an order is in its life.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Status {
+    Confirmed,
+    Shipped,
+    Cancelled,
+}
+
+impl Status {
+    pub fn as_db(self) -> &'static str {
+        match self {
+            Status::Confirmed => "confirmed",
+            Status::Shipped => "shipped",
+            Status::Cancelled => "cancelled",
+        }
+    }
+
+    pub fn from_db(s: &str) -> Status {
+        match s {
+            "shipped" => Status::Shipped,
+            "cancelled" => Status::Cancelled,
+            _ => Status::Confirmed,
+        }
+    }
+
+    /// Whether nothing more can happen to the order.
+    pub fn is_final(self) -> bool {
+        matches!(self, Status::Shipped | Status::Cancelled)
+    }
+}
+
+/// An order row.
+#[derive(Debug, Clone, sqlx::FromRow)]
+pub struct OrderRow {
+    pub id: Uuid,
+    pub customer: String,
+    pub idempotency_key: Option<String>,
+    pub fingerprint: String,
+    pub status: String,
+    pub status_reason: String,
+    pub description: String,
+    pub destination: String,
+    pub currency: String,
+    pub total_minor: i64,
+    pub shipment_id: Option<Uuid>,
+    pub created_at: DateTime<Utc>,
+    pub updated_at: DateTime<Utc>,
+}
+
+/// An order line row.
+#[derive(Debug, Clone, PartialEq, Eq, sqlx::FromRow)]
+pub struct LineRow {
+    pub order_id: Uuid,
+    pub line_no: i32,
+    pub product_id: Uuid,
+    pub name: String,
+    pub quantity: i64,
+    pub unit_price_minor: i64,
+}
+
+/// An order with its lines.
+#[derive(Debug, Clone)]
+pub struct OrderRecord {
+    pub order: OrderRow,
+    pub lines: Vec<LineRow>,
+}
+
+impl OrderRecord {
+    pub fn status(&self) -> Status {
+        Status::from_db(&self.order.status)
+    }
+}
+
+fn timestamp(t: DateTime<Utc>) -> prost_types::Timestamp {
+    prost_types::Timestamp {
+        seconds: t.timestamp(),
+        nanos: t.timestamp_subsec_nanos() as i32,
+    }
+}
+
+impl From<OrderRecord> for Order {
+    fn from(record: OrderRecord) -> Self {
+        let OrderRecord { order, lines } = record;
+        let currency = order.currency.clone();
+        let total = Money::from_minor(&currency, order.total_minor);
+        Order {
+            id: order.id.to_string(),
+            items: lines.iter().map(|l| l.name.clone()).collect(),
+            description: order.description,
+            price: total.to_legacy_price(),
+            destination: order.destination,
+            lines: lines
+                .into_iter()
+                .map(|l| OrderLine {
+                    product_id: l.product_id.to_string(),
+                    quantity: l.quantity,
+                    unit_price: Some(Money::from_minor(&currency, l.unit_price_minor)),
+                    name: l.name,
+                    line_total: Some(Money::from_minor(
+                        &currency,
+                        l.unit_price_minor.saturating_mul(l.quantity),
+                    )),
+                })
+                .collect(),
+            total: Some(total),
+            status: match Status::from_db(&order.status) {
+                Status::Confirmed => OrderStatus::Confirmed,
+                Status::Shipped => OrderStatus::Shipped,
+                Status::Cancelled => OrderStatus::Cancelled,
+            } as i32,
+            customer: order.customer,
+            create_time: Some(timestamp(order.created_at)),
+            update_time: Some(timestamp(order.updated_at)),
+            idempotency_key: order.idempotency_key.unwrap_or_default(),
+            status_reason: order.status_reason,
+            shipment_id: order.shipment_id.map(|s| s.to_string()).unwrap_or_default(),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use shop_proto::ecommerce::OrderLine;
+
+    fn fields(v: FieldViolations) -> Vec<String> {
+        let status = v.into_status();
+        tonic_types::StatusExt::get_details_bad_request(&status)
+            .map(|b| b.field_violations.into_iter().map(|f| f.field).collect())
+            .unwrap_or_default()
+    }
+
+    #[test]
+    fn a_book_order_lists_items_by_name_and_its_id_is_the_idempotency_key() {
+        let order = NewOrder::from_proto(Order {
+            id: "101".into(),
+            items: vec!["iPhone XS".into(), "Mac Book Pro".into()],
+            destination: "San Jose, CA".into(),
+            price: 2300.0,
+            ..Default::default()
+        })
+        .unwrap();
+        assert_eq!(order.idempotency_key.as_deref(), Some("101"));
+        assert_eq!(order.requested.len(), 2);
+        assert_eq!(
+            order.requested[0].product,
+            ProductRef::Name("iPhone XS".into())
+        );
+        assert_eq!(order.requested[1].field, "items[1]");
+    }
+
+    #[test]
+    fn bad_orders_get_a_violation_per_field() {
+        let v = NewOrder::from_proto(Order {
+            destination: " ".into(),
+            lines: vec![
+                OrderLine {
+                    product_id: "nope".into(),
+                    quantity: 1,
+                    ..Default::default()
+                },
+                OrderLine {
+                    product_id: Uuid::now_v7().to_string(),
+                    quantity: 0,
+                    ..Default::default()
+                },
+            ],
+            ..Default::default()
+        })
+        .unwrap_err();
+        assert_eq!(
+            fields(v),
+            ["destination", "lines[0].product_id", "lines[1].quantity"]
+        );
+        let empty = NewOrder::from_proto(Order {
+            destination: "Home".into(),
+            ..Default::default()
+        })
+        .unwrap_err();
+        assert_eq!(fields(empty), ["lines"]);
+    }
+
+    #[test]
+    fn the_fingerprint_ignores_line_order_and_splitting_but_not_content() {
+        let id = Uuid::now_v7();
+        let order = |lines: Vec<(Uuid, i64)>, destination: &str| {
+            NewOrder::from_proto(Order {
+                destination: destination.into(),
+                lines: lines
+                    .into_iter()
+                    .map(|(id, quantity)| OrderLine {
+                        product_id: id.to_string(),
+                        quantity,
+                        ..Default::default()
+                    })
+                    .collect(),
+                ..Default::default()
+            })
+            .unwrap()
+            .fingerprint()
+        };
+        let other = Uuid::now_v7();
+        assert_eq!(
+            order(vec![(id, 2), (other, 1)], "Home"),
+            order(vec![(other, 1), (id, 1), (id, 1)], "Home")
+        );
+        assert_ne!(order(vec![(id, 2)], "Home"), order(vec![(id, 3)], "Home"));
+        assert_ne!(order(vec![(id, 2)], "Home"), order(vec![(id, 2)], "Work"));
+    }
+}

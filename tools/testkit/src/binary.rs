@@ -1,0 +1,139 @@
+//! The real service binaries, driven the way people and Kubernetes drive
+//! them: environment configuration only, logs to a file, SIGTERM to stop;
+//! and the real `grpcurl`.
+
+use std::{
+    path::{Path, PathBuf},
+    process::{Child, Command, ExitStatus, Output, Stdio},
+    time::Duration,
+};
+
+use tonic::transport::Endpoint;
+use tonic_health::pb::health_check_response::ServingStatus;
+
+use crate::{tool, wait_for_health};
+
+/// `bin` with exactly the given environment (plus PATH) and no stdin.
+pub fn command(bin: &str, env: &[(&str, &str)]) -> Command {
+    let mut cmd = Command::new(bin);
+    cmd.env_clear()
+        .env("PATH", std::env::var_os("PATH").unwrap_or_default())
+        .envs(env.iter().copied())
+        .stdin(Stdio::null());
+    cmd
+}
+
+/// Runs the real `grpcurl` 1.8.6 from `.tools/bin`.
+pub fn grpcurl(args: &[&str]) -> Output {
+    Command::new(tool("grpcurl"))
+        .args(args)
+        .output()
+        .expect("run grpcurl")
+}
+
+/// Output bytes as text.
+pub fn text(bytes: &[u8]) -> String {
+    String::from_utf8_lossy(bytes).into_owned()
+}
+
+/// A service binary running as a child process.
+pub struct Process {
+    pub child: Child,
+    /// Where it listens (from its ADDR_FILE).
+    pub addr: String,
+    /// Its stdout and stderr.
+    pub log: PathBuf,
+}
+
+impl Process {
+    /// Starts `bin serve` with `env` plus LISTEN_ADDR=127.0.0.1:0, an
+    /// ADDR_FILE and JSON logs into `dir`, and waits until `health_service`
+    /// is SERVING.
+    pub async fn serve(
+        bin: &str,
+        dir: &Path,
+        env: &[(&str, &str)],
+        health_service: &str,
+    ) -> Process {
+        let addr_file = dir.join("addr");
+        let log = dir.join("log");
+        let out = std::fs::File::create(&log).expect("log file");
+        let addr_file_text = addr_file.display().to_string();
+        let mut env = env.to_vec();
+        env.extend([
+            ("LISTEN_ADDR", "127.0.0.1:0"),
+            ("ADDR_FILE", addr_file_text.as_str()),
+            ("LOG_FORMAT", "json"),
+        ]);
+        let child = command(bin, &env)
+            .arg("serve")
+            .stdout(out.try_clone().expect("log file"))
+            .stderr(out)
+            .spawn()
+            .unwrap_or_else(|e| panic!("start {bin}: {e}"));
+        let mut process = Process {
+            child,
+            addr: String::new(),
+            log,
+        };
+        process.addr = tokio::time::timeout(Duration::from_secs(30), async {
+            loop {
+                if let Ok(addr) = std::fs::read_to_string(&addr_file)
+                    && !addr.is_empty()
+                {
+                    return addr;
+                }
+                if let Ok(Some(status)) = process.child.try_wait() {
+                    panic!("{bin} exited early ({status}):\n{}", process.log_text());
+                }
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
+        })
+        .await
+        .unwrap_or_else(|_| panic!("{bin} did not write its address"));
+        let channel = Endpoint::from_shared(format!("http://{}", process.addr))
+            .expect("endpoint")
+            .connect_lazy();
+        wait_for_health(channel, health_service, ServingStatus::Serving).await;
+        process
+    }
+
+    /// Everything it wrote so far.
+    pub fn log_text(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+
+    /// Its JSON log lines.
+    pub fn log_lines(&self) -> Vec<serde_json::Value> {
+        self.log_text()
+            .lines()
+            .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("JSON log line {l:?}: {e}")))
+            .collect()
+    }
+
+    /// Sends SIGTERM and waits (up to 15 s) for it to exit.
+    pub async fn terminate(&mut self) -> ExitStatus {
+        let sent = Command::new("kill")
+            .args(["-TERM", &self.child.id().to_string()])
+            .status()
+            .expect("kill");
+        assert!(sent.success());
+        tokio::time::timeout(Duration::from_secs(15), async {
+            loop {
+                if let Some(status) = self.child.try_wait().expect("wait") {
+                    return status;
+                }
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
+        })
+        .await
+        .expect("exits after SIGTERM")
+    }
+}
+
+impl Drop for Process {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}

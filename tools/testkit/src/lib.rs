@@ -1,0 +1,197 @@
+//! Test support shared by every service's integration tests: one private
+//! PostgreSQL cluster per test binary, the issuers' keys and their tokens,
+//! clients that send a bearer token, waiting on health (no sleeps), and
+//! each service spawned in-process exactly as its binary runs it.
+
+pub mod binary;
+pub mod services;
+
+use std::{path::PathBuf, sync::OnceLock, time::Duration};
+
+use shop_devdb::Cluster;
+use shop_runtime::auth::{Role, Signer, ensure_keypair};
+use tonic::{
+    Request, Status, metadata::AsciiMetadataValue, service::Interceptor, transport::Channel,
+};
+use tonic_health::pb::{
+    HealthCheckRequest, health_check_response::ServingStatus, health_client::HealthClient,
+};
+
+/// Sends the services' logs to the test harness (shown for failing tests),
+/// at the level in `RUST_LOG` (default: warnings). Idempotent.
+pub fn init_logs() {
+    static LOGS: OnceLock<()> = OnceLock::new();
+    LOGS.get_or_init(|| {
+        let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+            .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn"));
+        let _ = tracing_subscriber::fmt()
+            .with_env_filter(filter)
+            .with_test_writer()
+            .try_init();
+    });
+}
+
+/// The cluster shared by every test of a test binary; each test gets its own
+/// databases in it. `DATABASE_URL` (an admin URL) points the tests at a
+/// server you run instead of a private one.
+pub fn cluster() -> &'static Cluster {
+    static CLUSTER: OnceLock<Cluster> = OnceLock::new();
+    CLUSTER.get_or_init(|| {
+        Cluster::from_env_or_temporary().expect("start the test PostgreSQL cluster")
+    })
+}
+
+/// A fresh database named after `service`, with its own role; its URL.
+pub async fn fresh_database(service: &str) -> String {
+    cluster()
+        .fresh_database(service)
+        .await
+        .expect("create a fresh database")
+}
+
+/// The signing keys of the issuers the tests play.
+pub struct Keys {
+    /// Holds the key files for as long as the tests run.
+    pub dir: tempfile::TempDir,
+    /// The storefront: people's tokens and its own service token.
+    pub storefront: Signer,
+    /// The order service: its service tokens.
+    pub order: Signer,
+    pub order_key: PathBuf,
+    /// `--trusted-issuers` for productinfo.
+    pub productinfo_trusts: String,
+    /// `--trusted-issuers` for order.
+    pub order_trusts: String,
+}
+
+/// Keys made once per test binary.
+pub fn keys() -> &'static Keys {
+    static KEYS: OnceLock<Keys> = OnceLock::new();
+    KEYS.get_or_init(|| {
+        let dir = tempfile::tempdir().expect("key dir");
+        let (sf_key, sf_pub) = ensure_keypair(dir.path(), "storefront").expect("keys");
+        let (order_key, order_pub) = ensure_keypair(dir.path(), "order").expect("keys");
+        Keys {
+            storefront: Signer::from_file("storefront", &sf_key).expect("signer"),
+            order: Signer::from_file("order", &order_key).expect("signer"),
+            productinfo_trusts: format!(
+                "storefront={},order:service={}",
+                sf_pub.display(),
+                order_pub.display()
+            ),
+            order_trusts: format!("storefront={}", sf_pub.display()),
+            order_key,
+            dir,
+        }
+    })
+}
+
+const HOUR: Duration = Duration::from_secs(3600);
+const EVERYONE: [&str; 3] = ["productinfo", "order", "storefront"];
+
+/// A token signed by the storefront for `subject` with `role`, accepted by
+/// every service.
+pub fn token(subject: &str, role: Role) -> String {
+    keys()
+        .storefront
+        .sign(subject, role, &EVERYONE, HOUR)
+        .expect("sign")
+}
+
+pub fn admin_token() -> String {
+    token("admin-1", Role::Admin)
+}
+
+pub fn customer_token() -> String {
+    token("customer-1", Role::Customer)
+}
+
+/// The order service's own service token for productinfo.
+pub fn order_service_token() -> String {
+    keys()
+        .order
+        .sign("order", Role::Service, &["productinfo"], HOUR)
+        .expect("sign")
+}
+
+/// Adds `authorization: Bearer <token>` (or exactly what it is given) to
+/// every call.
+#[derive(Clone)]
+pub struct Bearer(Option<AsciiMetadataValue>);
+
+impl Bearer {
+    pub fn new(token: &str) -> Self {
+        Bearer(Some(
+            format!("Bearer {token}").parse().expect("ascii token"),
+        ))
+    }
+
+    /// Sends no token at all.
+    pub fn none() -> Self {
+        Bearer(None)
+    }
+
+    /// Sends this exact `authorization` value.
+    pub fn raw(value: &str) -> Self {
+        Bearer(Some(value.parse().expect("ascii")))
+    }
+}
+
+impl Interceptor for Bearer {
+    fn call(&mut self, mut request: Request<()>) -> Result<Request<()>, Status> {
+        if let Some(value) = &self.0 {
+            request
+                .metadata_mut()
+                .insert("authorization", value.clone());
+        }
+        Ok(request)
+    }
+}
+
+/// Waits (up to 10 s) until `service`'s health at `channel` is `status`,
+/// following the Watch stream: no polling, no sleeps.
+pub async fn wait_for_health(channel: Channel, service: &str, status: ServingStatus) {
+    let wait = async {
+        let mut health = HealthClient::new(channel);
+        loop {
+            let stream = health
+                .watch(HealthCheckRequest {
+                    service: service.into(),
+                })
+                .await;
+            let Ok(stream) = stream else {
+                // Not listening yet or restarting: try again shortly.
+                tokio::time::sleep(Duration::from_millis(20)).await;
+                continue;
+            };
+            let mut stream = stream.into_inner();
+            while let Ok(Some(update)) = stream.message().await {
+                if update.status == status as i32 {
+                    return;
+                }
+            }
+        }
+    };
+    tokio::time::timeout(Duration::from_secs(10), wait)
+        .await
+        .unwrap_or_else(|_| panic!("health of {service:?} did not become {status:?} within 10 s"));
+}
+
+/// The root of the workspace.
+pub fn workspace_root() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("../..")
+        .canonicalize()
+        .expect("workspace root")
+}
+
+/// A third-party tool installed by `make tools` into `.tools/bin`.
+pub fn tool(name: &str) -> PathBuf {
+    let path = workspace_root().join(".tools/bin").join(name);
+    assert!(
+        path.is_file(),
+        "{name} is not installed at {}: run `make tools` (the README's test command does)",
+        path.display()
+    );
+    path
+}

@@ -1,0 +1,171 @@
+//! Each service spawned in-process, on port 0, through its real `run`.
+
+use std::{future::Future, net::SocketAddr, time::Duration};
+
+use shop_runtime::config::{AuthArgs, DbArgs, LogArgs, ServerArgs};
+use shop_runtime::telemetry::LogFormat;
+use tokio::{net::TcpListener, sync::oneshot, task::JoinHandle};
+use tonic::transport::{Channel, Endpoint};
+use tonic_health::pb::health_check_response::ServingStatus;
+
+use crate::{keys, wait_for_health};
+
+/// A service running in this process.
+pub struct Running {
+    pub addr: SocketAddr,
+    pub database_url: String,
+    /// A channel to it (connects lazily).
+    pub channel: Channel,
+    shutdown: Option<oneshot::Sender<()>>,
+    task: Option<JoinHandle<anyhow::Result<()>>>,
+}
+
+impl Running {
+    /// Starts `run(listener, shutdown)` and waits until it is SERVING.
+    pub async fn start<F, Fut>(database_url: String, run: F) -> Running
+    where
+        F: FnOnce(TcpListener, oneshot::Receiver<()>) -> Fut,
+        Fut: Future<Output = anyhow::Result<()>> + Send + 'static,
+    {
+        crate::init_logs();
+        let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
+        let addr = listener.local_addr().expect("addr");
+        let (tx, rx) = oneshot::channel();
+        let task = tokio::spawn(run(listener, rx));
+        let channel = Endpoint::from_shared(format!("http://{addr}"))
+            .expect("endpoint")
+            .connect_lazy();
+        let running = Running {
+            addr,
+            database_url,
+            channel,
+            shutdown: Some(tx),
+            task: Some(task),
+        };
+        running.wait_for(ServingStatus::Serving).await;
+        running
+    }
+
+    /// Waits (up to 10 s) until its overall health is `status`.
+    pub async fn wait_for(&self, status: ServingStatus) {
+        wait_for_health(self.channel.clone(), "", status).await;
+    }
+
+    /// Starts a graceful shutdown without waiting for it.
+    pub fn begin_shutdown(&mut self) {
+        if let Some(tx) = self.shutdown.take() {
+            let _ = tx.send(());
+        }
+    }
+
+    /// Shuts down and waits until the server has stopped.
+    pub async fn stop(mut self) -> anyhow::Result<()> {
+        self.begin_shutdown();
+        match self.task.take() {
+            Some(task) => task.await.expect("server task"),
+            None => Ok(()),
+        }
+    }
+}
+
+impl Drop for Running {
+    fn drop(&mut self) {
+        self.begin_shutdown();
+    }
+}
+
+fn server_args() -> ServerArgs {
+    ServerArgs {
+        listen: "127.0.0.1:0".parse().expect("addr"),
+        shutdown_grace: Duration::from_secs(10),
+        drain_delay: Duration::ZERO,
+    }
+}
+
+fn db_args(database_url: String) -> DbArgs {
+    DbArgs {
+        database_url,
+        database_password_file: None,
+        db_max_connections: 8,
+        db_acquire_timeout: Duration::from_secs(2),
+        db_health_interval: Duration::from_millis(100),
+    }
+}
+
+fn log_args() -> LogArgs {
+    LogArgs {
+        log_format: LogFormat::Text,
+        log_level: "info".into(),
+    }
+}
+
+/// A productinfo configuration for `database_url`.
+pub fn productinfo_config(database_url: String) -> productinfo::Config {
+    productinfo::Config {
+        server: server_args(),
+        auth: AuthArgs {
+            trusted_issuers: keys().productinfo_trusts.clone(),
+        },
+        db: db_args(database_url),
+        log: log_args(),
+        migrate: true,
+        default_currency: "USD".into(),
+        reserve_callers: vec!["order".into()],
+        addr_file: None,
+    }
+}
+
+/// productinfo on a fresh database.
+pub async fn productinfo() -> Running {
+    productinfo_with(productinfo_config(
+        crate::fresh_database("productinfo").await,
+    ))
+    .await
+}
+
+/// productinfo with this exact configuration.
+pub async fn productinfo_with(config: productinfo::Config) -> Running {
+    let url = config.db.database_url.clone();
+    Running::start(url, |listener, stop| {
+        productinfo::run(config, listener, async {
+            let _ = stop.await;
+        })
+    })
+    .await
+}
+
+/// An order configuration for `database_url`, calling productinfo at
+/// `productinfo_target`.
+pub fn order_config(database_url: String, productinfo_target: &str) -> order::Config {
+    order::Config {
+        server: server_args(),
+        auth: AuthArgs {
+            trusted_issuers: keys().order_trusts.clone(),
+        },
+        db: db_args(database_url),
+        log: log_args(),
+        upstream: order::config::UpstreamArgs {
+            productinfo_target: productinfo_target.parse().expect("target"),
+            signing_key_file: keys().order_key.clone(),
+            token_issuer: "order".into(),
+            upstream_timeout: Duration::from_secs(2),
+            resolve_interval: Duration::from_secs(1),
+        },
+        migrate: true,
+        shipment_batch_size: 3,
+        release_interval: Duration::from_millis(200),
+        abandoned_after: Duration::from_secs(60),
+        addr_file: None,
+    }
+}
+
+/// order with this exact configuration.
+pub async fn order_with(config: order::Config) -> Running {
+    let url = config.db.database_url.clone();
+    Running::start(url, |listener, stop| {
+        order::run(config, listener, async {
+            let _ = stop.await;
+        })
+    })
+    .await
+}
