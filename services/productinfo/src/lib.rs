@@ -112,6 +112,7 @@ pub async fn run(
     let health = HealthRegistry::new();
     let checker = pg::spawn_health_check(
         options,
+        &MIGRATOR,
         health.clone(),
         vec![String::new(), SERVICE_NAME.to_owned()],
         config.db.db_health_interval,

@@ -314,7 +314,9 @@ impl fmt::Debug for TrustedIssuer {
 }
 
 impl TrustedIssuer {
-    /// An issuer from its SPKI PEM public key (`-----BEGIN PUBLIC KEY-----`).
+    /// An issuer from its public key in PEM form: `-----BEGIN PUBLIC KEY-----`
+    /// (SPKI) or an X.509 certificate `-----BEGIN CERTIFICATE-----` for the
+    /// key (what Helm's `genSelfSignedCertWithKey` makes).
     pub fn from_pem(
         name: impl Into<String>,
         roles: Option<Vec<Role>>,
@@ -336,7 +338,8 @@ impl TrustedIssuer {
 /// `storefront=/keys/storefront.pub,order:service=/keys/order.pub`.
 ///
 /// Each entry is `NAME[:ROLE+ROLE...]=PUBLIC_KEY_FILE`. Without roles, the
-/// issuer may grant any role; with roles, only those.
+/// issuer may grant any role; with roles, only those. The file holds a PEM
+/// public key or an X.509 certificate of the key.
 #[derive(Debug, Default)]
 pub struct TrustedIssuers(Vec<TrustedIssuer>);
 
@@ -746,6 +749,30 @@ mod tests {
             .sign("order", Role::Service, &["productinfo"], HOUR)
             .unwrap();
         assert_eq!(v.verify(&service).unwrap().role, Role::Service);
+    }
+
+    /// An Ed25519 key and a self-signed X.509 certificate for it, as a Helm
+    /// chart makes them (`genPrivateKey "ed25519"`, `genSelfSignedCertWithKey`);
+    /// made here with `openssl genpkey -algorithm ed25519` and `openssl req -x509`.
+    const FIXTURE_KEY: &str = "-----BEGIN PRIVATE KEY-----\nMC4CAQAwBQYDK2VwBCIEIJ1hm9uyEtju75cgMfqH3gG/fa5E9lRgVay0pFc+Wt5p\n-----END PRIVATE KEY-----\n";
+    const FIXTURE_CERT: &str = "-----BEGIN CERTIFICATE-----\nMIIBSDCB+6ADAgECAhQoTpgemLsRICU4LRKypL4CmvrRxTAFBgMrZXAwGjEYMBYG\nA1UEAwwPc2hvcC1zdG9yZWZyb250MB4XDTI2MTEyMzEzNDE1N1oXDTM2MTEyMDEz\nNDE1N1owGjEYMBYGA1UEAwwPc2hvcC1zdG9yZWZyb250MCowBQYDK2VwAyEAVnge\nfw8Vji3ch0HrD/w+IdtQWS3orGt2cXhQAywdU2GjUzBRMB0GA1UdDgQWBBSZ3f+Y\n4lyUawS/g8sTJ1a34YRZ6jAfBgNVHSMEGDAWgBSZ3f+Y4lyUawS/g8sTJ1a34YRZ\n6jAPBgNVHRMBAf8EBTADAQH/MAUGAytlcANBAE/wMOVNxMUDbekXOmQbbWS7bW2b\nvU/dIMfZCFROfwxMDD/L6GZAHnJYoqyTpKo2JerLOl1uKJvEA5TopZc6bQc=\n-----END CERTIFICATE-----\n";
+
+    #[test]
+    fn an_x509_certificate_is_a_trusted_public_key() {
+        let signer = Signer::from_pem("storefront", FIXTURE_KEY.as_bytes()).unwrap();
+        let trusted = TrustedIssuer::from_pem("storefront", None, FIXTURE_CERT.as_bytes()).unwrap();
+        let v = verifier("order", vec![trusted]);
+        let token = signer
+            .sign("alice", Role::Customer, &["order"], HOUR)
+            .unwrap();
+        assert_eq!(v.verify(&token).unwrap().subject, "alice");
+
+        let (other, _) = generate_keypair().unwrap();
+        let forged = Signer::from_pem("storefront", other.as_bytes())
+            .unwrap()
+            .sign("alice", Role::Admin, &["order"], HOUR)
+            .unwrap();
+        assert_eq!(v.verify(&forged), Err(AuthError::BadSignature));
     }
 
     #[test]

@@ -35,6 +35,9 @@ pub use tonic_health::pb::health_check_response::ServingStatus as Serving;
 const MAX_UNREGISTERED: usize = 64;
 const MAX_SERVICE_NAME: usize = 256;
 
+/// The health service name that only says "this process is alive".
+pub const LIVENESS: &str = "liveness";
+
 /// The health of every service on one server, shared by the gRPC service and
 /// whoever decides the statuses.
 #[derive(Clone, Debug)]
@@ -65,6 +68,7 @@ impl HealthRegistry {
             }),
         };
         registry.set("", ServingStatus::NotServing);
+        registry.set(LIVENESS, ServingStatus::Serving);
         registry
     }
 
@@ -90,7 +94,8 @@ impl HealthRegistry {
         }
     }
 
-    /// Sets the same status for every registered service, the server's included.
+    /// Sets the same status for every registered service, the server's
+    /// included ([`LIVENESS`] excepted).
     pub fn set_all(&self, status: ServingStatus) {
         let names: Vec<String> = self
             .inner
@@ -98,7 +103,9 @@ impl HealthRegistry {
             .read()
             .unwrap_or_else(|p| p.into_inner())
             .iter()
-            .filter(|(_, tx)| *tx.borrow() != ServingStatus::ServiceUnknown)
+            .filter(|(name, tx)| {
+                name.as_str() != LIVENESS && *tx.borrow() != ServingStatus::ServiceUnknown
+            })
             .map(|(name, _)| name.clone())
             .collect();
         for name in names {
@@ -119,8 +126,8 @@ impl HealthRegistry {
             .filter(|s| *s != ServingStatus::ServiceUnknown)
     }
 
-    /// Every service goes `NOT_SERVING` for good, watchers are told, then
-    /// their streams end.
+    /// Every service goes `NOT_SERVING` for good ([`LIVENESS`] stays SERVING
+    /// while the process drains), watchers are told, then their streams end.
     pub fn shutdown(&self) {
         self.set_all(ServingStatus::NotServing);
         self.inner.shutting_down.send_replace(true);
@@ -385,6 +392,11 @@ mod tests {
             registry.get("svc"),
             Some(ServingStatus::NotServing),
             "no way back after shutdown"
+        );
+        assert_eq!(
+            registry.get(LIVENESS),
+            Some(ServingStatus::Serving),
+            "alive while draining"
         );
     }
 

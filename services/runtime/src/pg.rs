@@ -119,22 +119,25 @@ pub fn violated_constraint(error: &sqlx::Error) -> Option<&str> {
     }
 }
 
-/// Checks every `interval` whether the database answers `SELECT 1`, on a
-/// connection of its own (a busy pool must not make a healthy service look
-/// dead), and sets `services` SERVING or NOT_SERVING accordingly. Stops once
-/// the registry shuts down. The first check runs at once.
+/// Checks every `interval` whether the database answers and holds every
+/// migration of `migrator` (so a pod is not ready before its schema is),
+/// on a connection of its own (a busy pool must not make a healthy service
+/// look dead), and sets `services` SERVING or NOT_SERVING accordingly. Stops
+/// once the registry shuts down. The first check runs at once.
 pub fn spawn_health_check(
     options: PgConnectOptions,
+    migrator: &'static sqlx::migrate::Migrator,
     health: HealthRegistry,
     services: Vec<String>,
     interval: Duration,
 ) -> JoinHandle<()> {
+    let required = migrator.iter().map(|m| m.version).max().unwrap_or(0);
     tokio::spawn(async move {
         let timeout = interval.max(Duration::from_secs(1));
         let mut conn: Option<PgConnection> = None;
         let mut last: Option<bool> = None;
         loop {
-            let ok = tokio::time::timeout(timeout, check(&options, &mut conn))
+            let ok = tokio::time::timeout(timeout, check(&options, &mut conn, required))
                 .await
                 .unwrap_or(false);
             if !ok {
@@ -145,9 +148,9 @@ pub fn spawn_health_check(
             }
             if last != Some(ok) {
                 if ok {
-                    tracing::info!("database reachable: SERVING");
+                    tracing::info!("database reachable and migrated: SERVING");
                 } else {
-                    tracing::warn!("database unreachable: NOT_SERVING");
+                    tracing::warn!("database unreachable or not migrated: NOT_SERVING");
                 }
                 last = Some(ok);
             }
@@ -164,7 +167,7 @@ pub fn spawn_health_check(
     })
 }
 
-async fn check(options: &PgConnectOptions, conn: &mut Option<PgConnection>) -> bool {
+async fn check(options: &PgConnectOptions, conn: &mut Option<PgConnection>, required: i64) -> bool {
     if conn.is_none() {
         match options.connect().await {
             Ok(c) => *conn = Some(c),
@@ -174,8 +177,23 @@ async fn check(options: &PgConnectOptions, conn: &mut Option<PgConnection>) -> b
             }
         }
     }
-    match conn.as_mut() {
-        Some(c) => c.ping().await.is_ok(),
-        None => false,
+    let Some(c) = conn.as_mut() else {
+        return false;
+    };
+    let applied: Result<Option<i64>, sqlx::Error> =
+        sqlx::query_scalar("SELECT max(version) FROM _sqlx_migrations WHERE success")
+            .fetch_one(c)
+            .await;
+    match applied {
+        Ok(version) => version.unwrap_or(0) >= required,
+        Err(sqlx::Error::Database(e)) if e.code().as_deref() == Some("42P01") => {
+            tracing::debug!("no migrations applied yet");
+            false
+        }
+        Err(e) => {
+            tracing::debug!(error = %e, "health check query failed");
+            *conn = None;
+            false
+        }
     }
 }

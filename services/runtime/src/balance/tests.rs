@@ -210,7 +210,7 @@ async fn calls_rotate_strictly_over_three_ready_replicas() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_killed_replica_costs_no_call_and_the_others_share_its_load() {
+async fn once_a_killed_replica_is_detected_no_call_fails_and_the_others_share_its_load() {
     let (a, b, c) = (
         Replica::start().await,
         Replica::start().await,
@@ -224,15 +224,15 @@ async fn a_killed_replica_costs_no_call_and_the_others_share_its_load() {
     assert_eq!((a.checks(), b.checks(), c.checks()), (100, 100, 100));
 
     b.proxy.kill();
-    // Sequential calls right after the crash: one may be picked for the
-    // dead address before its health watch notices, but none was sent, so
-    // it goes to the next address instead of failing.
+    // A call racing the crash on its broken connection may fail (it was
+    // written to the wire: retrying it could run it twice); the health
+    // watch notices the crash at once.
+    wait_ready(&balanced, 2).await;
     for i in 0..600 {
         check(&balanced)
             .await
-            .unwrap_or_else(|e| panic!("call {i} after the kill failed: {e:?}"));
+            .unwrap_or_else(|e| panic!("call {i} after the kill was detected failed: {e:?}"));
     }
-    wait_ready(&balanced, 2).await;
 
     assert_eq!(b.checks(), 100, "the dead replica got nothing more");
     assert_eq!(a.checks() + c.checks(), 200 + 600);
@@ -242,6 +242,44 @@ async fn a_killed_replica_costs_no_call_and_the_others_share_its_load() {
         a.checks(),
         c.checks()
     );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_call_picked_for_an_unreachable_address_goes_to_the_next_one() {
+    let live = Replica::start().await;
+    let dead = {
+        let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        l.local_addr().unwrap()
+    };
+    let balanced = Balanced::new(
+        Target::Static(vec![live.proxy.addr.to_string(), dead.to_string()]),
+        config(),
+    );
+    wait_ready(&balanced, 1).await;
+    // Pretend the dead address looks ready (as it would for a moment after
+    // a crash): silence its health watch and put it in the rotation.
+    {
+        let endpoints = balanced.shared.endpoints.lock().unwrap();
+        let endpoint = endpoints[&dead].clone();
+        drop(endpoints);
+        if let Some(watcher) = endpoint.watcher.lock().unwrap().take() {
+            watcher.abort();
+        }
+        balanced.shared.set_state(&endpoint, READY);
+    }
+    wait_ready(&balanced, 2).await;
+
+    for i in 0..4 {
+        check(&balanced)
+            .await
+            .unwrap_or_else(|e| panic!("call {i} failed: {e:?}"));
+    }
+
+    assert_eq!(live.checks(), 4, "every call ended on the live replica");
+    let stats = balanced.stats();
+    let dead_stats = stats.iter().find(|s| s.addr == dead).unwrap();
+    assert_eq!(dead_stats.picks, 1, "picked once, then out of the rotation");
+    assert_eq!(dead_stats.state, "not_ready");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
