@@ -520,18 +520,37 @@ impl Verifier {
 #[derive(Clone, Debug)]
 pub struct AuthInterceptor {
     verifier: Arc<Verifier>,
+    allow_anonymous: bool,
 }
 
 impl AuthInterceptor {
-    /// An interceptor sharing `verifier` (and its cache) across clones.
+    /// Every call needs a valid token. Shares `verifier` (and its cache)
+    /// across clones.
     pub fn new(verifier: Arc<Verifier>) -> Self {
-        Self { verifier }
+        Self {
+            verifier,
+            allow_anonymous: false,
+        }
+    }
+
+    /// For services with public methods (log in, register): a call without
+    /// a token passes with no [`Principal`] (so [`Principal::of`] refuses it
+    /// in every method that needs one); a bad token is still refused.
+    pub fn allowing_anonymous(verifier: Arc<Verifier>) -> Self {
+        Self {
+            verifier,
+            allow_anonymous: true,
+        }
     }
 }
 
 impl tonic::service::Interceptor for AuthInterceptor {
     fn call(&mut self, mut request: Request<()>) -> Result<Request<()>, Status> {
-        let token = bearer_token(request.metadata())?;
+        let token = match bearer_token(request.metadata()) {
+            Ok(token) => token,
+            Err(AuthError::Missing) if self.allow_anonymous => return Ok(request),
+            Err(e) => return Err(e.into()),
+        };
         let principal = self.verifier.verify(token)?;
         request.extensions_mut().insert(principal);
         Ok(request)

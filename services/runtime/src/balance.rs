@@ -317,6 +317,16 @@ impl Balanced {
         .is_ok()
     }
 
+    /// Whether some address is ready to take calls right now.
+    pub fn has_ready(&self) -> bool {
+        !self
+            .shared
+            .ready
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .is_empty()
+    }
+
     /// Asks for a resolution now (rate-limited).
     pub fn refresh(&self) {
         self.shared.resolve_now.notify_one();

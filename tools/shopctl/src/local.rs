@@ -23,7 +23,10 @@ use std::{
 use anyhow::{Context as _, bail};
 use serde::Deserialize;
 use shop_devdb::Cluster;
-use shop_proto::ecommerce::{Money, Product, product_info_client::ProductInfoClient};
+use shop_proto::ecommerce::{
+    Money, Product, RegisterRequest, product_info_client::ProductInfoClient,
+    storefront_client::StorefrontClient,
+};
 use shop_runtime::auth::{Role, Signer, ensure_keypair};
 use tokio::{
     io::{AsyncBufReadExt as _, BufReader},
@@ -54,6 +57,10 @@ pub struct UpArgs {
 /// Preferred local ports; a taken one is replaced by a free one.
 const PRODUCTINFO_PORT: u16 = 7101;
 const ORDER_PORT: u16 = 7201;
+const STOREFRONT_PORT: u16 = 7301;
+const HTTP_PORT: u16 = 8080;
+const DEMO_ADMIN: &str = "admin@shop.local";
+const DEMO_CUSTOMER: &str = "customer@shop.local";
 
 /// A service process and where it listens.
 struct Service {
@@ -74,7 +81,8 @@ pub async fn up(args: UpArgs) -> anyhow::Result<()> {
     };
     let productinfo_bin = bin_dir.join("productinfo");
     let order_bin = bin_dir.join("order");
-    for bin in [&productinfo_bin, &order_bin] {
+    let storefront_bin = bin_dir.join("storefront");
+    for bin in [&productinfo_bin, &order_bin, &storefront_bin] {
         if !bin.is_file() {
             bail!(
                 "{} not found: build the services first (`cargo build --bins`, or just `make up`)",
@@ -92,6 +100,7 @@ pub async fn up(args: UpArgs) -> anyhow::Result<()> {
     };
     let productinfo_db = database_url(&cluster, "productinfo").await?;
     let order_db = database_url(&cluster, "order").await?;
+    let storefront_db = database_url(&cluster, "storefront").await?;
 
     let keys = dir.join("keys");
     let (storefront_key, storefront_pub) = ensure_keypair(&keys, "storefront")?;
@@ -102,6 +111,11 @@ pub async fn up(args: UpArgs) -> anyhow::Result<()> {
         order_pub.display()
     );
     let order_trusts = format!("storefront={}", storefront_pub.display());
+    let storefront_trusts = order_trusts.clone();
+    // Demo accounts: passwords made on the first run, kept in .local.
+    let admin_password_file = dir.join("admin.password");
+    let admin_password = demo_password(&admin_password_file)?;
+    let customer_password = demo_password(&dir.join("customer.password"))?;
     let run_dir = dir.join("run");
     std::fs::create_dir_all(&run_dir)?;
 
@@ -146,7 +160,42 @@ pub async fn up(args: UpArgs) -> anyhow::Result<()> {
         )
         .await?;
         wait_serving(&order, "ecommerce.OrderManagement").await?;
+        let order_addr = order.addr.to_string();
         services.push(order);
+        let storefront = spawn(
+            "storefront",
+            &storefront_bin,
+            &run_dir,
+            preferred_port(STOREFRONT_PORT),
+            &[
+                ("DATABASE_URL", storefront_db.as_str()),
+                ("TRUSTED_ISSUERS", storefront_trusts.as_str()),
+                ("PRODUCTINFO_TARGET", catalog.join(",").as_str()),
+                ("ORDER_TARGET", order_addr.as_str()),
+                (
+                    "SIGNING_KEY_FILE",
+                    storefront_key.to_str().unwrap_or_default(),
+                ),
+                (
+                    "HTTP_LISTEN_ADDR",
+                    &format!("127.0.0.1:{}", preferred_port(HTTP_PORT)),
+                ),
+                (
+                    "HTTP_ADDR_FILE",
+                    run_dir.join("storefront.http").to_str().unwrap_or_default(),
+                ),
+                ("ADMIN_EMAIL", DEMO_ADMIN),
+                (
+                    "ADMIN_PASSWORD_FILE",
+                    admin_password_file.to_str().unwrap_or_default(),
+                ),
+                ("MIGRATE_ON_START", "true"),
+                ("DB_MAX_CONNECTIONS", "4"),
+            ],
+        )
+        .await?;
+        wait_serving(&storefront, "ecommerce.Storefront").await?;
+        services.push(storefront);
         anyhow::Ok(())
     }
     .await;
@@ -183,7 +232,12 @@ pub async fn up(args: UpArgs) -> anyhow::Result<()> {
         }
     }
 
-    print_welcome(&dir, &services);
+    let web = std::fs::read_to_string(run_dir.join("storefront.http")).unwrap_or_default();
+    if let Err(e) = ensure_demo_customer(&services, &customer_password).await {
+        stop_all(&mut services).await;
+        return Err(e.context("creating the demo customer"));
+    }
+    print_welcome(&dir, &services, &web, &admin_password, &customer_password);
 
     let outcome = tokio::select! {
         () = shop_runtime::server::shutdown_signal() => Ok(()),
@@ -204,6 +258,44 @@ async fn database_url(cluster: &Cluster, name: &str) -> anyhow::Result<String> {
     match std::env::var(format!("{}_DATABASE_URL", name.to_uppercase())) {
         Ok(url) if !url.is_empty() => Ok(url),
         _ => Ok(cluster.ensure_database(name).await?),
+    }
+}
+
+/// The password in `path`, or a new random one written there.
+fn demo_password(path: &Path) -> anyhow::Result<String> {
+    if let Ok(existing) = std::fs::read_to_string(path)
+        && existing.trim().len() >= 10
+    {
+        return Ok(existing.trim().to_owned());
+    }
+    let mut bytes = [0u8; 9];
+    getrandom::fill(&mut bytes).map_err(|e| anyhow::anyhow!("no randomness: {e}"))?;
+    let password: String = bytes.iter().map(|b| format!("{b:02x}")).collect();
+    write_private(path, &password)?;
+    Ok(password)
+}
+
+/// Registers the demo customer through the storefront's own API (an
+/// existing account is left as it is).
+async fn ensure_demo_customer(services: &[Service], password: &str) -> anyhow::Result<()> {
+    let storefront = services
+        .iter()
+        .find(|s| s.name == "storefront")
+        .context("storefront not running")?;
+    let channel = Endpoint::from_shared(format!("http://{}", storefront.addr))?
+        .connect()
+        .await?;
+    let result = StorefrontClient::new(channel)
+        .register(RegisterRequest {
+            email: DEMO_CUSTOMER.into(),
+            password: password.into(),
+            name: "Demo Customer".into(),
+        })
+        .await;
+    match result {
+        Ok(_) => Ok(()),
+        Err(status) if status.code() == Code::AlreadyExists => Ok(()),
+        Err(status) => Err(anyhow::anyhow!("register: {status}")),
     }
 }
 
@@ -404,7 +496,13 @@ async fn seed(addr: SocketAddr, admin_token: &str) -> anyhow::Result<usize> {
     Ok(added)
 }
 
-fn print_welcome(dir: &Path, services: &[Service]) {
+fn print_welcome(
+    dir: &Path,
+    services: &[Service],
+    web: &str,
+    admin_password: &str,
+    customer_password: &str,
+) {
     let grpcurl = if Path::new(".tools/bin/grpcurl").is_file() {
         ".tools/bin/grpcurl"
     } else {
@@ -428,19 +526,23 @@ fn print_welcome(dir: &Path, services: &[Service]) {
             .map(|s| s.addr.to_string())
             .unwrap_or_default()
     };
-    let (productinfo, order) = (addr("productinfo"), addr("order"));
+    let (productinfo, order, storefront) = (addr("productinfo"), addr("order"), addr("storefront"));
     println!();
     println!(
         "The shop is running. Ctrl-C stops it; data stays in {} (`make reset` starts over).",
         dir.display()
     );
     println!();
+    println!("  Web shop:  http://{web}/");
+    println!("             admin    {DEMO_ADMIN} / {admin_password}");
+    println!("             customer {DEMO_CUSTOMER} / {customer_password}");
+    println!();
     for s in services {
-        println!("  {:<14} {}", s.name, s.addr);
+        println!("  {:<14} {} (gRPC)", s.name, s.addr);
     }
     println!();
     println!(
-        "Tokens (12 h): {0}/admin.token (admin), {0}/customer.token (customer)",
+        "Tokens for grpcurl (12 h): {0}/admin.token (admin), {0}/customer.token (customer)",
         tokens.display()
     );
     println!("Try:");
@@ -457,6 +559,9 @@ fn print_welcome(dir: &Path, services: &[Service]) {
     );
     println!(
         "  {grpcurl} -plaintext -H {admin} -d '\"<order id>\"' {order} ecommerce.OrderManagement/processOrders"
+    );
+    println!(
+        "  {grpcurl} -plaintext -d '{{\"email\": \"{DEMO_CUSTOMER}\", \"password\": \"{customer_password}\"}}' {storefront} ecommerce.Storefront/login"
     );
     println!();
 }

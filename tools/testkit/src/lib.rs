@@ -55,6 +55,7 @@ pub struct Keys {
     pub dir: tempfile::TempDir,
     /// The storefront: people's tokens and its own service token.
     pub storefront: Signer,
+    pub storefront_key: PathBuf,
     /// The order service: its service tokens.
     pub order: Signer,
     pub order_key: PathBuf,
@@ -62,6 +63,8 @@ pub struct Keys {
     pub productinfo_trusts: String,
     /// `--trusted-issuers` for order.
     pub order_trusts: String,
+    /// `--trusted-issuers` for storefront.
+    pub storefront_trusts: String,
 }
 
 /// Keys made once per test binary.
@@ -80,6 +83,8 @@ pub fn keys() -> &'static Keys {
                 order_pub.display()
             ),
             order_trusts: format!("storefront={}", sf_pub.display()),
+            storefront_trusts: format!("storefront={}", sf_pub.display()),
+            storefront_key: sf_key,
             order_key,
             dir,
         }

@@ -13,6 +13,8 @@ use crate::{keys, wait_for_health};
 /// A service running in this process.
 pub struct Running {
     pub addr: SocketAddr,
+    /// The web shop's address (storefront only).
+    pub http_addr: Option<SocketAddr>,
     pub database_url: String,
     /// A channel to it (connects lazily).
     pub channel: Channel,
@@ -37,12 +39,26 @@ impl Running {
             .connect_lazy();
         let running = Running {
             addr,
+            http_addr: None,
             database_url,
             channel,
             shutdown: Some(tx),
             task: Some(task),
         };
         running.wait_for(ServingStatus::Serving).await;
+        running
+    }
+
+    /// Like [`start`](Self::start) for a service that also serves HTTP.
+    pub async fn start_with_http<F, Fut>(database_url: String, run: F) -> Running
+    where
+        F: FnOnce(TcpListener, TcpListener, oneshot::Receiver<()>) -> Fut,
+        Fut: Future<Output = anyhow::Result<()>> + Send + 'static,
+    {
+        let http = TcpListener::bind("127.0.0.1:0").await.expect("bind");
+        let http_addr = http.local_addr().expect("addr");
+        let mut running = Running::start(database_url, |grpc, stop| run(grpc, http, stop)).await;
+        running.http_addr = Some(http_addr);
         running
     }
 
@@ -157,6 +173,51 @@ pub fn order_config(database_url: String, productinfo_target: &str) -> order::Co
         abandoned_after: Duration::from_secs(60),
         addr_file: None,
     }
+}
+
+/// A storefront configuration for `database_url`, calling productinfo and
+/// order at the given targets.
+pub fn storefront_config(
+    database_url: String,
+    productinfo_target: &str,
+    order_target: &str,
+) -> storefront::Config {
+    storefront::Config {
+        server: server_args(),
+        http_listen: "127.0.0.1:0".parse().expect("addr"),
+        auth: AuthArgs {
+            trusted_issuers: keys().storefront_trusts.clone(),
+        },
+        db: db_args(database_url),
+        log: log_args(),
+        upstream: storefront::config::UpstreamArgs {
+            productinfo_target: productinfo_target.parse().expect("target"),
+            order_target: order_target.parse().expect("target"),
+            signing_key_file: keys().storefront_key.clone(),
+            token_issuer: "storefront".into(),
+            upstream_timeout: Duration::from_secs(2),
+            resolve_interval: Duration::from_secs(1),
+        },
+        migrate: true,
+        cookie_secure: false,
+        trust_forwarded_for: false,
+        session_ttl: Duration::from_secs(3600),
+        admin_email: None,
+        admin_password_file: None,
+        addr_file: None,
+        http_addr_file: None,
+    }
+}
+
+/// storefront with this exact configuration.
+pub async fn storefront_with(config: storefront::Config) -> Running {
+    let url = config.db.database_url.clone();
+    Running::start_with_http(url, |grpc, http, stop| {
+        storefront::run(config, grpc, http, async {
+            let _ = stop.await;
+        })
+    })
+    .await
 }
 
 /// order with this exact configuration.

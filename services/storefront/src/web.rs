@@ -1,0 +1,345 @@
+//! The web shop: server-rendered pages (askama templates, escaped by
+//! default) that work without JavaScript, for browsers.
+//!
+//! Every page request passes, in order: the request log, the security
+//! headers, the session (cookie → server-side session, created on first
+//! visit), and for every POST the CSRF check. Handlers live in the
+//! submodules by area.
+
+mod account;
+mod admin;
+mod assets;
+mod orders;
+mod session;
+mod shop;
+mod views;
+
+use std::{sync::Arc, time::Duration};
+
+use askama::Template;
+use axum::{
+    Router,
+    extract::{MatchedPath, Request, State},
+    http::{HeaderValue, StatusCode, header},
+    middleware::{self, Next},
+    response::{Html, IntoResponse, Redirect, Response},
+    routing::{get, post},
+};
+use shop_runtime::health::HealthRegistry;
+use sqlx::PgPool;
+
+pub use session::Session;
+
+use crate::{error::Error, upstream::Upstreams};
+
+/// What every handler can reach.
+#[derive(Clone)]
+pub struct AppState {
+    pub inner: Arc<Inner>,
+}
+
+pub struct Inner {
+    pub pool: PgPool,
+    pub upstreams: Upstreams,
+    pub health: HealthRegistry,
+    pub cookie_secure: bool,
+    pub session_ttl: Duration,
+    pub trust_forwarded_for: bool,
+}
+
+impl std::ops::Deref for AppState {
+    type Target = Inner;
+    fn deref(&self) -> &Inner {
+        &self.inner
+    }
+}
+
+/// The web shop's routes.
+pub fn router(state: AppState) -> Router {
+    let pages = Router::new()
+        .route("/", get(shop::catalog))
+        .route("/products/{id}", get(shop::product))
+        .route("/cart", get(shop::cart))
+        .route("/cart/add", post(shop::add_to_cart))
+        .route("/cart/update", post(shop::update_cart))
+        .route("/checkout", get(shop::checkout_page).post(shop::checkout))
+        .route("/orders", get(orders::list))
+        .route("/orders/{id}", get(orders::show))
+        .route("/orders/{id}/events", get(orders::events))
+        .route("/orders/{id}/cancel", post(orders::cancel))
+        .route("/login", get(account::login_page).post(account::login))
+        .route(
+            "/register",
+            get(account::register_page).post(account::register),
+        )
+        .route("/logout", post(account::logout))
+        .route("/admin", get(admin::products))
+        .route("/admin/products", post(admin::add_product))
+        .route("/admin/products/{id}/stock", post(admin::adjust_stock))
+        .route("/admin/orders", get(admin::orders))
+        .route("/admin/orders/ship", post(admin::ship))
+        .fallback(not_found)
+        .layer(middleware::from_fn(session::csrf))
+        .layer(middleware::from_fn_with_state(state.clone(), session::load));
+    Router::new()
+        .route("/static/{*path}", get(assets::serve))
+        .route("/healthz", get(|| async { "ok" }))
+        .merge(pages)
+        .layer(middleware::from_fn(security_headers))
+        .layer(middleware::from_fn(request_log))
+        .with_state(state)
+}
+
+/// One log line per HTTP request: method, route, status, duration. Never
+/// the query string, form fields or cookies.
+async fn request_log(request: Request, next: Next) -> Response {
+    let started = std::time::Instant::now();
+    let method = request.method().clone();
+    let route = request
+        .extensions()
+        .get::<MatchedPath>()
+        .map(|p| p.as_str().to_owned())
+        .unwrap_or_else(|| "unmatched".into());
+    let response = next.run(request).await;
+    let status = response.status().as_u16();
+    let duration_ms = started.elapsed().as_secs_f64() * 1000.0;
+    if route == "/static/{*path}" || route == "/healthz" {
+        tracing::debug!(http.method = %method, http.route = %route, http.status_code = status, duration_ms, "http");
+    } else if status >= 500 {
+        tracing::warn!(http.method = %method, http.route = %route, http.status_code = status, duration_ms, "http");
+    } else {
+        tracing::info!(http.method = %method, http.route = %route, http.status_code = status, duration_ms, "http");
+    }
+    response
+}
+
+/// Headers that keep pages from being framed, sniffed or scripted from
+/// elsewhere: only this origin's scripts and styles run.
+async fn security_headers(request: Request, next: Next) -> Response {
+    let mut response = next.run(request).await;
+    let headers = response.headers_mut();
+    for (name, value) in [
+        (
+            header::CONTENT_SECURITY_POLICY,
+            "default-src 'self'; img-src 'self' data: https:; style-src 'self'; script-src 'self'; \
+             connect-src 'self'; object-src 'none'; base-uri 'none'; form-action 'self'; frame-ancestors 'none'",
+        ),
+        (header::X_CONTENT_TYPE_OPTIONS, "nosniff"),
+        (header::X_FRAME_OPTIONS, "DENY"),
+        (header::REFERRER_POLICY, "same-origin"),
+        (
+            header::HeaderName::from_static("cross-origin-opener-policy"),
+            "same-origin",
+        ),
+        (
+            header::HeaderName::from_static("permissions-policy"),
+            "camera=(), microphone=(), geolocation=(), payment=()",
+        ),
+    ] {
+        headers.insert(name, HeaderValue::from_static(value));
+    }
+    response
+}
+
+async fn not_found(session: Session, State(state): State<AppState>) -> Response {
+    error_page(
+        &session,
+        &state,
+        StatusCode::NOT_FOUND,
+        "Page not found",
+        "There is nothing at this address.",
+        "/",
+    )
+    .await
+}
+
+/// Renders a template, or a plain 500 if the template itself fails.
+pub fn render(template: &impl Template) -> Response {
+    match template.render() {
+        Ok(html) => Html(html).into_response(),
+        Err(e) => {
+            tracing::error!(error = %e, "template failed");
+            (StatusCode::INTERNAL_SERVER_ERROR, "internal error").into_response()
+        }
+    }
+}
+
+/// A friendly error page with `status`.
+pub async fn error_page(
+    session: &Session,
+    state: &AppState,
+    status: StatusCode,
+    heading: &str,
+    message: &str,
+    retry: &str,
+) -> Response {
+    let page = views::ErrorPage {
+        layout: views::Layout::new(session, state, "").await,
+        heading: heading.to_owned(),
+        message: message.to_owned(),
+        retry: retry.to_owned(),
+    };
+    let mut response = render(&page);
+    *response.status_mut() = status;
+    response
+}
+
+/// The page for a failure that stops a whole page: the catalog being down
+/// is a friendly 503, internals are never shown.
+pub async fn page_error(
+    session: &Session,
+    state: &AppState,
+    error: Error,
+    retry: &str,
+) -> Response {
+    match &error {
+        Error::Upstream { service, status }
+            if matches!(
+                status.code(),
+                tonic::Code::Unavailable | tonic::Code::DeadlineExceeded | tonic::Code::Cancelled
+            ) =>
+        {
+            tracing::warn!(%service, message = status.message(), "upstream unavailable for a page");
+            let what = if *service == "productinfo" {
+                "catalog"
+            } else {
+                "order service"
+            };
+            error_page(
+                session,
+                state,
+                StatusCode::SERVICE_UNAVAILABLE,
+                "We'll be right back",
+                &format!("The shop's {what} is not answering right now. Your cart is safe; please try again in a moment."),
+                retry,
+            )
+            .await
+        }
+        Error::NotFound(_) => {
+            error_page(
+                session,
+                state,
+                StatusCode::NOT_FOUND,
+                "Not found",
+                "There is nothing at this address.",
+                "/",
+            )
+            .await
+        }
+        Error::Upstream { status, .. } if status.code() == tonic::Code::NotFound => {
+            error_page(
+                session,
+                state,
+                StatusCode::NOT_FOUND,
+                "Not found",
+                "There is nothing at this address.",
+                "/",
+            )
+            .await
+        }
+        // Our services word these for people: they may be shown.
+        Error::Upstream { status, .. } if status.code() == tonic::Code::FailedPrecondition => {
+            error_page(
+                session,
+                state,
+                StatusCode::CONFLICT,
+                "That cannot be done",
+                status.message(),
+                retry,
+            )
+            .await
+        }
+        Error::Upstream { status, .. } if status.code() == tonic::Code::PermissionDenied => {
+            error_page(
+                session,
+                state,
+                StatusCode::FORBIDDEN,
+                "Not allowed",
+                "Your account may not do that.",
+                "/",
+            )
+            .await
+        }
+        Error::Unavailable(_) => {
+            tracing::warn!(error = %error, "database unavailable for a page");
+            error_page(
+                session,
+                state,
+                StatusCode::SERVICE_UNAVAILABLE,
+                "We'll be right back",
+                "The shop is not answering right now; please try again in a moment.",
+                retry,
+            )
+            .await
+        }
+        _ => {
+            let _ = shop_runtime::error::internal(&error);
+            error_page(
+                session,
+                state,
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "Something went wrong",
+                "That did not work, and it is not your fault. Please try again.",
+                retry,
+            )
+            .await
+        }
+    }
+}
+
+/// 303 See Other to `to` (the POST-redirect-GET step).
+pub fn see_other(to: &str) -> Response {
+    Redirect::to(to).into_response()
+}
+
+/// Only local paths are followed after login and form posts: no open redirects.
+pub fn safe_next(next: &str) -> &str {
+    if next.starts_with('/') && !next.starts_with("//") && !next.contains('\\') {
+        next
+    } else {
+        "/"
+    }
+}
+
+/// What the session's user may see, or a redirect to the login page.
+// The error is the whole response to send; built once per request, its size
+// does not matter.
+#[allow(clippy::result_large_err)]
+pub fn require_login(session: &Session, next: &str) -> Result<crate::accounts::User, Response> {
+    session
+        .user
+        .clone()
+        .ok_or_else(|| see_other(&format!("/login?next={}", urlencode(next))))
+}
+
+/// Percent-encodes `s` for a query string.
+pub fn urlencode(s: &str) -> String {
+    let mut out = String::with_capacity(s.len());
+    for b in s.bytes() {
+        match b {
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' | b'/' => {
+                out.push(b as char)
+            }
+            _ => out.push_str(&format!("%{b:02X}")),
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_local_paths_are_followed() {
+        assert_eq!(safe_next("/checkout"), "/checkout");
+        assert_eq!(safe_next("//evil.example"), "/");
+        assert_eq!(safe_next("https://evil.example"), "/");
+        assert_eq!(safe_next("/\\evil"), "/");
+    }
+
+    #[test]
+    fn query_values_are_percent_encoded() {
+        assert_eq!(urlencode("/orders/1?x=a b&c"), "/orders/1%3Fx%3Da%20b%26c");
+    }
+}

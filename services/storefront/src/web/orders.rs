@@ -1,0 +1,135 @@
+//! "My orders", one order with its live status, and cancelling.
+
+use std::{convert::Infallible, time::Duration};
+
+use axum::{
+    extract::{Path, Query, State},
+    response::{
+        IntoResponse, Response,
+        sse::{Event, KeepAlive, Sse},
+    },
+};
+use futures::StreamExt as _;
+use serde::Deserialize;
+use shop_proto::ecommerce::OrderStatus;
+
+use super::{
+    AppState, Session, page_error, render, require_login, see_other,
+    views::{Layout, OrderPage, OrderView, OrdersPage, status_label},
+};
+use crate::error::Error;
+
+/// Orders shown on "my orders".
+const MY_ORDERS: usize = 50;
+
+pub async fn list(session: Session, State(state): State<AppState>) -> Response {
+    let user = match require_login(&session, "/orders") {
+        Ok(user) => user,
+        Err(redirect) => return redirect,
+    };
+    let (orders, problem) = match state.upstreams.orders(&user, "", MY_ORDERS).await {
+        Ok(orders) => (orders.into_iter().map(OrderView::from).collect(), None),
+        Err(e) if e.is_upstream_unavailable("order") => (
+            Vec::new(),
+            Some("Your orders cannot be shown right now; the order service is not answering. Please try again soon.".to_owned()),
+        ),
+        Err(e) => return page_error(&session, &state, e, "/orders").await,
+    };
+    render(&OrdersPage {
+        layout: Layout::new(&session, &state, "").await,
+        orders,
+        problem,
+    })
+}
+
+#[derive(Deserialize, Default)]
+pub struct OrderQuery {
+    #[serde(default)]
+    placed: Option<String>,
+    #[serde(default)]
+    notice: Option<String>,
+}
+
+pub async fn show(
+    session: Session,
+    State(state): State<AppState>,
+    Path(id): Path<String>,
+    Query(query): Query<OrderQuery>,
+) -> Response {
+    let next = format!("/orders/{id}");
+    let user = match require_login(&session, &next) {
+        Ok(user) => user,
+        Err(redirect) => return redirect,
+    };
+    match state.upstreams.order(&user, &id).await {
+        Ok(Some(order)) => render(&OrderPage {
+            layout: Layout::new(&session, &state, "")
+                .await
+                .with_notice(query.notice.as_deref()),
+            order: order.into(),
+            placed: query.placed.is_some(),
+        }),
+        Ok(None) => page_error(&session, &state, Error::NotFound(id), "/orders").await,
+        Err(e) => page_error(&session, &state, e, &next).await,
+    }
+}
+
+/// Server-sent events: `status` with the order's status each time it
+/// changes (from the order service's watchOrder stream), then `end`.
+pub async fn events(
+    session: Session,
+    State(state): State<AppState>,
+    Path(id): Path<String>,
+) -> Response {
+    let Some(user) = session.user.clone() else {
+        return axum::http::StatusCode::UNAUTHORIZED.into_response();
+    };
+    let watch = match state.upstreams.watch_order(&user, &id).await {
+        Ok(stream) => stream,
+        Err(Error::Upstream { status, .. }) if status.code() == tonic::Code::NotFound => {
+            return axum::http::StatusCode::NOT_FOUND.into_response();
+        }
+        Err(e) => {
+            tracing::warn!(error = %e, "cannot watch order");
+            return axum::http::StatusCode::SERVICE_UNAVAILABLE.into_response();
+        }
+    };
+    let health = state.health.clone();
+    let updates = watch
+        .take_until(Box::pin(async move { health.on_shutdown().await }))
+        .filter_map(|order| async move {
+            let order = order.ok()?;
+            let (label, css) = status_label(order.status);
+            let data = serde_json::json!({ "label": label, "css": css }).to_string();
+            let mut events = vec![Ok::<_, Infallible>(
+                Event::default().event("status").data(data),
+            )];
+            if matches!(
+                OrderStatus::try_from(order.status),
+                Ok(OrderStatus::Shipped | OrderStatus::Cancelled)
+            ) {
+                events.push(Ok(Event::default().event("end").data("final")));
+            }
+            Some(futures::stream::iter(events))
+        })
+        .flatten();
+    Sse::new(updates)
+        .keep_alive(KeepAlive::new().interval(Duration::from_secs(15)))
+        .into_response()
+}
+
+pub async fn cancel(
+    session: Session,
+    State(state): State<AppState>,
+    Path(id): Path<String>,
+) -> Response {
+    let next = format!("/orders/{id}");
+    let user = match require_login(&session, &next) {
+        Ok(user) => user,
+        Err(redirect) => return redirect,
+    };
+    match state.upstreams.cancel_order(&user, &id).await {
+        Ok(_) => see_other(&format!("/orders/{id}?notice=cancelled")),
+        Err(e) => page_error(&session, &state, e, &next).await,
+    }
+}
