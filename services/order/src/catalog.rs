@@ -13,6 +13,8 @@ use shop_runtime::{
     auth::{ServiceAuth, ServiceToken, Signer},
     balance::{BalanceConfig, Balanced, Target},
     deadline::Deadline,
+    metrics::Metrics,
+    telemetry::{Methods, client::Observed},
 };
 use tonic::{Code, Request, Status, service::interceptor::InterceptedService};
 use uuid::Uuid;
@@ -22,7 +24,7 @@ use crate::error::Error;
 /// How long the service's own tokens live; a fresh one is minted at half-life.
 const TOKEN_TTL: Duration = Duration::from_secs(600);
 
-type Client = ProductInfoClient<InterceptedService<Balanced, ServiceAuth>>;
+type Client = ProductInfoClient<InterceptedService<Observed<Balanced>, ServiceAuth>>;
 
 /// The catalog, as the order service calls it.
 #[derive(Clone, Debug)]
@@ -33,12 +35,14 @@ pub struct Catalog {
 
 impl Catalog {
     /// A client of the productinfo replicas at `target`, authenticating as
-    /// `signer`'s issuer, each call bounded by `timeout`.
+    /// `signer`'s issuer, each call bounded by `timeout`, traced and counted
+    /// into `metrics`.
     pub fn new(
         target: Target,
         signer: Signer,
         timeout: Duration,
         resolve_interval: Duration,
+        metrics: &Metrics,
     ) -> Self {
         let balanced = Balanced::new(
             target,
@@ -50,7 +54,14 @@ impl Catalog {
         let token = ServiceToken::new(signer, vec!["productinfo".into()], TOKEN_TTL);
         // No compression: the messages are small and the network is local,
         // so gzip would cost CPU for nothing (servers still accept it).
-        let client = ProductInfoClient::with_interceptor(balanced, ServiceAuth::new(token));
+        metrics.watch_balancer("productinfo", &balanced);
+        let observed = Observed::new(
+            balanced,
+            "productinfo",
+            metrics,
+            Methods::from_descriptor_sets(&[shop_proto::FILE_DESCRIPTOR_SET]),
+        );
+        let client = ProductInfoClient::with_interceptor(observed, ServiceAuth::new(token));
         Catalog { client, timeout }
     }
 

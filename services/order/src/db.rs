@@ -6,7 +6,8 @@
 use std::collections::HashMap;
 
 use chrono::{DateTime, Utc};
-use sqlx::{PgPool, Postgres, Transaction};
+use shop_runtime::pg::Db;
+use sqlx::{Connection as _, Postgres, Transaction};
 use uuid::Uuid;
 
 use crate::{
@@ -53,25 +54,25 @@ async fn with_lines<'e>(
 
 /// One order with its lines.
 #[tracing::instrument(skip_all, fields(db.system = "postgresql", db.operation = "SELECT", db.table = "orders"))]
-pub async fn get(pool: &PgPool, id: Uuid) -> Result<Option<OrderRecord>, Error> {
+pub async fn get(db: &Db, id: Uuid) -> Result<Option<OrderRecord>, Error> {
+    let mut conn = db.acquire().await?;
     let order = sqlx::query_as::<_, OrderRow>(concat!(
         "SELECT ",
         order_columns!(),
         " FROM orders o WHERE o.id = $1"
     ))
     .bind(id)
-    .fetch_optional(pool)
+    .fetch_optional(&mut *conn)
     .await?;
-    Ok(with_lines(pool, order.into_iter().collect()).await?.pop())
+    Ok(with_lines(&mut *conn, order.into_iter().collect())
+        .await?
+        .pop())
 }
 
 /// The order a customer placed with an idempotency key, if any.
 #[tracing::instrument(skip_all, fields(db.system = "postgresql", db.operation = "SELECT", db.table = "orders"))]
-pub async fn find_by_key(
-    pool: &PgPool,
-    customer: &str,
-    key: &str,
-) -> Result<Option<OrderRecord>, Error> {
+pub async fn find_by_key(db: &Db, customer: &str, key: &str) -> Result<Option<OrderRecord>, Error> {
+    let mut conn = db.acquire().await?;
     let order = sqlx::query_as::<_, OrderRow>(concat!(
         "SELECT ",
         order_columns!(),
@@ -79,9 +80,11 @@ pub async fn find_by_key(
     ))
     .bind(customer)
     .bind(key)
-    .fetch_optional(pool)
+    .fetch_optional(&mut *conn)
     .await?;
-    Ok(with_lines(pool, order.into_iter().collect()).await?.pop())
+    Ok(with_lines(&mut *conn, order.into_iter().collect())
+        .await?
+        .pop())
 }
 
 /// Where a search continues: after this (created_at, id).
@@ -91,12 +94,13 @@ pub type SearchCursor = (DateTime<Utc>, Uuid);
 /// everyone), matching the ILIKE `pattern` (or all).
 #[tracing::instrument(skip_all, fields(db.system = "postgresql", db.operation = "SELECT", db.table = "orders", limit))]
 pub async fn search(
-    pool: &PgPool,
+    db: &Db,
     customer: Option<&str>,
     pattern: Option<&str>,
     after: Option<SearchCursor>,
     limit: i64,
 ) -> Result<Vec<OrderRecord>, Error> {
+    let mut conn = db.acquire().await?;
     let orders = sqlx::query_as::<_, OrderRow>(concat!(
         "SELECT ",
         order_columns!(),
@@ -114,20 +118,21 @@ pub async fn search(
     .bind(after.map(|a| a.0))
     .bind(after.map(|a| a.1).unwrap_or_default())
     .bind(limit)
-    .fetch_all(pool)
+    .fetch_all(&mut *conn)
     .await?;
-    with_lines(pool, orders).await
+    with_lines(&mut *conn, orders).await
 }
 
 /// Records that `order_id` is about to reserve stock. `false` when the same
 /// customer already has a placement with this key in flight.
 #[tracing::instrument(skip_all, fields(db.system = "postgresql", db.operation = "INSERT", db.table = "reservation_intents"))]
 pub async fn begin_reserving(
-    pool: &PgPool,
+    db: &Db,
     order_id: Uuid,
     customer: &str,
     key: Option<&str>,
 ) -> Result<bool, Error> {
+    let mut conn = db.acquire().await?;
     let inserted = sqlx::query(
         "INSERT INTO reservation_intents (order_id, customer, idempotency_key, state) \
          VALUES ($1, $2, $3, 'reserving') ON CONFLICT DO NOTHING",
@@ -135,24 +140,26 @@ pub async fn begin_reserving(
     .bind(order_id)
     .bind(customer)
     .bind(key)
-    .execute(pool)
+    .execute(&mut *conn)
     .await?
     .rows_affected();
     Ok(inserted == 1)
 }
 
 /// The catalog said no: nothing is reserved, forget the attempt.
-pub async fn forget_reserving(pool: &PgPool, order_id: Uuid) -> Result<(), Error> {
+pub async fn forget_reserving(db: &Db, order_id: Uuid) -> Result<(), Error> {
+    let mut conn = db.acquire().await?;
     sqlx::query("DELETE FROM reservation_intents WHERE order_id = $1 AND state = 'reserving'")
         .bind(order_id)
-        .execute(pool)
+        .execute(&mut *conn)
         .await?;
     Ok(())
 }
 
 /// The reservation of `order_id` must be given back; the release task
 /// retries until the catalog confirms.
-pub async fn must_release(pool: &PgPool, order_id: Uuid, why: &str) -> Result<(), Error> {
+pub async fn must_release(db: &Db, order_id: Uuid, why: &str) -> Result<(), Error> {
+    let mut conn = db.acquire().await?;
     sqlx::query(
         "INSERT INTO reservation_intents (order_id, customer, state, last_error) \
          VALUES ($1, '', 'releasing', $2) \
@@ -160,7 +167,7 @@ pub async fn must_release(pool: &PgPool, order_id: Uuid, why: &str) -> Result<()
     )
     .bind(order_id)
     .bind(why)
-    .execute(pool)
+    .execute(&mut *conn)
     .await?;
     Ok(())
 }
@@ -193,8 +200,9 @@ pub enum Confirm {
 /// this function serialise on that row, so a reservation is either kept by
 /// a confirmed order or released, never both.
 #[tracing::instrument(skip_all, fields(db.system = "postgresql", db.operation = "INSERT", db.table = "orders", lines = order.lines.len()))]
-pub async fn confirm(pool: &PgPool, order: &Confirmed<'_>) -> Result<Confirm, Error> {
-    let mut tx = pool.begin().await?;
+pub async fn confirm(db: &Db, order: &Confirmed<'_>) -> Result<Confirm, Error> {
+    let mut conn = db.acquire().await?;
+    let mut tx = conn.begin().await?;
     let claimed =
         sqlx::query("DELETE FROM reservation_intents WHERE order_id = $1 AND state = 'reserving'")
             .bind(order.id)
@@ -246,12 +254,13 @@ pub async fn confirm(pool: &PgPool, order: &Confirmed<'_>) -> Result<Confirm, Er
 /// `Ok(None)` when no such order exists.
 #[tracing::instrument(skip_all, fields(db.system = "postgresql", db.operation = "UPDATE", db.table = "orders"))]
 pub async fn update_details(
-    pool: &PgPool,
+    db: &Db,
     id: Uuid,
     destination: Option<&str>,
     description: Option<&str>,
 ) -> Result<Option<Status>, Error> {
-    let mut tx = pool.begin().await?;
+    let mut conn = db.acquire().await?;
+    let mut tx = conn.begin().await?;
     let status: Option<String> =
         sqlx::query_scalar("SELECT status FROM orders WHERE id = $1 FOR UPDATE")
             .bind(id)
@@ -291,12 +300,13 @@ pub enum Cancel {
 /// records, in the same transaction, that its stock must be released.
 #[tracing::instrument(skip_all, fields(db.system = "postgresql", db.operation = "UPDATE", db.table = "orders"))]
 pub async fn cancel(
-    pool: &PgPool,
+    db: &Db,
     id: Uuid,
     customer: Option<&str>,
     reason: &str,
 ) -> Result<Cancel, Error> {
-    let mut tx = pool.begin().await?;
+    let mut conn = db.acquire().await?;
+    let mut tx = conn.begin().await?;
     let status: Option<String> = sqlx::query_scalar(
         "SELECT status FROM orders WHERE id = $1 AND ($2::text IS NULL OR customer = $2) FOR UPDATE",
     )
@@ -363,12 +373,9 @@ pub struct Shipment {
 /// Ships whichever of `ids` are still confirmed, in one new shipment to
 /// `destination`. `None` when none of them could ship.
 #[tracing::instrument(skip_all, fields(db.system = "postgresql", db.operation = "INSERT", db.table = "shipments", orders = ids.len()))]
-pub async fn ship(
-    pool: &PgPool,
-    destination: &str,
-    ids: &[Uuid],
-) -> Result<Option<Shipment>, Error> {
-    let mut tx = pool.begin().await?;
+pub async fn ship(db: &Db, destination: &str, ids: &[Uuid]) -> Result<Option<Shipment>, Error> {
+    let mut conn = db.acquire().await?;
+    let mut tx = conn.begin().await?;
     let id = Uuid::now_v7();
     let created_at: DateTime<Utc> = sqlx::query_scalar(
         "INSERT INTO shipments (id, destination) VALUES ($1, $2) RETURNING created_at",
@@ -410,44 +417,47 @@ pub async fn ship(
 /// `abandoned_after` are turned into releases first.
 #[tracing::instrument(skip_all, fields(db.system = "postgresql", db.operation = "UPDATE", db.table = "reservation_intents"))]
 pub async fn due_releases(
-    pool: &PgPool,
+    db: &Db,
     abandoned_after: std::time::Duration,
     limit: i64,
 ) -> Result<Vec<Uuid>, Error> {
+    let mut conn = db.acquire().await?;
     sqlx::query(
         "UPDATE reservation_intents SET state = 'releasing', last_error = 'abandoned', updated_at = now() \
          WHERE state = 'reserving' AND created_at < now() - make_interval(secs => $1)",
     )
     .bind(abandoned_after.as_secs_f64())
-    .execute(pool)
+    .execute(&mut *conn)
     .await?;
     Ok(sqlx::query_scalar(
         "SELECT order_id FROM reservation_intents WHERE state = 'releasing' \
          ORDER BY updated_at LIMIT $1",
     )
     .bind(limit)
-    .fetch_all(pool)
+    .fetch_all(&mut *conn)
     .await?)
 }
 
 /// The catalog confirmed the release.
-pub async fn released(pool: &PgPool, order_id: Uuid) -> Result<(), Error> {
+pub async fn released(db: &Db, order_id: Uuid) -> Result<(), Error> {
+    let mut conn = db.acquire().await?;
     sqlx::query("DELETE FROM reservation_intents WHERE order_id = $1 AND state = 'releasing'")
         .bind(order_id)
-        .execute(pool)
+        .execute(&mut *conn)
         .await?;
     Ok(())
 }
 
 /// The release failed; it will be tried again later.
-pub async fn release_failed(pool: &PgPool, order_id: Uuid, error: &str) -> Result<(), Error> {
+pub async fn release_failed(db: &Db, order_id: Uuid, error: &str) -> Result<(), Error> {
+    let mut conn = db.acquire().await?;
     sqlx::query(
         "UPDATE reservation_intents SET attempts = attempts + 1, last_error = $2, updated_at = now() \
          WHERE order_id = $1",
     )
     .bind(order_id)
     .bind(error)
-    .execute(pool)
+    .execute(&mut *conn)
     .await?;
     Ok(())
 }

@@ -20,6 +20,7 @@ use shop_proto::ecommerce::{
     CancelOrderRequest, CombinedShipment, Order, OrderUpdateFailure, UpdateOrdersResult,
     order_management_server::OrderManagement,
 };
+use shop_runtime::pg::Db;
 use shop_runtime::{
     auth::{Principal, Role},
     deadline::Deadline,
@@ -27,7 +28,6 @@ use shop_runtime::{
     health::HealthRegistry,
     telemetry::rpc::code_name,
 };
-use sqlx::PgPool;
 use tokio::sync::mpsc;
 use tokio_stream::wrappers::ReceiverStream;
 use tonic::{Request, Response, Status, Streaming, metadata::BinaryMetadataValue};
@@ -55,7 +55,7 @@ pub struct OrderService {
 }
 
 struct Inner {
-    pool: PgPool,
+    pool: Db,
     catalog: Catalog,
     watchers: Watchers,
     health: HealthRegistry,
@@ -65,7 +65,7 @@ struct Inner {
 impl OrderService {
     /// The service over its database and the catalog.
     pub fn new(
-        pool: PgPool,
+        pool: Db,
         catalog: Catalog,
         watchers: Watchers,
         health: HealthRegistry,
@@ -510,9 +510,9 @@ impl OrderService {
 /// Every matching order, read [`SEARCH_BATCH`] at a time (keyset paging, no
 /// long transaction). The next batch is read only when the client has taken
 /// the previous one, and not at all once it has gone away.
-fn search_stream(pool: PgPool, customer: Option<String>, pattern: Option<String>) -> OrderStream {
+fn search_stream(pool: Db, customer: Option<String>, pattern: Option<String>) -> OrderStream {
     struct State {
-        pool: PgPool,
+        pool: Db,
         customer: Option<String>,
         pattern: Option<String>,
         buffer: VecDeque<OrderRecord>,

@@ -20,7 +20,6 @@ use std::{future::Future, process::ExitCode, sync::Arc, time::Duration};
 use shop_proto::ecommerce::order_management_server::{OrderManagementServer, SERVICE_NAME};
 use shop_runtime::{
     auth::{AuthInterceptor, Signer, TrustedIssuers, Verifier},
-    health::HealthRegistry,
     pg, server,
 };
 use sqlx::{migrate::Migrator, postgres::PgConnectOptions};
@@ -102,7 +101,8 @@ pub async fn run(
     if config.migrate {
         migrate(&options).await?;
     }
-    let pool = pg::pool(&config.db, options.clone());
+    let server = server::Server::new(NAME, &[shop_proto::FILE_DESCRIPTOR_SET]);
+    let db = pg::Db::new(pg::pool(&config.db, options.clone()), Some(&server.metrics));
     let verifier = Arc::new(Verifier::new(
         NAME,
         TrustedIssuers::load(&config.auth.trusted_issuers)?,
@@ -116,9 +116,10 @@ pub async fn run(
         signer,
         config.upstream.upstream_timeout,
         config.upstream.resolve_interval,
+        &server.metrics,
     );
 
-    let health = HealthRegistry::new();
+    let health = server.health.clone();
     let checker = pg::spawn_health_check(
         options.clone(),
         &MIGRATOR,
@@ -129,7 +130,7 @@ pub async fn run(
     let watchers = watch::Watchers::default();
     let listener_task = watchers.spawn_listener(options);
     let releaser = release::spawn(
-        pool.clone(),
+        db.clone(),
         catalog.clone(),
         health.clone(),
         config.release_interval,
@@ -137,27 +138,28 @@ pub async fn run(
     );
 
     let service = OrderManagementServer::new(grpc::OrderService::new(
-        pool.clone(),
+        db.clone(),
         catalog,
         watchers,
-        health.clone(),
+        health,
         config.shipment_batch_size as usize,
     ))
     .accept_compressed(CompressionEncoding::Gzip)
     .send_compressed(CompressionEncoding::Gzip);
-    let routes = Routes::new(InterceptedService::new(
+    let routes = server.routes(Routes::new(InterceptedService::new(
         service,
         AuthInterceptor::new(verifier),
-    ));
-    let routes = server::with_plumbing(routes, &health, &[shop_proto::FILE_DESCRIPTOR_SET])?;
+    )))?;
 
     if let Some(path) = &config.addr_file {
         std::fs::write(path, listener.local_addr()?.to_string())?;
     }
-    let result = server::serve(listener, routes, health, (&config.server).into(), shutdown).await;
+    let result = server
+        .serve(listener, routes, (&config.server).into(), shutdown)
+        .await;
     checker.abort();
     listener_task.abort();
     let _ = releaser.await;
-    pool.close().await;
+    db.pool().close().await;
     result
 }

@@ -9,8 +9,8 @@
 
 use std::time::Duration;
 
+use shop_runtime::pg::Db;
 use shop_runtime::{deadline::Deadline, health::HealthRegistry};
-use sqlx::PgPool;
 use tokio::task::JoinHandle;
 use uuid::Uuid;
 
@@ -18,7 +18,7 @@ use crate::{catalog::Catalog, db};
 
 /// Releases due reservations every `interval` until the server shuts down.
 pub fn spawn(
-    pool: PgPool,
+    pool: Db,
     catalog: Catalog,
     health: HealthRegistry,
     interval: Duration,
@@ -46,7 +46,7 @@ pub fn spawn(
 
 /// One attempt to release `order_id`'s reservation; on success its outbox
 /// row goes. Returns whether the catalog confirmed.
-pub async fn release_now(pool: &PgPool, catalog: &Catalog, order_id: Uuid) -> bool {
+pub async fn release_now(pool: &Db, catalog: &Catalog, order_id: Uuid) -> bool {
     match catalog.release(order_id, Deadline::NONE).await {
         Ok(_) => {
             if let Err(e) = db::released(pool, order_id).await {

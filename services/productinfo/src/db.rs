@@ -8,7 +8,8 @@
 
 use std::collections::BTreeMap;
 
-use sqlx::{PgPool, Postgres, Transaction};
+use shop_runtime::pg::Db;
+use sqlx::{Connection as _, Postgres, Transaction};
 use uuid::Uuid;
 
 use crate::{
@@ -26,7 +27,8 @@ macro_rules! product_columns {
 
 /// Inserts a product. A taken id or name is `AlreadyExists`.
 #[tracing::instrument(skip_all, fields(db.system = "postgresql", db.operation = "INSERT", db.table = "products"))]
-pub async fn insert_product(pool: &PgPool, p: &NewProduct) -> Result<ProductRow, Error> {
+pub async fn insert_product(db: &Db, p: &NewProduct) -> Result<ProductRow, Error> {
+    let mut conn = db.acquire().await?;
     sqlx::query_as::<_, ProductRow>(concat!(
         "INSERT INTO products (id, name, description, currency, price_minor, stock, image_url, category) \
          VALUES ($1, $2, $3, $4, $5, $6, $7, $8) RETURNING ",
@@ -40,7 +42,7 @@ pub async fn insert_product(pool: &PgPool, p: &NewProduct) -> Result<ProductRow,
     .bind(p.stock)
     .bind(&p.image_url)
     .bind(&p.category)
-    .fetch_one(pool)
+    .fetch_one(&mut *conn)
     .await
     .map_err(|e| match shop_runtime::pg::violated_constraint(&e) {
         Some("products_pkey") => Error::AlreadyExists(format!("product {} already exists", p.id)),
@@ -53,24 +55,26 @@ pub async fn insert_product(pool: &PgPool, p: &NewProduct) -> Result<ProductRow,
 
 /// One product by id.
 #[tracing::instrument(skip_all, fields(db.system = "postgresql", db.operation = "SELECT", db.table = "products"))]
-pub async fn get_product(pool: &PgPool, id: Uuid) -> Result<Option<ProductRow>, Error> {
+pub async fn get_product(db: &Db, id: Uuid) -> Result<Option<ProductRow>, Error> {
+    let mut conn = db.acquire().await?;
     Ok(sqlx::query_as::<_, ProductRow>(concat!(
         "SELECT ",
         product_columns!(),
         " FROM products WHERE id = $1"
     ))
     .bind(id)
-    .fetch_optional(pool)
+    .fetch_optional(&mut *conn)
     .await?)
 }
 
 /// Products matching any of `ids` or `names`, each once.
 #[tracing::instrument(skip_all, fields(db.system = "postgresql", db.operation = "SELECT", db.table = "products", ids = ids.len(), names = names.len()))]
 pub async fn get_products(
-    pool: &PgPool,
+    db: &Db,
     ids: &[Uuid],
     names: &[String],
 ) -> Result<Vec<ProductRow>, Error> {
+    let mut conn = db.acquire().await?;
     Ok(sqlx::query_as::<_, ProductRow>(concat!(
         "SELECT ",
         product_columns!(),
@@ -78,7 +82,7 @@ pub async fn get_products(
     ))
     .bind(ids)
     .bind(names)
-    .fetch_all(pool)
+    .fetch_all(&mut *conn)
     .await?)
 }
 
@@ -87,11 +91,12 @@ pub async fn get_products(
 /// than `limit` rows.
 #[tracing::instrument(skip_all, fields(db.system = "postgresql", db.operation = "SELECT", db.table = "products", limit))]
 pub async fn list_products(
-    pool: &PgPool,
+    db: &Db,
     filter: &Filter,
     after: Option<&Cursor>,
     limit: i64,
 ) -> Result<Vec<ProductRow>, Error> {
+    let mut conn = db.acquire().await?;
     Ok(sqlx::query_as::<_, ProductRow>(concat!(
         "SELECT ",
         product_columns!(),
@@ -107,20 +112,21 @@ pub async fn list_products(
     .bind(after.map(|c| c.name.as_str()))
     .bind(after.map(|c| c.id).unwrap_or_default())
     .bind(limit)
-    .fetch_all(pool)
+    .fetch_all(&mut *conn)
     .await?)
 }
 
 /// Adds `delta` to a product's stock and records who did it and why.
 #[tracing::instrument(skip_all, fields(db.system = "postgresql", db.operation = "UPDATE", db.table = "products", delta))]
 pub async fn adjust_stock(
-    pool: &PgPool,
+    db: &Db,
     id: Uuid,
     delta: i64,
     reason: &str,
     actor: &str,
 ) -> Result<ProductRow, Error> {
-    let mut tx = pool.begin().await?;
+    let mut conn = db.acquire().await?;
+    let mut tx = conn.begin().await?;
     let current: Option<i64> =
         sqlx::query_scalar("SELECT stock FROM products WHERE id = $1 FOR UPDATE")
             .bind(id)
@@ -173,11 +179,12 @@ pub async fn adjust_stock(
 /// `reserveStock` in the contract. `lines` maps product id → quantity.
 #[tracing::instrument(skip_all, fields(db.system = "postgresql", db.operation = "reserve", db.table = "reservations", lines = lines.len()))]
 pub async fn reserve(
-    pool: &PgPool,
+    db: &Db,
     order_id: &str,
     lines: &BTreeMap<Uuid, i64>,
 ) -> Result<Reservation, Error> {
-    let mut tx = pool.begin().await?;
+    let mut conn = db.acquire().await?;
+    let mut tx = conn.begin().await?;
 
     // Claim the order id first. A concurrent twin waits here on the primary
     // key until we commit, then finds our row and is answered from it.
@@ -279,8 +286,9 @@ pub async fn reserve(
 
 /// Gives `order_id`'s stock back; see `releaseStock` in the contract.
 #[tracing::instrument(skip_all, fields(db.system = "postgresql", db.operation = "release", db.table = "reservations"))]
-pub async fn release(pool: &PgPool, order_id: &str) -> Result<Reservation, Error> {
-    let mut tx = pool.begin().await?;
+pub async fn release(db: &Db, order_id: &str) -> Result<Reservation, Error> {
+    let mut conn = db.acquire().await?;
+    let mut tx = conn.begin().await?;
     // An order that releases before it ever reserved leaves a tombstone, so a
     // late reservation (say, a retry that was still in flight) cannot take
     // stock nobody will give back.

@@ -10,11 +10,11 @@ use shop_proto::ecommerce::{
     ListProductsResponse, Product, ProductId, ReleaseStockRequest, Reservation,
     ReserveStockRequest, SearchProductsRequest, product_info_server::ProductInfo,
 };
+use shop_runtime::pg::Db;
 use shop_runtime::{
     auth::{Principal, Role},
     error::FieldViolations,
 };
-use sqlx::PgPool;
 use tonic::{Request, Response, Status};
 use uuid::Uuid;
 
@@ -32,17 +32,17 @@ const ANY_ROLE: &[Role] = &[Role::Customer, Role::Admin, Role::Service];
 /// The catalog service.
 #[derive(Debug, Clone)]
 pub struct ProductInfoService {
-    pool: PgPool,
+    db: Db,
     default_currency: Arc<str>,
     reserve_callers: Arc<[String]>,
 }
 
 impl ProductInfoService {
-    /// A service over `pool`, reading legacy prices in `default_currency` and
+    /// A service over `db`, reading legacy prices in `default_currency` and
     /// letting the service tokens of `reserve_callers` reserve stock.
-    pub fn new(pool: PgPool, default_currency: &str, reserve_callers: Vec<String>) -> Self {
+    pub fn new(db: Db, default_currency: &str, reserve_callers: Vec<String>) -> Self {
         Self {
-            pool,
+            db,
             default_currency: default_currency.into(),
             reserve_callers: reserve_callers.into(),
         }
@@ -58,7 +58,7 @@ impl ProductInfo for ProductInfoService {
         caller.require(&[Role::Admin])?;
         let new = NewProduct::from_proto(request.into_inner(), &self.default_currency)
             .map_err(Error::from)?;
-        let row = db::insert_product(&self.pool, &new).await?;
+        let row = db::insert_product(&self.db, &new).await?;
         tracing::info!(product.id = %row.id, by = %caller.subject, "product added");
         Ok(Response::new(ProductId {
             value: row.id.to_string(),
@@ -70,7 +70,7 @@ impl ProductInfo for ProductInfoService {
         let mut v = FieldViolations::default();
         let id = product::parse_id(&mut v, "value", &request.get_ref().value);
         v.check()?;
-        match db::get_product(&self.pool, id).await? {
+        match db::get_product(&self.db, id).await? {
             Some(row) => Ok(Response::new(row.into())),
             None => Err(Error::NotFound(format!("product {id}")).into()),
         }
@@ -92,7 +92,7 @@ impl ProductInfo for ProductInfoService {
             .map(|(i, id)| product::parse_id(&mut v, &format!("ids[{i}]"), id))
             .collect();
         v.check()?;
-        let rows = db::get_products(&self.pool, &uuids, &names).await?;
+        let rows = db::get_products(&self.db, &uuids, &names).await?;
         let missing = ids
             .iter()
             .zip(&uuids)
@@ -123,7 +123,7 @@ impl ProductInfo for ProductInfoService {
         let after = Cursor::decode(&mut v, &req.page_token);
         v.check()?;
         // One row more than asked tells whether another page exists.
-        let mut rows = db::list_products(&self.pool, &filter, after.as_ref(), size + 1).await?;
+        let mut rows = db::list_products(&self.db, &filter, after.as_ref(), size + 1).await?;
         let next_page_token = if rows.len() as i64 > size {
             rows.truncate(size as usize);
             rows.last()
@@ -159,7 +159,7 @@ impl ProductInfo for ProductInfoService {
         }
         v.check()?;
         Ok(Response::new(search_stream(
-            self.pool.clone(),
+            self.db.clone(),
             filter,
             (req.limit > 0).then_some(req.limit),
         )))
@@ -185,7 +185,7 @@ impl ProductInfo for ProductInfoService {
         let reason = req.reason.trim();
         product::check_text(&mut v, "reason", reason, 200, true);
         v.check()?;
-        let row = db::adjust_stock(&self.pool, id, req.delta, reason, &caller.subject).await?;
+        let row = db::adjust_stock(&self.db, id, req.delta, reason, &caller.subject).await?;
         tracing::info!(product.id = %id, delta = req.delta, stock = row.stock, by = %caller.subject, "stock adjusted");
         Ok(Response::new(row.into()))
     }
@@ -200,7 +200,7 @@ impl ProductInfo for ProductInfoService {
         check_order_id(&mut v, &req.order_id);
         let lines = merge_lines(&mut v, &req.lines);
         v.check()?;
-        let reservation = db::reserve(&self.pool, &req.order_id, &lines).await?;
+        let reservation = db::reserve(&self.db, &req.order_id, &lines).await?;
         tracing::info!(order.id = %req.order_id, lines = lines.len(), "stock reserved");
         Ok(Response::new(reservation.into()))
     }
@@ -214,7 +214,7 @@ impl ProductInfo for ProductInfoService {
         let mut v = FieldViolations::default();
         check_order_id(&mut v, &req.order_id);
         v.check()?;
-        let reservation = db::release(&self.pool, &req.order_id).await?;
+        let reservation = db::release(&self.db, &req.order_id).await?;
         tracing::info!(order.id = %req.order_id, "stock released");
         Ok(Response::new(reservation.into()))
     }
@@ -225,9 +225,9 @@ impl ProductInfo for ProductInfoService {
 /// bounded. The next batch is only fetched once the client has taken the
 /// previous one (HTTP/2 flow control pushes back), and a client that goes
 /// away stops it: the stream is dropped between batches.
-fn search_stream(pool: PgPool, filter: Filter, limit: Option<i64>) -> ProductStream {
+fn search_stream(db: Db, filter: Filter, limit: Option<i64>) -> ProductStream {
     struct State {
-        pool: PgPool,
+        db: Db,
         filter: Filter,
         buffer: VecDeque<product::ProductRow>,
         after: Option<Cursor>,
@@ -235,7 +235,7 @@ fn search_stream(pool: PgPool, filter: Filter, limit: Option<i64>) -> ProductStr
         exhausted: bool,
     }
     let state = State {
-        pool,
+        db,
         filter,
         buffer: VecDeque::new(),
         after: None,
@@ -251,7 +251,7 @@ fn search_stream(pool: PgPool, filter: Filter, limit: Option<i64>) -> ProductStr
                 return None;
             }
             let batch = st.remaining.map_or(SEARCH_BATCH, |r| r.min(SEARCH_BATCH));
-            match db::list_products(&st.pool, &st.filter, st.after.as_ref(), batch).await {
+            match db::list_products(&st.db, &st.filter, st.after.as_ref(), batch).await {
                 Ok(rows) => {
                     st.exhausted = (rows.len() as i64) < batch;
                     st.after = rows.last().map(|r| Cursor {

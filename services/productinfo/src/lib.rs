@@ -17,7 +17,6 @@ use std::{future::Future, process::ExitCode, sync::Arc, time::Duration};
 use shop_proto::ecommerce::product_info_server::{ProductInfoServer, SERVICE_NAME};
 use shop_runtime::{
     auth::{AuthInterceptor, TrustedIssuers, Verifier},
-    health::HealthRegistry,
     pg, server,
 };
 use sqlx::{migrate::Migrator, postgres::PgConnectOptions};
@@ -103,39 +102,39 @@ pub async fn run(
     if config.migrate {
         migrate(&options).await?;
     }
-    let pool = pg::pool(&config.db, options.clone());
+    let server = server::Server::new(NAME, &[shop_proto::FILE_DESCRIPTOR_SET]);
+    let db = pg::Db::new(pg::pool(&config.db, options.clone()), Some(&server.metrics));
     let verifier = Arc::new(Verifier::new(
         NAME,
         TrustedIssuers::load(&config.auth.trusted_issuers)?,
     ));
-
-    let health = HealthRegistry::new();
     let checker = pg::spawn_health_check(
         options,
         &MIGRATOR,
-        health.clone(),
+        server.health.clone(),
         vec![String::new(), SERVICE_NAME.to_owned()],
         config.db.db_health_interval,
     );
 
     let service = ProductInfoServer::new(ProductInfoService::new(
-        pool.clone(),
+        db.clone(),
         &config.default_currency,
         config.reserve_callers.clone(),
     ))
     .accept_compressed(CompressionEncoding::Gzip)
     .send_compressed(CompressionEncoding::Gzip);
-    let routes = Routes::new(InterceptedService::new(
+    let routes = server.routes(Routes::new(InterceptedService::new(
         service,
         AuthInterceptor::new(verifier),
-    ));
-    let routes = server::with_plumbing(routes, &health, &[shop_proto::FILE_DESCRIPTOR_SET])?;
+    )))?;
 
     if let Some(path) = &config.addr_file {
         std::fs::write(path, listener.local_addr()?.to_string())?;
     }
-    let result = server::serve(listener, routes, health, (&config.server).into(), shutdown).await;
+    let result = server
+        .serve(listener, routes, (&config.server).into(), shutdown)
+        .await;
     checker.abort();
-    pool.close().await;
+    db.pool().close().await;
     result
 }

@@ -5,23 +5,30 @@ use std::{future::Future, process::ExitCode};
 
 use crate::config::LogArgs;
 
-/// Installs logging per `log`, runs `command`, and turns its outcome into
-/// the process exit code (0 success, 1 failure, 2 unusable log settings).
+/// Installs logging and tracing per `log` for service `name`, runs
+/// `command`, flushes traces, and turns the outcome into the process exit
+/// code (0 success, 1 failure, 2 unusable log settings).
 pub async fn run(
     name: &str,
     log: &LogArgs,
     command: impl Future<Output = anyhow::Result<()>>,
 ) -> ExitCode {
-    if let Err(e) = crate::telemetry::init(log) {
-        eprintln!("{name}: {e:#}");
-        return ExitCode::from(2);
-    }
-    match command.await {
+    let telemetry = match crate::telemetry::init(log, name) {
+        Ok(t) => t,
+        Err(e) => {
+            eprintln!("{name}: {e:#}");
+            return ExitCode::from(2);
+        }
+    };
+    let code = match command.await {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             tracing::error!(error = format!("{e:#}"), "{name} failed");
             eprintln!("{name}: {e:#}");
             ExitCode::FAILURE
         }
-    }
+    };
+    // Spans still buffered are exported before the process ends.
+    telemetry.shutdown().await;
+    code
 }

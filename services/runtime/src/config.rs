@@ -20,6 +20,28 @@ pub struct ServerArgs {
     /// reporting NOT_SERVING, so clients and Kubernetes endpoints notice first.
     #[arg(long, env = "DRAIN_DELAY", default_value = "0s", value_parser = parse_duration)]
     pub drain_delay: Duration,
+
+    /// Address of the admin HTTP server with Prometheus `/metrics`, or "off".
+    #[arg(long, env = "METRICS_ADDR", default_value = "0.0.0.0:9090")]
+    pub metrics_addr: OptionalAddr,
+}
+
+/// A socket address, or nothing ("off" or empty).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct OptionalAddr(pub Option<SocketAddr>);
+
+impl std::str::FromStr for OptionalAddr {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        match s.trim() {
+            "" | "off" => Ok(OptionalAddr(None)),
+            addr => addr
+                .parse()
+                .map(|a| OptionalAddr(Some(a)))
+                .map_err(|e| format!("invalid address {addr:?} (expected host:port or off): {e}")),
+        }
+    }
 }
 
 /// Token verification for the service's own business methods.

@@ -8,6 +8,7 @@
 //! - [`deadline`]: deadlines carried from incoming to outgoing calls.
 //! - [`telemetry`]: logs (JSON or text) and the tower layer that logs every RPC.
 //! - [`error`]: the shapes of errors clients see (field violations, opaque internals).
+//! - [`metrics`]: Prometheus metrics per server on an admin port.
 //! - [`pg`]: PostgreSQL pools, error classification and the database health check.
 //! - [`cli`]: the common shape of every service's `main`.
 //! - [`config`]: command-line/env argument groups every service flattens into its own.
@@ -19,6 +20,7 @@ pub mod config;
 pub mod deadline;
 pub mod error;
 pub mod health;
+pub mod metrics;
 pub mod pg;
 pub mod server;
 pub mod telemetry;

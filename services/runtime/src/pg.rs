@@ -2,7 +2,14 @@
 //! database errors mean "unavailable", and the health check that reports
 //! whether the database answers.
 
-use std::{str::FromStr as _, time::Duration};
+use std::{
+    str::FromStr as _,
+    sync::{
+        Arc,
+        atomic::{AtomicI64, Ordering},
+    },
+    time::{Duration, Instant},
+};
 
 use sqlx::{
     ConnectOptions as _, Connection as _, PgPool,
@@ -35,12 +42,18 @@ pub fn connect_options(args: &DbArgs, application_name: &str) -> anyhow::Result<
 /// open so the first call after a quiet spell does not pay for a connect.
 /// A call that cannot get a connection within `--db-acquire-timeout` fails
 /// `UNAVAILABLE` instead of queueing forever.
+///
+/// Connections are not pinged before each use (that would double the round
+/// trips of every call): a connection broken by a database restart fails
+/// its one call `UNAVAILABLE` and is dropped, and the health watcher turns
+/// readiness off while the database is away.
 pub fn pool(args: &DbArgs, options: PgConnectOptions) -> PgPool {
     PgPoolOptions::new()
         .max_connections(args.db_max_connections.max(1))
         .min_connections(1)
         .acquire_timeout(args.db_acquire_timeout)
         .idle_timeout(Duration::from_secs(600))
+        .test_before_acquire(false)
         .connect_lazy_with(options)
 }
 
@@ -91,6 +104,53 @@ pub async fn migrate(
         .map_err(|e| anyhow::anyhow!("migrations failed: {e}"))?;
     pool.close().await;
     Ok(())
+}
+
+/// A service's pool, instrumented: every connection a call takes goes
+/// through [`Db::acquire`], which counts the calls waiting and times the
+/// wait (`shop_db_pool_waiters`, `shop_db_pool_acquire_seconds`).
+#[derive(Clone, Debug)]
+pub struct Db {
+    pool: PgPool,
+    waiters: Arc<AtomicI64>,
+    acquire_seconds: Option<metrics::Histogram>,
+}
+
+impl Db {
+    /// Wraps `pool`, reporting into `metrics` if given.
+    pub fn new(pool: PgPool, metrics: Option<&crate::metrics::Metrics>) -> Self {
+        let db = Db {
+            pool,
+            waiters: Arc::new(AtomicI64::new(0)),
+            acquire_seconds: metrics.map(|m| m.histogram("shop_db_pool_acquire_seconds", &[])),
+        };
+        if let Some(m) = metrics {
+            m.watch_pool(&db);
+        }
+        db
+    }
+
+    /// The pool itself.
+    pub fn pool(&self) -> &PgPool {
+        &self.pool
+    }
+
+    /// Calls waiting for a connection right now.
+    pub fn waiters(&self) -> i64 {
+        self.waiters.load(Ordering::Relaxed)
+    }
+
+    /// A connection from the pool (back to the pool when dropped).
+    pub async fn acquire(&self) -> Result<sqlx::pool::PoolConnection<sqlx::Postgres>, sqlx::Error> {
+        let started = Instant::now();
+        self.waiters.fetch_add(1, Ordering::Relaxed);
+        let conn = self.pool.acquire().await;
+        self.waiters.fetch_sub(1, Ordering::Relaxed);
+        if let Some(h) = &self.acquire_seconds {
+            h.record(started.elapsed().as_secs_f64());
+        }
+        conn
+    }
 }
 
 /// Whether a database error means "the database is not reachable right now"

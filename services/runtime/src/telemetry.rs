@@ -1,15 +1,43 @@
-//! Logs for people and for machines, and the tower layer that observes every
-//! RPC ([`rpc::RpcLayer`]).
+//! Logs, traces and the tower layers that observe every RPC.
 //!
-//! [`init`] installs one global `tracing` subscriber: JSON lines in
-//! containers, readable text on a terminal. Secrets never reach it: the RPC
-//! layer logs method, status, duration and peer, never payloads or metadata.
+//! [`init`] installs one global `tracing` subscriber per process:
+//! - logs: JSON lines in containers, readable text on a terminal; every line
+//!   written inside a span carries that span's `trace_id` and `span_id`;
+//! - traces: every span also becomes an OpenTelemetry span, exported over
+//!   OTLP/gRPC when `OTEL_EXPORTER_OTLP_ENDPOINT` is set (the standard
+//!   `OTEL_SERVICE_NAME`, `OTEL_RESOURCE_ATTRIBUTES` and
+//!   `OTEL_TRACES_SAMPLER[_ARG]` variables are honoured). Without an
+//!   endpoint, trace ids still flow (from `traceparent` headers to logs and
+//!   on to the next service); nothing is exported.
+//!
+//! [`rpc::RpcLayer`] (servers) and [`client::Observed`] (clients) turn each
+//! call into a span with the OpenTelemetry RPC attributes, carry W3C
+//! `traceparent` between services, count go-grpc-prometheus metrics and, on
+//! servers, write one log line per call. Payloads and metadata (tokens!)
+//! are never looked at.
 
+mod call;
+pub mod client;
 pub mod rpc;
 
-use std::io::IsTerminal as _;
+use std::{collections::HashMap, fmt, io::IsTerminal as _, sync::Arc};
 
-use tracing_subscriber::{EnvFilter, fmt, layer::SubscriberExt as _, util::SubscriberInitExt as _};
+use opentelemetry::{
+    propagation::{Extractor, Injector, TextMapPropagator as _},
+    trace::{TraceContextExt as _, TracerProvider as _},
+};
+use opentelemetry_sdk::{Resource, propagation::TraceContextPropagator, trace::SdkTracerProvider};
+use prost::Message as _;
+use tracing::Subscriber;
+use tracing_subscriber::{
+    EnvFilter, Layer as _,
+    fmt::{FmtContext, FormatEvent, FormatFields, format::Writer},
+    layer::SubscriberExt as _,
+    registry::LookupSpan,
+    util::SubscriberInitExt as _,
+};
+
+pub use call::{ObservedBody, code_name, go_code_name, grpc_status};
 
 /// How log lines are written.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
@@ -22,35 +50,434 @@ pub enum LogFormat {
     Json,
 }
 
-/// Installs the global subscriber writing to stdout. Call once, first thing
-/// in `main`. Errors if the filter does not parse.
-pub fn init(args: &crate::config::LogArgs) -> anyhow::Result<()> {
-    let filter = EnvFilter::try_new(&args.log_level)
+/// Holds the tracer provider; [`shutdown`](Telemetry::shutdown) flushes
+/// the spans still buffered.
+#[derive(Debug)]
+pub struct Telemetry {
+    provider: SdkTracerProvider,
+}
+
+impl Telemetry {
+    /// Exports what is buffered and stops the exporter (on a blocking
+    /// thread: the SDK's batch processor blocks while flushing).
+    pub async fn shutdown(self) {
+        let provider = self.provider;
+        let _ = tokio::task::spawn_blocking(move || {
+            if let Err(e) = provider.shutdown() {
+                eprintln!("telemetry: flushing spans failed: {e}");
+            }
+        })
+        .await;
+    }
+}
+
+/// Target of the span events recording each streamed message.
+pub const MESSAGE_TARGET: &str = "grpc_message";
+
+/// Installs the global subscriber and propagator for `service`. Call once,
+/// first thing in `main`. Errors if the filter does not parse or the OTLP
+/// exporter cannot be built.
+pub fn init(args: &crate::config::LogArgs, service: &str) -> anyhow::Result<Telemetry> {
+    let log_filter = EnvFilter::try_new(&args.log_level)
         .map_err(|e| anyhow::anyhow!("invalid --log-level {:?}: {e}", args.log_level))?;
     let json = match args.log_format {
         LogFormat::Json => true,
         LogFormat::Text => false,
         LogFormat::Auto => !std::io::stdout().is_terminal(),
     };
-    let registry = tracing_subscriber::registry().with(filter);
-    if json {
-        registry
-            .with(
-                fmt::layer()
-                    .json()
-                    .flatten_event(true)
-                    .with_current_span(false)
-                    .with_span_list(false),
-            )
-            .try_init()?;
-    } else {
-        registry
-            .with(
-                fmt::layer()
-                    .with_target(false)
-                    .with_ansi(std::io::stdout().is_terminal()),
-            )
-            .try_init()?;
+
+    opentelemetry::global::set_text_map_propagator(TraceContextPropagator::new());
+    let mut resource = Resource::builder();
+    if std::env::var_os("OTEL_SERVICE_NAME").is_none() {
+        resource = resource.with_service_name(service.to_owned());
     }
-    Ok(())
+    let mut provider = SdkTracerProvider::builder().with_resource(resource.build());
+    let exporting = std::env::var_os("OTEL_EXPORTER_OTLP_ENDPOINT").is_some()
+        || std::env::var_os("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT").is_some();
+    if exporting {
+        let exporter = opentelemetry_otlp::SpanExporter::builder()
+            .with_tonic()
+            .build()
+            .map_err(|e| anyhow::anyhow!("cannot set up the OTLP exporter: {e}"))?;
+        provider = provider.with_batch_exporter(exporter);
+    }
+    let provider = provider.build();
+    let tracer = provider.tracer(service.to_owned());
+    // Spans of our code and the RPC/message events; not the chatter of
+    // libraries below (h2, hyper, sqlx internals).
+    let trace_filter = EnvFilter::try_new(format!(
+        "info,{MESSAGE_TARGET}=debug,h2=off,hyper=off,tower=off,sqlx=warn,opentelemetry=off"
+    ))?;
+    let otel = tracing_opentelemetry::layer()
+        .with_tracer(tracer)
+        .with_filter(trace_filter);
+    let logs = if json {
+        tracing_subscriber::fmt::layer()
+            .event_format(JsonWithTrace)
+            .with_filter(log_filter)
+            .boxed()
+    } else {
+        tracing_subscriber::fmt::layer()
+            .event_format(TextWithTrace)
+            .with_filter(log_filter)
+            .boxed()
+    };
+    tracing_subscriber::registry()
+        .with(TraceIdsLayer)
+        .with(otel)
+        .with(logs)
+        .try_init()?;
+    if exporting {
+        tracing::info!("exporting traces over OTLP");
+    }
+    Ok(Telemetry { provider })
+}
+
+/// The trace and span ids recorded on the current span or its nearest
+/// ancestor that has them (see [`record_trace_ids`]). Read from the
+/// registry's own span data: asking the OpenTelemetry layer from inside a
+/// log event would re-enter the subscriber.
+fn current_ids<S>(
+    ctx: &FmtContext<'_, S, impl for<'w> FormatFields<'w> + 'static>,
+) -> Option<(String, String)>
+where
+    S: Subscriber + for<'a> LookupSpan<'a>,
+{
+    let span = ctx.lookup_current()?;
+    for span in span.scope() {
+        if let Some(ids) = span.extensions().get::<TraceIds>()
+            && !ids.trace_id.is_empty()
+        {
+            return Some((ids.trace_id.clone(), ids.span_id.clone()));
+        }
+    }
+    None
+}
+
+/// Trace and span ids of a span, kept in the span's registry data.
+struct TraceIds {
+    trace_id: String,
+    span_id: String,
+}
+
+/// Copies the `trace_id` and `span_id` fields of spans into their registry
+/// data, for [`current_ids`].
+struct TraceIdsLayer;
+
+#[derive(Default)]
+struct IdVisitor {
+    trace_id: Option<String>,
+    span_id: Option<String>,
+}
+
+impl tracing::field::Visit for IdVisitor {
+    fn record_str(&mut self, field: &tracing::field::Field, value: &str) {
+        match field.name() {
+            "trace_id" => self.trace_id = Some(value.to_owned()),
+            "span_id" => self.span_id = Some(value.to_owned()),
+            _ => {}
+        }
+    }
+    fn record_debug(&mut self, field: &tracing::field::Field, value: &dyn fmt::Debug) {
+        self.record_str(field, &format!("{value:?}"));
+    }
+}
+
+impl<S> tracing_subscriber::Layer<S> for TraceIdsLayer
+where
+    S: Subscriber + for<'a> LookupSpan<'a>,
+{
+    fn on_record(
+        &self,
+        id: &tracing::span::Id,
+        values: &tracing::span::Record<'_>,
+        ctx: tracing_subscriber::layer::Context<'_, S>,
+    ) {
+        let mut ids = IdVisitor::default();
+        values.record(&mut ids);
+        if ids.trace_id.is_none() && ids.span_id.is_none() {
+            return;
+        }
+        if let Some(span) = ctx.span(id) {
+            let mut extensions = span.extensions_mut();
+            if extensions.get_mut::<TraceIds>().is_none() {
+                extensions.insert(TraceIds {
+                    trace_id: String::new(),
+                    span_id: String::new(),
+                });
+            }
+            if let Some(existing) = extensions.get_mut::<TraceIds>() {
+                if let Some(trace_id) = ids.trace_id {
+                    existing.trace_id = trace_id;
+                }
+                if let Some(span_id) = ids.span_id {
+                    existing.span_id = span_id;
+                }
+            }
+        }
+    }
+}
+
+/// Records `span`'s OpenTelemetry trace and span ids as its `trace_id` and
+/// `span_id` fields (declared `Empty` when the span is made), so log lines
+/// inside it carry them. Call after any `set_parent`.
+pub fn record_trace_ids(span: &tracing::Span) {
+    use tracing_opentelemetry::OpenTelemetrySpanExt as _;
+    if span.is_disabled() {
+        return;
+    }
+    let cx = span.context();
+    let span_context = cx.span().span_context().clone();
+    if span_context.is_valid() {
+        span.record("trace_id", span_context.trace_id().to_string());
+        span.record("span_id", span_context.span_id().to_string());
+    }
+}
+
+/// One JSON object per line: timestamp, level, target, message, the event's
+/// fields and, inside a traced span, `trace_id` and `span_id`.
+struct JsonWithTrace;
+
+impl<S, N> FormatEvent<S, N> for JsonWithTrace
+where
+    S: Subscriber + for<'a> LookupSpan<'a>,
+    N: for<'w> FormatFields<'w> + 'static,
+{
+    fn format_event(
+        &self,
+        ctx: &FmtContext<'_, S, N>,
+        mut writer: Writer<'_>,
+        event: &tracing::Event<'_>,
+    ) -> fmt::Result {
+        let mut fields = JsonFields::default();
+        event.record(&mut fields);
+        let mut object = serde_json::Map::new();
+        object.insert(
+            "timestamp".into(),
+            chrono::Utc::now()
+                .to_rfc3339_opts(chrono::SecondsFormat::Micros, true)
+                .into(),
+        );
+        object.insert("level".into(), event.metadata().level().as_str().into());
+        if let Some(message) = fields.message.take() {
+            object.insert("message".into(), message.into());
+        }
+        for (k, v) in fields.fields {
+            object.insert(k, v);
+        }
+        object.insert("target".into(), event.metadata().target().into());
+        if let Some((trace_id, span_id)) = current_ids(ctx) {
+            object.insert("trace_id".into(), trace_id.into());
+            object.insert("span_id".into(), span_id.into());
+        }
+        let line = serde_json::Value::Object(object).to_string();
+        writeln!(writer, "{line}")
+    }
+}
+
+#[derive(Default)]
+struct JsonFields {
+    message: Option<String>,
+    fields: Vec<(String, serde_json::Value)>,
+}
+
+impl tracing::field::Visit for JsonFields {
+    fn record_str(&mut self, field: &tracing::field::Field, value: &str) {
+        if field.name() == "message" {
+            self.message = Some(value.to_owned());
+        } else {
+            self.fields.push((field.name().to_owned(), value.into()));
+        }
+    }
+    fn record_i64(&mut self, field: &tracing::field::Field, value: i64) {
+        self.fields.push((field.name().to_owned(), value.into()));
+    }
+    fn record_u64(&mut self, field: &tracing::field::Field, value: u64) {
+        self.fields.push((field.name().to_owned(), value.into()));
+    }
+    fn record_f64(&mut self, field: &tracing::field::Field, value: f64) {
+        self.fields.push((field.name().to_owned(), value.into()));
+    }
+    fn record_bool(&mut self, field: &tracing::field::Field, value: bool) {
+        self.fields.push((field.name().to_owned(), value.into()));
+    }
+    fn record_debug(&mut self, field: &tracing::field::Field, value: &dyn fmt::Debug) {
+        let text = format!("{value:?}");
+        if field.name() == "message" {
+            self.message = Some(text);
+        } else {
+            self.fields.push((field.name().to_owned(), text.into()));
+        }
+    }
+}
+
+/// One readable line: time, level, message, the event's fields and, inside
+/// a traced span, `trace_id`.
+struct TextWithTrace;
+
+impl<S, N> FormatEvent<S, N> for TextWithTrace
+where
+    S: Subscriber + for<'a> LookupSpan<'a>,
+    N: for<'w> FormatFields<'w> + 'static,
+{
+    fn format_event(
+        &self,
+        ctx: &FmtContext<'_, S, N>,
+        mut writer: Writer<'_>,
+        event: &tracing::Event<'_>,
+    ) -> fmt::Result {
+        let mut fields = JsonFields::default();
+        event.record(&mut fields);
+        write!(
+            writer,
+            "{} {:>5} {}",
+            chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Millis, true),
+            event.metadata().level().as_str(),
+            fields.message.unwrap_or_default()
+        )?;
+        for (k, v) in fields.fields {
+            match v {
+                serde_json::Value::String(text) => write!(writer, " {k}={text}")?,
+                other => write!(writer, " {k}={other}")?,
+            }
+        }
+        if let Some((trace_id, _)) = current_ids(ctx) {
+            write!(writer, " trace_id={trace_id}")?;
+        }
+        writeln!(writer)
+    }
+}
+
+/// Reads W3C trace context from HTTP (or gRPC) headers.
+pub struct HeaderExtractor<'a>(pub &'a http::HeaderMap);
+
+impl Extractor for HeaderExtractor<'_> {
+    fn get(&self, key: &str) -> Option<&str> {
+        self.0.get(key).and_then(|v| v.to_str().ok())
+    }
+    fn keys(&self) -> Vec<&str> {
+        self.0.keys().map(|k| k.as_str()).collect()
+    }
+}
+
+/// Writes W3C trace context into HTTP (or gRPC) headers.
+pub struct HeaderInjector<'a>(pub &'a mut http::HeaderMap);
+
+impl Injector for HeaderInjector<'_> {
+    fn set(&mut self, key: &str, value: String) {
+        if let (Ok(name), Ok(value)) = (
+            http::header::HeaderName::from_bytes(key.as_bytes()),
+            http::HeaderValue::from_str(&value),
+        ) {
+            self.0.insert(name, value);
+        }
+    }
+}
+
+/// The caller's trace context from incoming headers (`traceparent`).
+pub fn extract_context(headers: &http::HeaderMap) -> opentelemetry::Context {
+    TraceContextPropagator::new().extract(&HeaderExtractor(headers))
+}
+
+/// Writes `span`'s trace context into outgoing headers.
+pub fn inject_context(span: &tracing::Span, headers: &mut http::HeaderMap) {
+    use tracing_opentelemetry::OpenTelemetrySpanExt as _;
+    let cx = span.context();
+    if cx.span().span_context().is_valid() {
+        TraceContextPropagator::new().inject_context(&cx, &mut HeaderInjector(headers));
+    }
+}
+
+/// The four kinds of gRPC call, as go-grpc-prometheus names them.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CallKind {
+    Unary,
+    ClientStream,
+    ServerStream,
+    BidiStream,
+}
+
+impl CallKind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            CallKind::Unary => "unary",
+            CallKind::ClientStream => "client_stream",
+            CallKind::ServerStream => "server_stream",
+            CallKind::BidiStream => "bidi_stream",
+        }
+    }
+}
+
+/// Service, method and kind of every method of some contracts, by path
+/// (`/ecommerce.ProductInfo/getProduct`), read from encoded descriptor sets.
+#[derive(Debug, Default, Clone)]
+pub struct Methods {
+    by_path: Arc<HashMap<String, (String, String, CallKind)>>,
+}
+
+impl Methods {
+    /// The methods of `descriptor_sets` plus health and reflection.
+    pub fn from_descriptor_sets(descriptor_sets: &[&[u8]]) -> Self {
+        let mut by_path = HashMap::new();
+        let standard: [&[u8]; 3] = [
+            tonic_health::pb::FILE_DESCRIPTOR_SET,
+            tonic_reflection::pb::v1::FILE_DESCRIPTOR_SET,
+            tonic_reflection::pb::v1alpha::FILE_DESCRIPTOR_SET,
+        ];
+        for set in descriptor_sets.iter().chain(standard.iter()) {
+            let Ok(set) = prost_types::FileDescriptorSet::decode(*set) else {
+                continue;
+            };
+            for file in set.file {
+                let package = file.package.unwrap_or_default();
+                for service in file.service {
+                    let service_name = if package.is_empty() {
+                        service.name().to_owned()
+                    } else {
+                        format!("{package}.{}", service.name())
+                    };
+                    for method in service.method {
+                        let kind = match (method.client_streaming(), method.server_streaming()) {
+                            (false, false) => CallKind::Unary,
+                            (true, false) => CallKind::ClientStream,
+                            (false, true) => CallKind::ServerStream,
+                            (true, true) => CallKind::BidiStream,
+                        };
+                        by_path.insert(
+                            format!("/{service_name}/{}", method.name()),
+                            (service_name.clone(), method.name().to_owned(), kind),
+                        );
+                    }
+                }
+            }
+        }
+        Methods {
+            by_path: Arc::new(by_path),
+        }
+    }
+
+    /// Service, method and kind of `path`, if known.
+    pub fn get(&self, path: &str) -> Option<&(String, String, CallKind)> {
+        self.by_path.get(path)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn methods_know_their_kind_from_the_descriptors() {
+        let methods = Methods::from_descriptor_sets(&[]);
+        let (service, method, kind) = methods.get("/grpc.health.v1.Health/Watch").unwrap();
+        assert_eq!(
+            (service.as_str(), method.as_str(), *kind),
+            ("grpc.health.v1.Health", "Watch", CallKind::ServerStream)
+        );
+        assert_eq!(
+            methods.get("/grpc.health.v1.Health/Check").unwrap().2,
+            CallKind::Unary
+        );
+        assert!(methods.get("/nope/Nope").is_none());
+    }
 }

@@ -15,8 +15,8 @@
 use std::{sync::OnceLock, time::Duration};
 
 use argon2::{Argon2, PasswordHasher as _, PasswordVerifier as _};
+use shop_runtime::pg::Db;
 use shop_runtime::{auth::Role, error::FieldViolations};
-use sqlx::PgPool;
 use uuid::Uuid;
 
 use crate::{
@@ -132,12 +132,7 @@ fn decoy_hash() -> &'static str {
 }
 
 /// Creates a customer account.
-pub async fn register(
-    pool: &PgPool,
-    email: &str,
-    password: &str,
-    name: &str,
-) -> Result<User, Error> {
+pub async fn register(pool: &Db, email: &str, password: &str, name: &str) -> Result<User, Error> {
     let mut v = FieldViolations::default();
     let email = check_email(&mut v, email);
     check_password(&mut v, password);
@@ -154,12 +149,7 @@ pub async fn register(
 
 /// Checks email and password, honouring the rate limit. `client` is the
 /// caller's address (or another stable key for where the attempt comes from).
-pub async fn login(
-    pool: &PgPool,
-    email: &str,
-    password: &str,
-    client: &str,
-) -> Result<User, Error> {
+pub async fn login(pool: &Db, email: &str, password: &str, client: &str) -> Result<User, Error> {
     let email = email.trim().to_lowercase();
     let email_key = format!("email:{email}");
     let client_key = format!("client:{client}");
@@ -188,7 +178,7 @@ pub async fn login(
 
 /// Creates the configured first admin if missing (an existing account with
 /// that email is made admin; its password is left alone).
-pub async fn ensure_admin(pool: &PgPool, email: &str, password: &str) -> Result<(), Error> {
+pub async fn ensure_admin(pool: &Db, email: &str, password: &str) -> Result<(), Error> {
     let mut v = FieldViolations::default();
     let email = check_email(&mut v, email);
     check_password(&mut v, password);

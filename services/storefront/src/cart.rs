@@ -6,7 +6,7 @@ use shop_proto::{
     ecommerce::{self, Money},
     money::format_minor,
 };
-use sqlx::PgPool;
+use shop_runtime::pg::Db;
 use uuid::Uuid;
 
 use crate::{
@@ -76,11 +76,7 @@ impl Priced {
 }
 
 /// `owner`'s cart with the catalog's current prices.
-pub async fn priced(
-    pool: &PgPool,
-    upstreams: &Upstreams,
-    owner: &CartOwner,
-) -> Result<Priced, Error> {
+pub async fn priced(pool: &Db, upstreams: &Upstreams, owner: &CartOwner) -> Result<Priced, Error> {
     let items = db::cart_items(pool, owner).await?;
     if items.is_empty() {
         return Ok(Priced::default());

@@ -6,7 +6,7 @@
 
 use shop_proto::ecommerce::{Order, OrderLine};
 use shop_runtime::error::FieldViolations;
-use sqlx::PgPool;
+use shop_runtime::pg::Db;
 
 use crate::{
     accounts::User,
@@ -20,7 +20,7 @@ pub const MAX_KEY: usize = 100;
 
 /// Places `user`'s cart as an order to `destination`; returns the order id.
 pub async fn checkout(
-    pool: &PgPool,
+    pool: &Db,
     upstreams: &Upstreams,
     user: &User,
     destination: &str,

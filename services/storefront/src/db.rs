@@ -5,7 +5,8 @@
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
-use sqlx::PgPool;
+use shop_runtime::pg::Db;
+use sqlx::Connection as _;
 use uuid::Uuid;
 
 use crate::error::Error;
@@ -23,13 +24,14 @@ pub struct UserRow {
 /// Creates a user; a taken email is `EmailTaken`.
 #[tracing::instrument(skip_all, fields(db.system = "postgresql", db.operation = "INSERT", db.table = "users"))]
 pub async fn create_user(
-    pool: &PgPool,
+    db: &Db,
     id: Uuid,
     email: &str,
     name: &str,
     password_hash: &str,
     role: &str,
 ) -> Result<UserRow, Error> {
+    let mut conn = db.acquire().await?;
     sqlx::query_as::<_, UserRow>(
         "INSERT INTO users (id, email, name, password_hash, role) VALUES ($1, $2, $3, $4, $5) \
          RETURNING id, email, name, password_hash, role",
@@ -39,7 +41,7 @@ pub async fn create_user(
     .bind(name)
     .bind(password_hash)
     .bind(role)
-    .fetch_one(pool)
+    .fetch_one(&mut *conn)
     .await
     .map_err(|e| match shop_runtime::pg::violated_constraint(&e) {
         Some("users_email_key") => Error::EmailTaken,
@@ -48,33 +50,36 @@ pub async fn create_user(
 }
 
 #[tracing::instrument(skip_all, fields(db.system = "postgresql", db.operation = "SELECT", db.table = "users"))]
-pub async fn find_user_by_email(pool: &PgPool, email: &str) -> Result<Option<UserRow>, Error> {
+pub async fn find_user_by_email(db: &Db, email: &str) -> Result<Option<UserRow>, Error> {
+    let mut conn = db.acquire().await?;
     Ok(sqlx::query_as::<_, UserRow>(
         "SELECT id, email, name, password_hash, role FROM users WHERE email = $1",
     )
     .bind(email)
-    .fetch_optional(pool)
+    .fetch_optional(&mut *conn)
     .await?)
 }
 
 #[tracing::instrument(skip_all, fields(db.system = "postgresql", db.operation = "SELECT", db.table = "users"))]
-pub async fn get_user(pool: &PgPool, id: Uuid) -> Result<Option<UserRow>, Error> {
+pub async fn get_user(db: &Db, id: Uuid) -> Result<Option<UserRow>, Error> {
+    let mut conn = db.acquire().await?;
     Ok(sqlx::query_as::<_, UserRow>(
         "SELECT id, email, name, password_hash, role FROM users WHERE id = $1",
     )
     .bind(id)
-    .fetch_optional(pool)
+    .fetch_optional(&mut *conn)
     .await?)
 }
 
 /// Creates an admin with `email` unless one exists; an existing customer
 /// with that email becomes admin. Returns whether an account was created.
 pub async fn ensure_admin(
-    pool: &PgPool,
+    db: &Db,
     id: Uuid,
     email: &str,
     password_hash: &str,
 ) -> Result<bool, Error> {
+    let mut conn = db.acquire().await?;
     let created = sqlx::query(
         "INSERT INTO users (id, email, password_hash, role) VALUES ($1, $2, $3, 'admin') \
          ON CONFLICT (email) DO UPDATE SET role = 'admin' RETURNING (xmax = 0)",
@@ -82,7 +87,7 @@ pub async fn ensure_admin(
     .bind(id)
     .bind(email)
     .bind(password_hash)
-    .fetch_one(pool)
+    .fetch_one(&mut *conn)
     .await?;
     Ok(sqlx::Row::try_get::<bool, _>(&created, 0).unwrap_or(false))
 }
@@ -100,25 +105,27 @@ pub struct SessionRow {
 
 /// The unexpired session whose id hashes to `id_hash`.
 #[tracing::instrument(skip_all, fields(db.system = "postgresql", db.operation = "SELECT", db.table = "sessions"))]
-pub async fn load_session(pool: &PgPool, id_hash: &[u8]) -> Result<Option<SessionRow>, Error> {
+pub async fn load_session(db: &Db, id_hash: &[u8]) -> Result<Option<SessionRow>, Error> {
+    let mut conn = db.acquire().await?;
     Ok(sqlx::query_as::<_, SessionRow>(
         "SELECT s.csrf_token, s.expires_at, u.id AS user_id, u.email, u.name, u.role \
          FROM sessions s LEFT JOIN users u ON u.id = s.user_id \
          WHERE s.id_hash = $1 AND s.expires_at > now()",
     )
     .bind(id_hash)
-    .fetch_optional(pool)
+    .fetch_optional(&mut *conn)
     .await?)
 }
 
 #[tracing::instrument(skip_all, fields(db.system = "postgresql", db.operation = "INSERT", db.table = "sessions"))]
 pub async fn create_session(
-    pool: &PgPool,
+    db: &Db,
     id_hash: &[u8],
     user_id: Option<Uuid>,
     csrf_token: &str,
     ttl: Duration,
 ) -> Result<(), Error> {
+    let mut conn = db.acquire().await?;
     sqlx::query(
         "INSERT INTO sessions (id_hash, user_id, csrf_token, expires_at) \
          VALUES ($1, $2, $3, now() + make_interval(secs => $4))",
@@ -127,19 +134,20 @@ pub async fn create_session(
     .bind(user_id)
     .bind(csrf_token)
     .bind(ttl.as_secs_f64())
-    .execute(pool)
+    .execute(&mut *conn)
     .await?;
     Ok(())
 }
 
 /// Pushes a session's expiry `ttl` into the future.
-pub async fn extend_session(pool: &PgPool, id_hash: &[u8], ttl: Duration) -> Result<(), Error> {
+pub async fn extend_session(db: &Db, id_hash: &[u8], ttl: Duration) -> Result<(), Error> {
+    let mut conn = db.acquire().await?;
     sqlx::query(
         "UPDATE sessions SET expires_at = now() + make_interval(secs => $2) WHERE id_hash = $1",
     )
     .bind(id_hash)
     .bind(ttl.as_secs_f64())
-    .execute(pool)
+    .execute(&mut *conn)
     .await?;
     Ok(())
 }
@@ -149,14 +157,15 @@ pub async fn extend_session(pool: &PgPool, id_hash: &[u8], ttl: Duration) -> Res
 /// session's cart is merged into the user's cart. One transaction.
 #[tracing::instrument(skip_all, fields(db.system = "postgresql", db.operation = "login", db.table = "sessions"))]
 pub async fn rotate_session(
-    pool: &PgPool,
+    db: &Db,
     old_hash: &[u8],
     new_hash: &[u8],
     user_id: Uuid,
     csrf_token: &str,
     ttl: Duration,
 ) -> Result<(), Error> {
-    let mut tx = pool.begin().await?;
+    let mut conn = db.acquire().await?;
+    let mut tx = conn.begin().await?;
     sqlx::query(
         "INSERT INTO sessions (id_hash, user_id, csrf_token, expires_at) \
          VALUES ($1, $2, $3, now() + make_interval(secs => $4))",
@@ -188,35 +197,38 @@ pub async fn rotate_session(
     Ok(())
 }
 
-pub async fn delete_session(pool: &PgPool, id_hash: &[u8]) -> Result<(), Error> {
+pub async fn delete_session(db: &Db, id_hash: &[u8]) -> Result<(), Error> {
+    let mut conn = db.acquire().await?;
     sqlx::query("DELETE FROM sessions WHERE id_hash = $1")
         .bind(id_hash)
-        .execute(pool)
+        .execute(&mut *conn)
         .await?;
     Ok(())
 }
 
 /// Removes expired sessions (their anonymous carts go with them) and old
 /// login failures.
-pub async fn delete_expired(pool: &PgPool, failure_window: Duration) -> Result<u64, Error> {
+pub async fn delete_expired(db: &Db, failure_window: Duration) -> Result<u64, Error> {
+    let mut conn = db.acquire().await?;
     let sessions = sqlx::query("DELETE FROM sessions WHERE expires_at < now()")
-        .execute(pool)
+        .execute(&mut *conn)
         .await?
         .rows_affected();
     sqlx::query("DELETE FROM login_failures WHERE failed_at < now() - make_interval(secs => $1)")
         .bind(failure_window.as_secs_f64())
-        .execute(pool)
+        .execute(&mut *conn)
         .await?;
     Ok(sessions)
 }
 
 /// Failed logins within `window` for an email key and a client key.
 pub async fn recent_failures(
-    pool: &PgPool,
+    db: &Db,
     email_key: &str,
     client_key: &str,
     window: Duration,
 ) -> Result<(i64, i64), Error> {
+    let mut conn = db.acquire().await?;
     Ok(sqlx::query_as(
         "SELECT count(*) FILTER (WHERE key = $1), count(*) FILTER (WHERE key = $2) \
          FROM login_failures \
@@ -225,22 +237,24 @@ pub async fn recent_failures(
     .bind(email_key)
     .bind(client_key)
     .bind(window.as_secs_f64())
-    .fetch_one(pool)
+    .fetch_one(&mut *conn)
     .await?)
 }
 
-pub async fn record_failure(pool: &PgPool, keys: &[&str]) -> Result<(), Error> {
+pub async fn record_failure(db: &Db, keys: &[&str]) -> Result<(), Error> {
+    let mut conn = db.acquire().await?;
     sqlx::query("INSERT INTO login_failures (key) SELECT unnest($1::text[])")
         .bind(keys)
-        .execute(pool)
+        .execute(&mut *conn)
         .await?;
     Ok(())
 }
 
-pub async fn clear_failures(pool: &PgPool, key: &str) -> Result<(), Error> {
+pub async fn clear_failures(db: &Db, key: &str) -> Result<(), Error> {
+    let mut conn = db.acquire().await?;
     sqlx::query("DELETE FROM login_failures WHERE key = $1")
         .bind(key)
-        .execute(pool)
+        .execute(&mut *conn)
         .await?;
     Ok(())
 }
@@ -281,7 +295,8 @@ async fn cart_id_in(conn: &mut sqlx::PgConnection, owner: &CartOwner) -> Result<
 
 /// (product id, quantity) in `owner`'s cart, oldest first.
 #[tracing::instrument(skip_all, fields(db.system = "postgresql", db.operation = "SELECT", db.table = "cart_items"))]
-pub async fn cart_items(pool: &PgPool, owner: &CartOwner) -> Result<Vec<(Uuid, i32)>, Error> {
+pub async fn cart_items(db: &Db, owner: &CartOwner) -> Result<Vec<(Uuid, i32)>, Error> {
+    let mut conn = db.acquire().await?;
     let (user, session) = owner_columns(owner);
     Ok(sqlx::query_as(
         "SELECT i.product_id, i.quantity FROM cart_items i JOIN carts c ON c.id = i.cart_id \
@@ -289,7 +304,7 @@ pub async fn cart_items(pool: &PgPool, owner: &CartOwner) -> Result<Vec<(Uuid, i
     )
     .bind(user)
     .bind(session)
-    .fetch_all(pool)
+    .fetch_all(&mut *conn)
     .await?)
 }
 
@@ -303,12 +318,13 @@ fn owner_columns(owner: &CartOwner) -> (Option<Uuid>, Option<&[u8]>) {
 /// Adds `quantity` units of a product (at most 99 in all).
 #[tracing::instrument(skip_all, fields(db.system = "postgresql", db.operation = "UPSERT", db.table = "cart_items"))]
 pub async fn add_to_cart(
-    pool: &PgPool,
+    db: &Db,
     owner: &CartOwner,
     product: Uuid,
     quantity: i32,
 ) -> Result<(), Error> {
-    let mut tx = pool.begin().await?;
+    let mut conn = db.acquire().await?;
+    let mut tx = conn.begin().await?;
     let cart = cart_id_in(&mut tx, owner).await?;
     sqlx::query(
         "INSERT INTO cart_items (cart_id, product_id, quantity) VALUES ($1, $2, LEAST(99, $3)) \
@@ -327,12 +343,13 @@ pub async fn add_to_cart(
 /// Sets a product's quantity; 0 removes it.
 #[tracing::instrument(skip_all, fields(db.system = "postgresql", db.operation = "UPSERT", db.table = "cart_items"))]
 pub async fn set_cart_item(
-    pool: &PgPool,
+    db: &Db,
     owner: &CartOwner,
     product: Uuid,
     quantity: i32,
 ) -> Result<(), Error> {
-    let mut tx = pool.begin().await?;
+    let mut conn = db.acquire().await?;
+    let mut tx = conn.begin().await?;
     let cart = cart_id_in(&mut tx, owner).await?;
     if quantity == 0 {
         sqlx::query("DELETE FROM cart_items WHERE cart_id = $1 AND product_id = $2")
@@ -356,7 +373,8 @@ pub async fn set_cart_item(
 }
 
 /// Empties `owner`'s cart.
-pub async fn clear_cart(pool: &PgPool, owner: &CartOwner) -> Result<(), Error> {
+pub async fn clear_cart(db: &Db, owner: &CartOwner) -> Result<(), Error> {
+    let mut conn = db.acquire().await?;
     let (user, session) = owner_columns(owner);
     sqlx::query(
         "DELETE FROM cart_items WHERE cart_id IN \
@@ -364,7 +382,7 @@ pub async fn clear_cart(pool: &PgPool, owner: &CartOwner) -> Result<(), Error> {
     )
     .bind(user)
     .bind(session)
-    .execute(pool)
+    .execute(&mut *conn)
     .await?;
     Ok(())
 }

@@ -8,11 +8,11 @@ use shop_proto::ecommerce::{
     Cart, CartItemRequest, CheckoutRequest, GetCartRequest, LoginRequest, Order, RegisterRequest,
     Session, User as UserMessage, storefront_server::Storefront,
 };
+use shop_runtime::pg::Db;
 use shop_runtime::{
     auth::{Principal, Role, Signer},
     error::FieldViolations,
 };
-use sqlx::PgPool;
 use tonic::{Request, Response, Status};
 use uuid::Uuid;
 
@@ -29,13 +29,13 @@ const SESSION_TTL: Duration = Duration::from_secs(12 * 3600);
 
 /// The storefront's gRPC API.
 pub struct StorefrontService {
-    pool: PgPool,
+    pool: Db,
     upstreams: Upstreams,
     signer: Signer,
 }
 
 impl StorefrontService {
-    pub fn new(pool: PgPool, upstreams: Upstreams, signer: Signer) -> Self {
+    pub fn new(pool: Db, upstreams: Upstreams, signer: Signer) -> Self {
         Self {
             pool,
             upstreams,

@@ -131,7 +131,8 @@ pub async fn run(
     if config.migrate {
         migrate(&options).await?;
     }
-    let pool = pg::pool(&config.db, options.clone());
+    let server = server::Server::new(NAME, &[shop_proto::FILE_DESCRIPTOR_SET]);
+    let pool = pg::Db::new(pg::pool(&config.db, options.clone()), Some(&server.metrics));
     if let Some((email, password)) = admin_password(&config)? {
         // Needs the schema: retried by the caller's restart policy if the
         // database is not migrated yet.
@@ -143,8 +144,8 @@ pub async fn run(
         NAME,
         TrustedIssuers::load(&config.auth.trusted_issuers)?,
     ));
-    let upstreams = upstream::Upstreams::new(&config.upstream)?;
-    let health = HealthRegistry::new();
+    let upstreams = upstream::Upstreams::new(&config.upstream, &server.metrics)?;
+    let health = server.health.clone();
     let checker = pg::spawn_health_check(
         options,
         &MIGRATOR,
@@ -164,15 +165,15 @@ pub async fn run(
     ))
     .accept_compressed(CompressionEncoding::Gzip)
     .send_compressed(CompressionEncoding::Gzip);
-    let routes = Routes::new(InterceptedService::new(
+    let routes = server.routes(Routes::new(InterceptedService::new(
         service,
         AuthInterceptor::allowing_anonymous(verifier),
-    ));
-    let routes = server::with_plumbing(routes, &health, &[shop_proto::FILE_DESCRIPTOR_SET])?;
+    )))?;
 
     let app = web::router(web::AppState {
         inner: Arc::new(web::Inner {
             pool: pool.clone(),
+            metrics: server.metrics.clone(),
             upstreams,
             health: health.clone(),
             cookie_secure: config.cookie_secure,
@@ -205,7 +206,7 @@ pub async fn run(
         serving.await
     });
     let mut grpc_stop = stop_rx;
-    let result = server::serve(grpc, routes, health, (&config.server).into(), async move {
+    let result = server.serve(grpc, routes, (&config.server).into(), async move {
         let _ = grpc_stop.wait_for(|stop| *stop).await;
     });
     let signal = async move {
@@ -221,11 +222,14 @@ pub async fn run(
     }
     checker.abort();
     cleaner.abort();
-    pool.close().await;
+    pool.pool().close().await;
     result
 }
 
-fn spawn_cleanup(pool: sqlx::PgPool, health: HealthRegistry) -> tokio::task::JoinHandle<()> {
+fn spawn_cleanup(
+    pool: shop_runtime::pg::Db,
+    health: HealthRegistry,
+) -> tokio::task::JoinHandle<()> {
     tokio::spawn(async move {
         loop {
             tokio::select! {

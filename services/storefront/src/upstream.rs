@@ -26,6 +26,8 @@ use shop_proto::ecommerce::{
 use shop_runtime::{
     auth::{Role, ServiceAuth, ServiceToken, Signer},
     balance::{BalanceConfig, Balanced},
+    metrics::Metrics,
+    telemetry::{Methods, client::Observed},
 };
 use tonic::{
     Request, Status, Streaming, metadata::AsciiMetadataValue,
@@ -43,9 +45,9 @@ const SERVICE_TOKEN_TTL: Duration = Duration::from_secs(600);
 #[derive(Clone)]
 pub struct Upstreams {
     order_channel: Balanced,
-    catalog: ProductInfoClient<InterceptedService<Balanced, ServiceAuth>>,
-    catalog_as_user: ProductInfoClient<Balanced>,
-    orders: OrderManagementClient<Balanced>,
+    catalog: ProductInfoClient<InterceptedService<Observed<Balanced>, ServiceAuth>>,
+    catalog_as_user: ProductInfoClient<Observed<Balanced>>,
+    orders: OrderManagementClient<Observed<Balanced>>,
     tokens: Arc<UserTokens>,
     timeout: Duration,
 }
@@ -104,8 +106,9 @@ fn order_error(status: Status) -> Error {
 }
 
 impl Upstreams {
-    /// Clients for the configured targets, signing as the storefront.
-    pub fn new(args: &UpstreamArgs) -> anyhow::Result<Self> {
+    /// Clients for the configured targets, signing as the storefront, traced
+    /// and counted into `metrics`.
+    pub fn new(args: &UpstreamArgs, metrics: &Metrics) -> anyhow::Result<Self> {
         let catalog_channel = Balanced::new(
             args.productinfo_target.clone(),
             BalanceConfig {
@@ -120,6 +123,12 @@ impl Upstreams {
                 ..BalanceConfig::new("order", ORDER_SERVICE)
             },
         );
+        metrics.watch_balancer("productinfo", &catalog_channel);
+        metrics.watch_balancer("order", &order_channel);
+        let methods = Methods::from_descriptor_sets(&[shop_proto::FILE_DESCRIPTOR_SET]);
+        let catalog_observed =
+            Observed::new(catalog_channel, "productinfo", metrics, methods.clone());
+        let order_observed = Observed::new(order_channel.clone(), "order", metrics, methods);
         let service_token = ServiceToken::new(
             Signer::from_file(args.token_issuer.clone(), &args.signing_key_file)?,
             vec!["productinfo".into()],
@@ -127,11 +136,11 @@ impl Upstreams {
         );
         Ok(Self {
             catalog: ProductInfoClient::with_interceptor(
-                catalog_channel.clone(),
+                catalog_observed.clone(),
                 ServiceAuth::new(service_token),
             ),
-            catalog_as_user: ProductInfoClient::new(catalog_channel),
-            orders: OrderManagementClient::new(order_channel.clone()),
+            catalog_as_user: ProductInfoClient::new(catalog_observed),
+            orders: OrderManagementClient::new(order_observed),
             order_channel,
             tokens: Arc::new(UserTokens {
                 signer: Signer::from_file(args.token_issuer.clone(), &args.signing_key_file)?,

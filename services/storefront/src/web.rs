@@ -26,7 +26,7 @@ use axum::{
     routing::{get, post},
 };
 use shop_runtime::health::HealthRegistry;
-use sqlx::PgPool;
+use shop_runtime::pg::Db;
 
 pub use session::Session;
 
@@ -39,7 +39,8 @@ pub struct AppState {
 }
 
 pub struct Inner {
-    pub pool: PgPool,
+    pub pool: Db,
+    pub metrics: shop_runtime::metrics::Metrics,
     pub upstreams: Upstreams,
     pub health: HealthRegistry,
     pub cookie_secure: bool,
@@ -86,13 +87,20 @@ pub fn router(state: AppState) -> Router {
         .route("/healthz", get(|| async { "ok" }))
         .merge(pages)
         .layer(middleware::from_fn(security_headers))
-        .layer(middleware::from_fn(request_log))
+        .layer(middleware::from_fn_with_state(state.clone(), request_log))
         .with_state(state)
 }
 
-/// One log line per HTTP request: method, route, status, duration. Never
-/// the query string, form fields or cookies.
-async fn request_log(request: Request, next: Next) -> Response {
+/// Every HTTP request is a `http.server` span (child of the browser's
+/// `traceparent` if it sends one), two metrics
+/// (`http_server_requests_total{method,route,status}`,
+/// `http_server_request_duration_seconds{method,route}`) and one log line:
+/// method, route, status, duration. Never the query string, form fields or
+/// cookies.
+async fn request_log(State(state): State<AppState>, request: Request, next: Next) -> Response {
+    use tracing::Instrument as _;
+    use tracing_opentelemetry::OpenTelemetrySpanExt as _;
+
     let started = std::time::Instant::now();
     let method = request.method().clone();
     let route = request
@@ -100,10 +108,54 @@ async fn request_log(request: Request, next: Next) -> Response {
         .get::<MatchedPath>()
         .map(|p| p.as_str().to_owned())
         .unwrap_or_else(|| "unmatched".into());
-    let response = next.run(request).await;
+    let quiet = route == "/static/{*path}" || route == "/healthz";
+    let span = if quiet {
+        tracing::Span::none()
+    } else {
+        let span = tracing::info_span!(
+            "http.server",
+            otel.name = %format!("{method} {route}"),
+            otel.kind = "server",
+            otel.status_code = tracing::field::Empty,
+            http.request.method = %method,
+            http.route = %route,
+            http.response.status_code = tracing::field::Empty,
+            trace_id = tracing::field::Empty,
+            span_id = tracing::field::Empty,
+        );
+        let _ = span.set_parent(shop_runtime::telemetry::extract_context(request.headers()));
+        shop_runtime::telemetry::record_trace_ids(&span);
+        span
+    };
+    let response = next.run(request).instrument(span.clone()).await;
     let status = response.status().as_u16();
-    let duration_ms = started.elapsed().as_secs_f64() * 1000.0;
-    if route == "/static/{*path}" || route == "/healthz" {
+    let elapsed = started.elapsed();
+    let status_text = status.to_string();
+    state
+        .metrics
+        .counter(
+            "http_server_requests_total",
+            &[
+                ("method", method.as_str()),
+                ("route", &route),
+                ("status", &status_text),
+            ],
+        )
+        .increment(1);
+    state
+        .metrics
+        .histogram(
+            "http_server_request_duration_seconds",
+            &[("method", method.as_str()), ("route", &route)],
+        )
+        .record(elapsed.as_secs_f64());
+    span.record("http.response.status_code", i64::from(status));
+    if status >= 500 {
+        span.record("otel.status_code", "ERROR");
+    }
+    let duration_ms = elapsed.as_secs_f64() * 1000.0;
+    let _entered = span.enter();
+    if quiet {
         tracing::debug!(http.method = %method, http.route = %route, http.status_code = status, duration_ms, "http");
     } else if status >= 500 {
         tracing::warn!(http.method = %method, http.route = %route, http.status_code = status, duration_ms, "http");

@@ -5,6 +5,7 @@
 
 pub mod binary;
 pub mod services;
+pub mod web;
 
 use std::{path::PathBuf, sync::OnceLock, time::Duration};
 

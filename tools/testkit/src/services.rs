@@ -95,6 +95,7 @@ fn server_args() -> ServerArgs {
         listen: "127.0.0.1:0".parse().expect("addr"),
         shutdown_grace: Duration::from_secs(10),
         drain_delay: Duration::ZERO,
+        metrics_addr: shop_runtime::config::OptionalAddr(None),
     }
 }
 
@@ -103,7 +104,7 @@ fn db_args(database_url: String) -> DbArgs {
         database_url,
         database_password_file: None,
         db_max_connections: 8,
-        db_acquire_timeout: Duration::from_secs(2),
+        db_acquire_timeout: TEST_PATIENCE,
         db_health_interval: Duration::from_millis(100),
     }
 }
@@ -150,6 +151,10 @@ pub async fn productinfo_with(config: productinfo::Config) -> Running {
     .await
 }
 
+/// Upstream deadline and pool wait in tests: generous, because debug builds share two
+/// cores with every other test; tests of deadlines set their own.
+const TEST_PATIENCE: Duration = Duration::from_secs(15);
+
 /// An order configuration for `database_url`, calling productinfo at
 /// `productinfo_target`.
 pub fn order_config(database_url: String, productinfo_target: &str) -> order::Config {
@@ -164,7 +169,7 @@ pub fn order_config(database_url: String, productinfo_target: &str) -> order::Co
             productinfo_target: productinfo_target.parse().expect("target"),
             signing_key_file: keys().order_key.clone(),
             token_issuer: "order".into(),
-            upstream_timeout: Duration::from_secs(2),
+            upstream_timeout: TEST_PATIENCE,
             resolve_interval: Duration::from_secs(1),
         },
         migrate: true,
@@ -195,7 +200,7 @@ pub fn storefront_config(
             order_target: order_target.parse().expect("target"),
             signing_key_file: keys().storefront_key.clone(),
             token_issuer: "storefront".into(),
-            upstream_timeout: Duration::from_secs(2),
+            upstream_timeout: TEST_PATIENCE,
             resolve_interval: Duration::from_secs(1),
         },
         migrate: true,

@@ -12,7 +12,7 @@ use shop_proto::ecommerce::{
     ReservationState, ReserveStockRequest, ReservedLine, SearchProductsRequest,
     product_info_server::{ProductInfo, ProductInfoServer},
 };
-use shop_runtime::health::{HealthRegistry, Serving as ServingStatus};
+use shop_runtime::health::Serving as ServingStatus;
 use shop_testkit::services;
 use sqlx::Connection as _;
 use tonic::{Code, Status};
@@ -228,24 +228,26 @@ impl ProductInfo for RecordingCatalog {
 #[tokio::test]
 async fn the_callers_deadline_bounds_every_call_to_the_catalog() {
     let catalog = RecordingCatalog::default();
-    let health = HealthRegistry::new();
-    health.set("", ServingStatus::Serving);
-    health.set("ecommerce.ProductInfo", ServingStatus::Serving);
-    let routes = shop_runtime::server::with_plumbing(
-        tonic::service::Routes::new(ProductInfoServer::new(catalog.clone())),
-        &health,
-        &[],
-    )
-    .unwrap();
+    let server =
+        shop_runtime::server::Server::new("fake-catalog", &[shop_proto::FILE_DESCRIPTOR_SET]);
+    server.health.set("", ServingStatus::Serving);
+    server
+        .health
+        .set("ecommerce.ProductInfo", ServingStatus::Serving);
+    let routes = server
+        .routes(tonic::service::Routes::new(ProductInfoServer::new(
+            catalog.clone(),
+        )))
+        .unwrap();
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
-    tokio::spawn(shop_runtime::server::serve(
+    tokio::spawn(server.serve(
         listener,
         routes,
-        health,
-        shop_runtime::server::ShutdownOptions {
+        shop_runtime::server::ServeOptions {
             drain_delay: Duration::ZERO,
             grace: Duration::from_secs(1),
+            metrics_addr: None,
         },
         futures::future::pending(),
     ));
