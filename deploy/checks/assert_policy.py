@@ -1,0 +1,438 @@
+#!/usr/bin/env python3
+"""What a cluster admin checks in rendered manifests, checked by a program.
+
+    assert_policy.py RENDERED.yaml --mode install|upgrade [-f VALUES.yaml ...] [--objects EXTRA.yaml]
+
+RENDERED.yaml is `helm template` output of helm/shop with the given values
+files (--mode upgrade: rendered with --is-upgrade). EXTRA.yaml holds objects
+the admin creates beforehand (existing Secrets). Exits 1 listing every
+violation. What it checks:
+
+  pods       every pod of the release: own ServiceAccount without token automount,
+             no service links, non-root numeric user and group, seccomp
+             RuntimeDefault, read-only root filesystem, no privilege escalation,
+             capabilities drop ALL, cpu+memory requests and a memory limit, a
+             pinned image tag, and every ConfigMap/Secret/key it uses exists
+  services   command /usr/local/bin/<service>, args [serve]; startup and liveness
+             probes ask for "liveness", readiness for the service's own name,
+             by grpc_health_probe exec or native grpc as probes.type says, with
+             the probe's own timeouts inside timeoutSeconds;
+             terminationGracePeriodSeconds > DRAIN_DELAY + SHUTDOWN_GRACE;
+             ClusterIP + headless Service whose selectors pick its pods; callers'
+             *_TARGET names the headless Service; PDB, HPA, spreading as values say
+  migrations one Job per service running `migrate`, with a backoffLimit, as a hook
+             exactly when it must be one, and every object a hook Job needs
+             exists at that point (same hook and a lower weight, or already there)
+  network    evaluates the NetworkPolicies: exactly storefront->order,
+             storefront->productinfo, order->productinfo, service and its
+             migration -> its own PostgreSQL, DNS, metrics from the monitoring
+             namespace, storefront HTTP from the allowed peers; nothing else
+"""
+
+from __future__ import annotations
+
+import argparse
+import copy
+import ipaddress
+import re
+import sys
+from pathlib import Path
+
+import yaml
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+import netpol  # noqa: E402
+import rendered  # noqa: E402
+
+CHART = Path(__file__).resolve().parents[2] / "helm" / "shop"
+SERVICES = ("productinfo", "order", "storefront")
+HEALTH = {"productinfo": "ecommerce.ProductInfo", "order": "ecommerce.OrderManagement", "storefront": "ecommerce.Storefront"}
+CALLS = {"productinfo": [], "order": ["productinfo"], "storefront": ["productinfo", "order"]}
+NS = "shop"
+
+problems: list[str] = []
+
+
+def fail(msg: str) -> None:
+    problems.append(msg)
+
+
+def merge(base: dict, over: dict) -> dict:
+    out = copy.deepcopy(base)
+    for k, v in (over or {}).items():
+        if v is None:
+            out.pop(k, None)
+        elif isinstance(v, dict) and isinstance(out.get(k), dict):
+            out[k] = merge(out[k], v)
+        else:
+            out[k] = v
+    return out
+
+
+def seconds(d: str) -> float:
+    m = re.fullmatch(r"(\d+)(ms|s|m|h)", d)
+    if not m:
+        raise ValueError(f"not a duration: {d}")
+    n, unit = int(m.group(1)), m.group(2)
+    return n / 1000 if unit == "ms" else n * {"s": 1, "m": 60, "h": 3600}[unit]
+
+
+def labels_of(doc: dict) -> dict:
+    return rendered.pod_template(doc)["metadata"].get("labels") or {}
+
+
+def component(doc: dict) -> str:
+    return labels_of(doc).get("app.kubernetes.io/component", "")
+
+
+def selects(selector: dict, doc: dict) -> bool:
+    return netpol.selector_matches(selector, labels_of(doc))
+
+
+# ------------------------------------------------------------------ pods
+
+
+def check_pod(docs: list[dict], doc: dict, sas: dict) -> None:
+    what = f"{doc['kind']} {doc['metadata']['name']}"
+    pod = rendered.pod_template(doc)
+    spec = pod["spec"]
+    if spec.get("automountServiceAccountToken") is not False:
+        fail(f"{what}: automountServiceAccountToken is not false")
+    sa = spec.get("serviceAccountName")
+    if not sa or sa == "default":
+        fail(f"{what}: runs under the default ServiceAccount")
+    elif sa not in sas:
+        fail(f"{what}: ServiceAccount {sa} is not rendered")
+    elif sas[sa].get("automountServiceAccountToken") is not False:
+        fail(f"{what}: ServiceAccount {sa} automounts its token")
+    if spec.get("enableServiceLinks") is not False:
+        fail(f"{what}: enableServiceLinks is not false")
+    psc = spec.get("securityContext") or {}
+    for c in spec["containers"] + (spec.get("initContainers") or []):
+        cw = f"{what} container {c['name']}"
+        sc = c.get("securityContext") or {}
+        eff = {**psc, **sc}
+        if eff.get("runAsNonRoot") is not True:
+            fail(f"{cw}: runAsNonRoot is not true")
+        for k in ("runAsUser", "runAsGroup"):
+            if not isinstance(eff.get(k), int) or eff[k] <= 0:
+                fail(f"{cw}: {k} is not a numeric non-root id")
+        if (eff.get("seccompProfile") or {}).get("type") != "RuntimeDefault":
+            fail(f"{cw}: seccompProfile is not RuntimeDefault")
+        if sc.get("readOnlyRootFilesystem") is not True:
+            fail(f"{cw}: root filesystem is writable")
+        if sc.get("allowPrivilegeEscalation") is not False:
+            fail(f"{cw}: allowPrivilegeEscalation is not false")
+        if "ALL" not in ((sc.get("capabilities") or {}).get("drop") or []):
+            fail(f"{cw}: capabilities do not drop ALL")
+        if (sc.get("capabilities") or {}).get("add"):
+            fail(f"{cw}: adds capabilities")
+        res = c.get("resources") or {}
+        for k in ("cpu", "memory"):
+            if k not in (res.get("requests") or {}):
+                fail(f"{cw}: no {k} request")
+        if "memory" not in (res.get("limits") or {}):
+            fail(f"{cw}: no memory limit")
+        image = c["image"]
+        if ":" not in image.rsplit("/", 1)[-1] or image.endswith(":latest"):
+            fail(f"{cw}: image {image} has no pinned tag")
+        try:
+            rendered.container_view(docs, pod, c)
+        except rendered.Missing as e:
+            fail(f"{cw}: {e}")
+
+
+# ------------------------------------------------------------------ services
+
+
+def check_service(docs: list[dict], values: dict, svc: str, fullname: str) -> None:
+    v = values[svc]
+    dep = rendered.find(docs, "Deployment", f"{fullname}-{svc}")
+    if dep is None:
+        fail(f"no Deployment {fullname}-{svc}")
+        return
+    what = f"Deployment {fullname}-{svc}"
+    pod = rendered.pod_template(dep)
+    spec = pod["spec"]
+    c = spec["containers"][0]
+    if c.get("command") != [f"/usr/local/bin/{svc}"] or c.get("args") != ["serve"]:
+        fail(f"{what}: runs {c.get('command')} {c.get('args')}, not /usr/local/bin/{svc} serve")
+    ports = {p["name"]: p["containerPort"] for p in c.get("ports") or []}
+
+    # Probes.
+    ptype = values["probes"]["type"]
+    for kind in ("startup", "readiness", "liveness"):
+        probe = c.get(f"{kind}Probe")
+        want = HEALTH[svc] if kind == "readiness" else "liveness"
+        if not probe:
+            fail(f"{what}: no {kind} probe")
+            continue
+        if ptype == "grpc":
+            g = probe.get("grpc") or {}
+            if g.get("service") != want or g.get("port") != ports.get("grpc"):
+                fail(f"{what}: {kind} probe is {probe}, want grpc service {want} on the gRPC port")
+        else:
+            cmd = (probe.get("exec") or {}).get("command") or []
+            if not cmd or cmd[0] != "/usr/local/bin/grpc_health_probe":
+                fail(f"{what}: {kind} probe does not exec grpc_health_probe: {cmd}")
+                continue
+            flags = dict(a.lstrip("-").split("=", 1) for a in cmd[1:])
+            if flags.get("service") != want:
+                fail(f"{what}: {kind} probe asks for {flags.get('service')!r}, want {want!r}")
+            if flags.get("addr") != f"127.0.0.1:{ports.get('grpc')}":
+                fail(f"{what}: {kind} probe addr {flags.get('addr')} is not the gRPC port")
+            budget = seconds(flags.get("connect-timeout", "1s")) + seconds(flags.get("rpc-timeout", "1s"))
+            if budget > probe["timeoutSeconds"] + 1 or seconds(flags.get("rpc-timeout", "1s")) >= probe["timeoutSeconds"]:
+                fail(f"{what}: {kind} probe's own timeouts do not fit timeoutSeconds {probe['timeoutSeconds']}")
+
+    # Shutdown.
+    try:
+        env = rendered.container_view(docs, pod, c).env
+    except rendered.Missing as e:
+        fail(f"{what}: {e}")
+        return
+    need = seconds(env["DRAIN_DELAY"]) + seconds(env["SHUTDOWN_GRACE"])
+    if spec.get("terminationGracePeriodSeconds", 30) <= need:
+        fail(f"{what}: terminationGracePeriodSeconds {spec.get('terminationGracePeriodSeconds')} <= drain + grace {need}")
+    if env.get("MIGRATE_ON_START") != "false":
+        fail(f"{what}: MIGRATE_ON_START is {env.get('MIGRATE_ON_START')!r}")
+    if env.get("LOG_FORMAT") != values["logFormat"]:
+        fail(f"{what}: LOG_FORMAT {env.get('LOG_FORMAT')} is not the value {values['logFormat']}")
+    if values["otel"]["endpoint"] and env.get("OTEL_EXPORTER_OTLP_ENDPOINT") != values["otel"]["endpoint"]:
+        fail(f"{what}: OTEL_EXPORTER_OTLP_ENDPOINT is not set from otel.endpoint")
+    if env.get("OTEL_SERVICE_NAME") != svc:
+        fail(f"{what}: OTEL_SERVICE_NAME is {env.get('OTEL_SERVICE_NAME')!r}")
+
+    # Services: the ClusterIP one and the headless one the callers balance over.
+    for name, headless in ((f"{fullname}-{svc}", False), (f"{fullname}-{svc}-headless", True)):
+        s = rendered.find(docs, "Service", name)
+        if s is None:
+            fail(f"no Service {name}")
+            continue
+        if headless != (s["spec"].get("clusterIP") == "None"):
+            fail(f"Service {name}: clusterIP is {s['spec'].get('clusterIP')}")
+        if not selects({"matchLabels": s["spec"]["selector"]}, dep):
+            fail(f"Service {name}: selector does not pick {what}'s pods")
+        for p in s["spec"]["ports"]:
+            if p.get("targetPort") not in ports and p.get("targetPort") not in ports.values():
+                fail(f"Service {name}: targetPort {p.get('targetPort')} is no port of {what}")
+        others = [d for d in docs if d["kind"] in ("Deployment", "StatefulSet") and d is not dep and selects({"matchLabels": s["spec"]["selector"]}, d)]
+        if others:
+            fail(f"Service {name}: selector also picks {[d['metadata']['name'] for d in others]}")
+    for callee in CALLS[svc]:
+        var = f"{callee.upper()}_TARGET"
+        want = f"dns:///{fullname}-{callee}-headless:{values['ports']['grpc']}"
+        if env.get(var) != want:
+            fail(f"{what}: {var} is {env.get(var)!r}, want {want!r}")
+
+    # Availability.
+    if v["autoscaling"]["enabled"]:
+        hpa = rendered.find(docs, "HorizontalPodAutoscaler", f"{fullname}-{svc}")
+        if hpa is None or hpa["spec"]["scaleTargetRef"]["name"] != dep["metadata"]["name"]:
+            fail(f"{what}: autoscaling is on but no HPA targets it")
+        if "replicas" in dep["spec"]:
+            fail(f"{what}: sets replicas although an HPA scales it")
+    elif dep["spec"].get("replicas") != v["replicas"]:
+        fail(f"{what}: replicas {dep['spec'].get('replicas')} is not the value {v['replicas']}")
+    pdbs = [d for d in docs if d["kind"] == "PodDisruptionBudget" and selects(d["spec"]["selector"], dep)]
+    if v["pdb"]["enabled"] and (len(pdbs) != 1 or pdbs[0]["spec"].get("maxUnavailable") != v["pdb"]["maxUnavailable"]):
+        fail(f"{what}: want one PodDisruptionBudget with maxUnavailable {v['pdb']['maxUnavailable']}, found {len(pdbs)}")
+    if not v["pdb"]["enabled"] and pdbs:
+        fail(f"{what}: pdb.enabled is false but a PodDisruptionBudget selects it")
+    tsc = spec.get("topologySpreadConstraints") or []
+    if values["topologySpread"]["enabled"]:
+        if not any(t["topologyKey"] == "kubernetes.io/hostname" and selects(t["labelSelector"], dep) for t in tsc):
+            fail(f"{what}: no topology spread over kubernetes.io/hostname")
+    elif tsc:
+        fail(f"{what}: topologySpread is off but constraints are set")
+
+
+# ------------------------------------------------------------------ migrations
+
+
+def hook_of(doc: dict) -> tuple[set, int]:
+    ann = doc["metadata"].get("annotations") or {}
+    hooks = {h.strip() for h in ann.get("helm.sh/hook", "").split(",") if h.strip()}
+    return hooks, int(ann.get("helm.sh/hook-weight", "0"))
+
+
+def check_migrations(docs: list[dict], extra: list[dict], values: dict, svc: str, fullname: str, mode: str) -> None:
+    jobs = [d for d in docs if d["kind"] == "Job" and component(d) == f"{svc}-migrate"]
+    if len(jobs) != 1:
+        fail(f"{svc}: want exactly one migration Job, found {len(jobs)}")
+        return
+    job = jobs[0]
+    what = f"Job {job['metadata']['name']}"
+    c = rendered.pod_template(job)["spec"]["containers"][0]
+    if c.get("command") != [f"/usr/local/bin/{svc}"] or c.get("args") != ["migrate"]:
+        fail(f"{what}: runs {c.get('command')} {c.get('args')}, not /usr/local/bin/{svc} migrate")
+    if not isinstance(job["spec"].get("backoffLimit"), int):
+        fail(f"{what}: no backoffLimit")
+    internal = values[svc]["database"]["mode"] == "internal"
+    hooks, weight = hook_of(job)
+    if internal and mode == "install":
+        want = set()  # an ordinary resource, created with the database
+    elif internal:
+        want = {"pre-upgrade"}
+    else:
+        want = {"pre-install", "pre-upgrade"}
+    if hooks != want:
+        fail(f"{what}: hooks {sorted(hooks) or 'none'}, want {sorted(want) or 'none'}")
+    if not hooks:
+        return
+    # A hook Job runs before the release's ordinary objects are created (install)
+    # or changed (upgrade): what it uses must be a hook of the same phase with a
+    # lower weight, an object the admin made, or (upgrade only) an ordinary object.
+    phase = f"pre-{mode}"
+    pod = rendered.pod_template(job)
+    needed = [("ServiceAccount", pod["spec"]["serviceAccountName"])]
+    for vol in pod["spec"].get("volumes") or []:
+        if "secret" in vol:
+            needed.append(("Secret", vol["secret"]["secretName"]))
+        if "configMap" in vol:
+            needed.append(("ConfigMap", vol["configMap"]["name"]))
+    for e in c.get("env") or []:
+        ref = (e.get("valueFrom") or {}).get("secretKeyRef")
+        if ref:
+            needed.append(("Secret", ref["name"]))
+    netpols = [d for d in docs if d["kind"] == "NetworkPolicy" and selects(d["spec"]["podSelector"], job)]
+    for kind, name in needed + [("NetworkPolicy", d["metadata"]["name"]) for d in netpols if component_selector(d) == f"{svc}-migrate"]:
+        obj = rendered.find(docs, kind, name)
+        if obj is None:
+            if rendered.find(extra, kind, name) is None:
+                fail(f"{what}: needs {kind} {name}, which nothing provides")
+            continue
+        h, w = hook_of(obj)
+        if h:
+            if phase not in h or w >= weight:
+                fail(f"{what}: {kind} {name} is hook {sorted(h)} weight {w}; need {phase} with weight < {weight}")
+        elif mode == "install":
+            fail(f"{what}: {kind} {name} is an ordinary object, created only after this pre-install hook")
+
+
+def component_selector(np: dict) -> str:
+    return (np["spec"]["podSelector"].get("matchLabels") or {}).get("app.kubernetes.io/component", "")
+
+
+# ------------------------------------------------------------------ network
+
+
+def check_network(docs: list[dict], values: dict, fullname: str) -> None:
+    policies = [d for d in docs if d["kind"] == "NetworkPolicy"]
+    if not values["networkPolicy"]["enabled"]:
+        if policies:
+            fail("networkPolicy.enabled is false but NetworkPolicies are rendered")
+        return
+    pods: dict[str, netpol.Endpoint] = {}
+    for d in docs:
+        if d["kind"] in ("Deployment", "StatefulSet", "Job"):
+            cs = rendered.pod_template(d)["spec"]["containers"]
+            ports = [(p.get("name", ""), p["containerPort"], p.get("protocol", "TCP")) for c in cs for p in c.get("ports") or []]
+            pods[component(d)] = netpol.pod(d["metadata"]["name"], NS, labels_of(d), ports)
+    grpc, metrics, http = (values["ports"][k] for k in ("grpc", "metrics", "http"))
+    allowed = {("storefront", "order", grpc), ("storefront", "productinfo", grpc), ("order", "productinfo", grpc)}
+    for svc in SERVICES:
+        if values[svc]["database"]["mode"] == "internal":
+            allowed |= {(svc, f"{svc}-postgresql", 5432), (f"{svc}-migrate", f"{svc}-postgresql", 5432)}
+    for src in pods:
+        for dst in pods:
+            for port in sorted({grpc, metrics, http, 5432}):
+                got = netpol.connects(policies, pods[src], pods[dst], port)
+                if got != ((src, dst, port) in allowed):
+                    fail(f"network: {src} -> {dst}:{port} is {'allowed' if got else 'denied'}, want {'allowed' if not got else 'denied'}")
+
+    dns = netpol.pod("coredns", "kube-system", {"k8s-app": "kube-dns"}, [("dns", 53, "UDP"), ("dns-tcp", 53, "TCP")])
+    monitoring = netpol.pod("prometheus", "monitoring", {"app": "prometheus"})
+    stranger = netpol.pod("stranger", "default", {"app": "stranger"})
+    ingress_nginx = netpol.pod("controller", "ingress-nginx", {"app": "ingress-nginx"})
+    internet = netpol.outside("internet", "203.0.113.7")
+    for comp, p in pods.items():
+        if not netpol.connects(policies, p, dns, 53, "UDP") or not netpol.connects(policies, p, dns, 53, "TCP"):
+            fail(f"network: {comp} cannot reach cluster DNS")
+        svc = comp.removesuffix("-migrate")
+        db = values[svc]["database"] if svc in SERVICES else {"mode": "internal"}
+        for port in (443, 80, 5432, 6432, grpc):
+            # An external database's address range is open on its port, and nothing else.
+            want = (
+                db["mode"] == "external"
+                and port == db["external"]["port"]
+                and ipaddress.ip_address(internet.ip) in ipaddress.ip_network(db["external"]["cidr"])
+            )
+            if netpol.connects(policies, p, internet, port) != want:
+                fail(f"network: {comp} {'may not' if want else 'may'} reach 203.0.113.7:{port}")
+        for outsider in (stranger, monitoring, ingress_nginx):
+            for port in (grpc, 5432):
+                if netpol.connects(policies, outsider, p, port):
+                    fail(f"network: {outsider.namespace}/{outsider.name} may reach {comp}:{port}")
+    for svc in SERVICES:
+        p = pods[svc]
+        if not netpol.connects(policies, monitoring, p, metrics):
+            fail(f"network: monitoring cannot scrape {svc}:{metrics}")
+        if netpol.connects(policies, stranger, p, metrics):
+            fail(f"network: default/stranger may scrape {svc}:{metrics}")
+        db = values[svc]["database"]
+        if db["mode"] == "external":
+            host = netpol.outside("database", db["external"]["cidr"].split("/")[0])
+            for who in (svc, f"{svc}-migrate"):
+                if not netpol.connects(policies, pods[who], host, db["external"]["port"]):
+                    fail(f"network: {who} cannot reach its external database {db['external']['cidr']}:{db['external']['port']}")
+        if values["otel"]["endpoint"]:
+            collector = netpol.pod("collector", "observability", {"app": "otel-collector"}, [("otlp", 4317, "TCP")])
+            if not netpol.connects(policies, p, collector, 4317):
+                fail(f"network: {svc} cannot reach the OTLP collector")
+    front = pods["storefront"]
+    open_to = values["networkPolicy"]["storefrontHttpFrom"]
+    if not netpol.connects(policies, ingress_nginx, front, http):
+        fail("network: the ingress controller cannot reach the storefront's HTTP port")
+    if netpol.connects(policies, stranger, front, http) != (not open_to):
+        fail(f"network: default/stranger {'may' if open_to else 'may not'} reach the storefront's HTTP port")
+
+
+# ------------------------------------------------------------------ main
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("rendered")
+    ap.add_argument("--mode", choices=("install", "upgrade"), required=True)
+    ap.add_argument("-f", "--values", action="append", default=[])
+    ap.add_argument("--objects", action="append", default=[], help="objects the admin creates beforehand")
+    ap.add_argument("--fullname", default="shop")
+    args = ap.parse_args()
+
+    values = yaml.safe_load((CHART / "values.yaml").read_text())
+    for f in args.values:
+        values = merge(values, yaml.safe_load(Path(f).read_text()) or {})
+    fullname = values.get("fullnameOverride") or args.fullname
+    docs = rendered.load_file(args.rendered)
+    extra = [d for f in args.objects for d in rendered.load_file(f)]
+    docs_all = docs + extra
+
+    sas = {d["metadata"]["name"]: d for d in docs if d["kind"] == "ServiceAccount"}
+    for d in docs:
+        if d["kind"] in rendered.POD_KINDS:
+            check_pod(docs_all, d, sas)
+    for svc in SERVICES:
+        check_service(docs_all, values, svc, fullname)
+        check_migrations(docs, extra, values, svc, fullname, args.mode)
+        internal = values[svc]["database"]["mode"] == "internal"
+        sts = rendered.find(docs, "StatefulSet", f"{fullname}-{svc}-postgresql")
+        if internal != (sts is not None):
+            fail(f"{svc}: database mode {values[svc]['database']['mode']} but StatefulSet {'missing' if internal else 'rendered'}")
+        if sts is not None and not sts["spec"].get("volumeClaimTemplates"):
+            fail(f"StatefulSet {fullname}-{svc}-postgresql keeps its data on no PersistentVolumeClaim")
+    check_network(docs, values, fullname)
+    if values["ingress"]["enabled"] != (rendered.find(docs, "Ingress", f"{fullname}-storefront") is not None):
+        fail("ingress.enabled and the rendered Ingress disagree")
+
+    name = Path(args.rendered).name
+    if problems:
+        for p in problems:
+            print(f"  FAIL {name}: {p}")
+        return 1
+    print(f"  ok   {name}: pods, services, migrations and network policy as a cluster admin expects")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

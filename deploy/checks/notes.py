@@ -1,0 +1,55 @@
+#!/usr/bin/env python3
+"""Does NOTES.txt tell the truth about the rendered objects?
+
+    notes.py NOTES.txt RENDERED.yaml [--objects EXTRA.yaml ...]
+
+NOTES.txt (rendered for the same values) must contain the port-forward,
+grpcurl (-plaintext) and token instructions, and every object its commands
+name (svc/..., deploy/..., `get secret NAME`) must exist in the rendering or
+among the objects the admin made, with the jsonpath key it reads.
+"""
+
+from __future__ import annotations
+
+import argparse
+import re
+import sys
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+import rendered  # noqa: E402
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("notes", type=Path)
+    ap.add_argument("rendered", type=Path)
+    ap.add_argument("--objects", action="append", default=[])
+    args = ap.parse_args()
+    notes = args.notes.read_text()
+    docs = rendered.load_file(args.rendered) + [d for f in args.objects for d in rendered.load_file(f)]
+    problems = []
+    for needle in ("port-forward", "grpcurl -plaintext", "grpc.health.v1.Health/Check", "shopctl token --role admin --key", "grpc_health_probe"):
+        if needle not in notes:
+            problems.append(f"NOTES.txt does not mention {needle!r}")
+    for kind, name in re.findall(r"\b(svc|deploy)/([a-z0-9-]+)", notes):
+        k = {"svc": "Service", "deploy": "Deployment"}[kind]
+        if rendered.find(docs, k, name) is None:
+            problems.append(f"NOTES.txt names {kind}/{name}, which is not rendered")
+    for name, key in re.findall(r"get secret ([a-z0-9.-]+) -o jsonpath='\{\.data\.([^}]+)\}'", notes):
+        key = key.replace("\\.", ".")
+        s = rendered.find(docs, "Secret", name)
+        if s is None:
+            problems.append(f"NOTES.txt reads Secret {name}, which neither the chart nor the admin makes")
+        elif key not in rendered.data_of(s):
+            problems.append(f"NOTES.txt reads key {key} of Secret {name}, which has no such key")
+    for p in problems:
+        print(f"  FAIL {args.rendered.name}: {p}")
+    if problems:
+        return 1
+    print(f"  ok   {args.rendered.name}: NOTES.txt names only objects and keys that exist")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,348 @@
+{{/*
+Helpers of the shop chart. Every per-service template ranges over
+"shop.services" and takes the service's facts from "shop.facts".
+*/}}
+
+{{- define "shop.name" -}}
+{{- default .Chart.Name .Values.nameOverride | trunc 63 | trimSuffix "-" -}}
+{{- end -}}
+
+{{/* Prefix of every object name, at most 29 characters: a StatefulSet name
+("<prefix>-productinfo-postgresql") may have at most 52. */}}
+{{- define "shop.fullname" -}}
+{{- if .Values.fullnameOverride -}}
+{{- .Values.fullnameOverride | trunc 29 | trimSuffix "-" -}}
+{{- else -}}
+{{- $name := default .Chart.Name .Values.nameOverride -}}
+{{- if contains $name .Release.Name -}}
+{{- .Release.Name | trunc 29 | trimSuffix "-" -}}
+{{- else -}}
+{{- printf "%s-%s" .Release.Name $name | trunc 29 | trimSuffix "-" -}}
+{{- end -}}
+{{- end -}}
+{{- end -}}
+
+{{- define "shop.services" -}}productinfo order storefront{{- end -}}
+
+{{/*
+What differs between the services, as JSON: the health service name the
+readiness probe asks for, whom the service calls, who calls it, whether it
+issues tokens, and whose tokens it accepts (TRUSTED_ISSUERS).
+*/}}
+{{- define "shop.facts" -}}
+{{- $issuers := "/etc/shop/issuers" -}}
+{{- $facts := dict
+  "productinfo" (dict "health" "ecommerce.ProductInfo" "calls" (list) "callers" (list "order" "storefront") "signs" false
+                      "trusted" (printf "storefront=%s/storefront.pem,order:service=%s/order.pem" $issuers $issuers))
+  "order"       (dict "health" "ecommerce.OrderManagement" "calls" (list "productinfo") "callers" (list "storefront") "signs" true
+                      "trusted" (printf "storefront=%s/storefront.pem" $issuers))
+  "storefront"  (dict "health" "ecommerce.Storefront" "calls" (list "productinfo" "order") "callers" (list) "signs" true
+                      "trusted" (printf "storefront=%s/storefront.pem" $issuers))
+-}}
+{{- index $facts . | toJson -}}
+{{- end -}}
+
+{{- define "shop.chart" -}}
+{{- printf "%s-%s" .Chart.Name .Chart.Version | replace "+" "_" | trunc 63 | trimSuffix "-" -}}
+{{- end -}}
+
+{{/* Selector labels. Args: (dict "root" $ "component" "productinfo") */}}
+{{- define "shop.selectorLabels" -}}
+app.kubernetes.io/name: {{ include "shop.name" .root }}
+app.kubernetes.io/instance: {{ .root.Release.Name }}
+app.kubernetes.io/component: {{ .component }}
+{{- end -}}
+
+{{/* All labels. Args: (dict "root" $ "component" "productinfo") */}}
+{{- define "shop.labels" -}}
+{{ include "shop.selectorLabels" . }}
+app.kubernetes.io/part-of: shop
+app.kubernetes.io/version: {{ .root.Values.image.tag | default .root.Chart.AppVersion | quote }}
+app.kubernetes.io/managed-by: {{ .root.Release.Service }}
+helm.sh/chart: {{ include "shop.chart" .root }}
+{{- end -}}
+
+{{/* Labels of every pod of the release (the default-deny NetworkPolicy selects these). */}}
+{{- define "shop.releaseSelector" -}}
+app.kubernetes.io/name: {{ include "shop.name" . }}
+app.kubernetes.io/instance: {{ .Release.Name }}
+{{- end -}}
+
+{{/* Image of a service. Args: (dict "root" $ "svc" "order") */}}
+{{- define "shop.image" -}}
+{{- $v := index .root.Values .svc -}}
+{{- $repo := $v.image.repository | default (printf "%s/%s" (trimSuffix "/" .root.Values.image.registry) .svc) -}}
+{{- printf "%s:%s" $repo (.root.Values.image.tag | default .root.Chart.AppVersion) -}}
+{{- end -}}
+
+{{/* "20s" -> 20 (the schema allows whole seconds only). */}}
+{{- define "shop.seconds" -}}
+{{- trimSuffix "s" . | int -}}
+{{- end -}}
+
+{{/*
+A secret value that is generated once and kept on every upgrade.
+Order: the supplied value; the value already in the Secret in the cluster
+(lookup; empty under `helm template`); the value generated earlier in this
+same render (so two objects that carry it agree); a new random one.
+Args: (dict "root" $ "secret" NAME "key" KEY "value" SUPPLIED "kind" "password"|"ed25519")
+*/}}
+{{- define "shop.keep" -}}
+{{- if not (hasKey .root.Values "__generated") -}}
+{{- $_ := set .root.Values "__generated" dict -}}
+{{- end -}}
+{{- $cache := .root.Values.__generated -}}
+{{- $id := printf "%s/%s" .secret .key -}}
+{{- if .value -}}
+{{- .value -}}
+{{- else if hasKey $cache $id -}}
+{{- get $cache $id -}}
+{{- else -}}
+{{- $v := "" -}}
+{{- $existing := lookup "v1" "Secret" .root.Release.Namespace .secret -}}
+{{- if and $existing (hasKey ($existing.data | default dict) .key) -}}
+{{- $v = index $existing.data .key | b64dec -}}
+{{- else if eq .kind "ed25519" -}}
+{{- $v = genPrivateKey "ed25519" -}}
+{{- else -}}
+{{- $v = randAlphaNum 32 -}}
+{{- end -}}
+{{- $_ := set $cache $id $v -}}
+{{- $v -}}
+{{- end -}}
+{{- end -}}
+
+{{/* ---------------------------------------------------------------- keys */}}
+
+{{- define "shop.signingKeySecret" -}}
+{{- $k := index .root.Values.keys .issuer -}}
+{{- $k.existingSecret | default (printf "%s-%s-signing-key" (include "shop.fullname" .root) .issuer) -}}
+{{- end -}}
+
+{{- define "shop.signingKeySecretKey" -}}
+{{- $k := index .root.Values.keys .issuer -}}
+{{- if $k.existingSecret }}{{ $k.existingSecretKey }}{{ else }}private.pem{{ end -}}
+{{- end -}}
+
+{{/* The issuer's private key PEM (only when the chart makes its Secret). */}}
+{{- define "shop.signingKey" -}}
+{{- $k := index .root.Values.keys .issuer -}}
+{{- include "shop.keep" (dict "root" .root "secret" (include "shop.signingKeySecret" .) "key" "private.pem" "value" $k.privateKey "kind" "ed25519") -}}
+{{- end -}}
+
+{{- define "shop.issuersConfigMap" -}}
+{{- .Values.keys.existingPublicKeysConfigMap | default (printf "%s-issuers" (include "shop.fullname" .)) -}}
+{{- end -}}
+
+{{/*
+The issuer's public half: the supplied publicKey, else a self-signed X.509
+certificate of the private key. A certificate already in the cluster is kept
+while the private key it was made from (sha256 in an annotation) is unchanged.
+*/}}
+{{- define "shop.publicKey" -}}
+{{- $k := index .root.Values.keys .issuer -}}
+{{- if not (hasKey .root.Values "__generated") -}}
+{{- $_ := set .root.Values "__generated" dict -}}
+{{- end -}}
+{{- $cacheKey := printf "public/%s" .issuer -}}
+{{- if $k.publicKey -}}
+{{- $k.publicKey -}}
+{{- else if hasKey .root.Values.__generated $cacheKey -}}
+{{- get .root.Values.__generated $cacheKey -}}
+{{- else -}}
+{{- $key := include "shop.signingKey" . -}}
+{{- $sha := sha256sum $key -}}
+{{- $cm := lookup "v1" "ConfigMap" .root.Release.Namespace (include "shop.issuersConfigMap" .root) -}}
+{{- $annotations := dig "metadata" "annotations" dict ($cm | default dict) -}}
+{{- $file := printf "%s.pem" .issuer -}}
+{{- $cert := "" -}}
+{{- if and $cm (eq (get $annotations (printf "shop.grpc-shop.dev/%s-key-sha256" .issuer)) $sha) (hasKey ($cm.data | default dict) $file) -}}
+{{- $cert = index $cm.data $file -}}
+{{- else -}}
+{{- $cert = (genSelfSignedCertWithKey .issuer nil nil 3650 $key).Cert -}}
+{{- end -}}
+{{- $_ := set .root.Values.__generated $cacheKey $cert -}}
+{{- $cert -}}
+{{- end -}}
+{{- end -}}
+
+{{/* ---------------------------------------------------------------- databases */}}
+
+{{- define "shop.dbInternal" -}}
+{{- $v := index .root.Values .svc -}}
+{{- if eq $v.database.mode "internal" }}true{{ end -}}
+{{- end -}}
+
+{{/* The Secret with the service's database credentials. */}}
+{{- define "shop.dbSecret" -}}
+{{- $db := (index .root.Values .svc).database -}}
+{{- $name := printf "%s-%s-db" (include "shop.fullname" .root) .svc -}}
+{{- if eq $db.mode "internal" -}}
+{{- $db.internal.existingSecret | default $name -}}
+{{- else -}}
+{{- $db.external.existingSecret | default $name -}}
+{{- end -}}
+{{- end -}}
+
+{{/* Key of the password in that Secret; empty when the password is in the URL. */}}
+{{- define "shop.dbPasswordKey" -}}
+{{- $db := (index .root.Values .svc).database -}}
+{{- if eq $db.mode "internal" -}}
+password
+{{- else if $db.external.existingSecret -}}
+{{- $db.external.passwordKey -}}
+{{- else if $db.external.password -}}
+password
+{{- end -}}
+{{- end -}}
+
+{{- define "shop.dbUrlKey" -}}
+{{- $db := (index .root.Values .svc).database -}}
+{{- if $db.external.existingSecret }}{{ $db.external.urlKey }}{{ else }}url{{ end -}}
+{{- end -}}
+
+{{- define "shop.dbPassword" -}}
+{{- $db := (index .root.Values .svc).database -}}
+{{- include "shop.keep" (dict "root" .root "secret" (include "shop.dbSecret" .) "key" "password" "value" $db.internal.password "kind" "password") -}}
+{{- end -}}
+
+{{- define "shop.dbPostgresPassword" -}}
+{{- $db := (index .root.Values .svc).database -}}
+{{- include "shop.keep" (dict "root" .root "secret" (include "shop.dbSecret" .) "key" "postgres-password" "value" $db.internal.postgresPassword "kind" "password") -}}
+{{- end -}}
+
+{{- define "shop.postgresName" -}}
+{{- printf "%s-%s-postgresql" (include "shop.fullname" .root) .svc -}}
+{{- end -}}
+
+{{/* Secret data of the service's database credentials (chart-made Secrets only). */}}
+{{- define "shop.dbSecretData" -}}
+{{- $db := (index .root.Values .svc).database -}}
+{{- if eq $db.mode "internal" -}}
+password: {{ include "shop.dbPassword" . | b64enc | quote }}
+postgres-password: {{ include "shop.dbPostgresPassword" . | b64enc | quote }}
+{{- else -}}
+url: {{ $db.external.url | b64enc | quote }}
+{{- if $db.external.password }}
+password: {{ $db.external.password | b64enc | quote }}
+{{- end }}
+{{- end -}}
+{{- end -}}
+
+{{/* Does the chart make the service's database Secret? */}}
+{{- define "shop.dbSecretCreated" -}}
+{{- $db := (index .root.Values .svc).database -}}
+{{- if eq $db.mode "internal" -}}
+{{- if not $db.internal.existingSecret }}true{{ end -}}
+{{- else -}}
+{{- if not $db.external.existingSecret }}true{{ end -}}
+{{- end -}}
+{{- end -}}
+
+{{/*
+Database environment of `serve`, `check-config` and `migrate`: DATABASE_URL
+(plain for the in-cluster server, from the Secret for an external one) and
+DATABASE_PASSWORD_FILE when the password is a separate key.
+Args: (dict "root" $ "svc" "order" "secret" SECRET-NAME)
+*/}}
+{{- define "shop.dbEnv" -}}
+{{- $v := index .root.Values .svc -}}
+{{- if include "shop.dbInternal" . }}
+- name: DATABASE_URL
+  value: {{ printf "postgres://%s@%s:5432/%s" $v.database.internal.user (include "shop.postgresName" .) $v.database.internal.database | quote }}
+{{- else }}
+- name: DATABASE_URL
+  valueFrom:
+    secretKeyRef:
+      name: {{ .secret }}
+      key: {{ include "shop.dbUrlKey" . }}
+{{- end }}
+{{- if include "shop.dbPasswordKey" . }}
+- name: DATABASE_PASSWORD_FILE
+  value: /etc/shop/db/password
+{{- end }}
+- name: DB_MAX_CONNECTIONS
+  value: {{ $v.dbMaxConnections | quote }}
+{{- end -}}
+
+{{/* The volume with the database password, if there is one. */}}
+{{- define "shop.dbVolume" -}}
+{{- if include "shop.dbPasswordKey" . }}
+- name: db
+  secret:
+    secretName: {{ .secret }}
+    defaultMode: 0440
+    items:
+      - key: {{ include "shop.dbPasswordKey" . }}
+        path: password
+{{- end }}
+{{- end -}}
+
+{{- define "shop.dbVolumeMount" -}}
+{{- if include "shop.dbPasswordKey" . }}
+- name: db
+  mountPath: /etc/shop/db
+  readOnly: true
+{{- end }}
+{{- end -}}
+
+{{/* ---------------------------------------------------------------- probes */}}
+
+{{/* One probe. Args: (dict "root" $ "svc" "order" "kind" "startup"|"readiness"|"liveness") */}}
+{{- define "shop.probe" -}}
+{{- $p := index .root.Values.probes .kind -}}
+{{- $facts := include "shop.facts" .svc | fromJson -}}
+{{- $service := ternary $facts.health "liveness" (eq .kind "readiness") -}}
+{{- if eq .root.Values.probes.type "grpc" }}
+grpc:
+  port: {{ .root.Values.ports.grpc }}
+  service: {{ $service }}
+{{- else }}
+exec:
+  command:
+    - /usr/local/bin/grpc_health_probe
+    - -addr=127.0.0.1:{{ .root.Values.ports.grpc }}
+    - -service={{ $service }}
+    - -connect-timeout={{ sub $p.timeoutSeconds 1 | max 1 }}s
+    - -rpc-timeout={{ sub $p.timeoutSeconds 1 | max 1 }}s
+{{- end }}
+periodSeconds: {{ $p.periodSeconds }}
+timeoutSeconds: {{ $p.timeoutSeconds }}
+failureThreshold: {{ $p.failureThreshold }}
+{{- end -}}
+
+{{/* ---------------------------------------------------------------- migrations */}}
+
+{{/*
+When the migration Job of a service runs:
+- external database: a pre-install,pre-upgrade hook (the server already exists);
+- in-cluster database, first install: an ordinary resource created with the
+  StatefulSet (a pre-install hook would run before the database exists, and a
+  post-install hook would never run under `helm install --wait`, which waits for
+  pods that stay unready until the schema exists); `migrate` waits for the
+  database and the Job retries;
+- in-cluster database, upgrade: a pre-upgrade hook.
+Returns the hook annotation value, or "" for an ordinary resource.
+*/}}
+{{- define "shop.migrateHook" -}}
+{{- if not (include "shop.dbInternal" .) -}}
+pre-install,pre-upgrade
+{{- else if not .root.Release.IsInstall -}}
+pre-upgrade
+{{- end -}}
+{{- end -}}
+
+{{/* ---------------------------------------------------------------- misc */}}
+
+{{- define "shop.podSecurityContext" -}}
+{{ toYaml .Values.podSecurityContext }}
+{{- end -}}
+
+{{- define "shop.imagePullSecrets" -}}
+{{- with .Values.imagePullSecrets }}
+imagePullSecrets:
+{{- range . }}
+  - name: {{ . }}
+{{- end }}
+{{- end }}
+{{- end -}}
