@@ -39,7 +39,7 @@ use std::{
     str::FromStr,
     sync::{
         Arc, Mutex, RwLock, Weak,
-        atomic::{AtomicU8, AtomicU64, AtomicUsize, Ordering},
+        atomic::{AtomicBool, AtomicU8, AtomicU64, AtomicUsize, Ordering},
     },
     task::{Context, Poll},
     time::Duration,
@@ -214,6 +214,8 @@ struct Shared {
     /// Ready endpoints sorted by address: what calls rotate over.
     ready: RwLock<Arc<[Arc<Endpoint>]>>,
     next: AtomicUsize,
+    /// The first resolution has finished (until then a call waits for it).
+    resolved: AtomicBool,
     /// Bumped whenever the ready set may have changed.
     changed: tokio::sync::watch::Sender<u64>,
     resolve_now: Arc<Notify>,
@@ -260,6 +262,7 @@ impl Balanced {
             endpoints: Mutex::new(HashMap::new()),
             ready: RwLock::new(Arc::from(Vec::new())),
             next: AtomicUsize::new(0),
+            resolved: AtomicBool::new(false),
             changed: tokio::sync::watch::channel(0).0,
             resolve_now: Arc::new(Notify::new()),
             resolver: Mutex::new(None),
@@ -459,6 +462,12 @@ async fn resolve_loop(shared: Weak<Shared>, resolve_now: Arc<Notify>) {
                 tracing::warn!(upstream = %name, %target, error = %e, "resolution failed; keeping the last addresses");
             }
         }
+        if let Some(s) = shared.upgrade()
+            && !s.resolved.swap(true, Ordering::Relaxed)
+        {
+            // Wake calls that were waiting for the first addresses.
+            s.changed.send_modify(|v| *v += 1);
+        }
         last = last.max(Instant::now());
         tokio::select! {
             () = tokio::time::sleep(refresh) => {}
@@ -559,7 +568,9 @@ async fn call(
     let mut tried: Vec<SocketAddr> = Vec::new();
     loop {
         let Some(endpoint) = shared.pick(&tried) else {
-            if tried.is_empty() && shared.any_connecting() {
+            if tried.is_empty()
+                && (shared.any_connecting() || !shared.resolved.load(Ordering::Relaxed))
+            {
                 // Starting up: wait for the first address to become ready.
                 let mut wait_until = Instant::now() + shared.config.wait_for_ready;
                 if let Some(d) = deadline {
@@ -629,7 +640,7 @@ impl Shared {
             .is_empty()
         {
             Some(true)
-        } else if self.any_connecting() {
+        } else if self.any_connecting() || !self.resolved.load(Ordering::Relaxed) {
             Some(false)
         } else {
             None

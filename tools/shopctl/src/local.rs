@@ -67,6 +67,8 @@ struct Service {
     name: String,
     child: Child,
     addr: SocketAddr,
+    /// Port of `/metrics` (0: a random one, the preferred was taken).
+    metrics_port: u16,
 }
 
 /// Runs the shop until Ctrl-C.
@@ -325,6 +327,8 @@ async fn spawn(
     port: u16,
     env: &[(&str, &str)],
 ) -> anyhow::Result<Service> {
+    // Prometheus metrics next door: 7101 -> 9101 (any free port if taken).
+    let metrics_port = if port == 0 { 0 } else { preferred_port(port + 2000) };
     let addr_file = run_dir.join(format!("{name}.addr"));
     let _ = std::fs::remove_file(&addr_file);
     let mut child = Command::new(bin)
@@ -332,6 +336,7 @@ async fn spawn(
         .envs(env.iter().copied())
         .env("LISTEN_ADDR", format!("127.0.0.1:{port}"))
         .env("ADDR_FILE", &addr_file)
+        .env("METRICS_ADDR", format!("127.0.0.1:{metrics_port}"))
         .env("LOG_FORMAT", "text")
         .env("SHUTDOWN_GRACE", "10s")
         .stdin(Stdio::null())
@@ -384,6 +389,7 @@ async fn spawn(
         name: name.to_owned(),
         child,
         addr,
+        metrics_port,
     })
 }
 
@@ -538,7 +544,14 @@ fn print_welcome(
     println!("             customer {DEMO_CUSTOMER} / {customer_password}");
     println!();
     for s in services {
-        println!("  {:<14} {} (gRPC)", s.name, s.addr);
+        if s.metrics_port == 0 {
+            println!("  {:<14} {} (gRPC)", s.name, s.addr);
+        } else {
+            println!(
+                "  {:<14} {} (gRPC), http://127.0.0.1:{}/metrics",
+                s.name, s.addr, s.metrics_port
+            );
+        }
     }
     println!();
     println!(

@@ -344,6 +344,17 @@ async fn an_address_added_to_resolution_gets_traffic_after_the_next_refresh() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_call_made_before_the_first_resolution_waits_for_it() {
+    let a = Replica::start().await;
+    for _ in 0..20 {
+        // No wait_ready: the first call races the resolver every time.
+        let balanced = Balanced::new(static_target(&[&a]), config());
+        check(&balanced).await.unwrap();
+    }
+    assert_eq!(a.checks(), 20);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn with_nothing_resolved_calls_fail_unavailable_at_once() {
     let dir = tempfile::tempdir().unwrap();
     let file = dir.path().join("addresses");
