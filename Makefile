@@ -7,7 +7,7 @@ TOOLS := $(CURDIR)/.tools
 export PATH := $(TOOLS)/bin:$(PATH)
 
 .DEFAULT_GOAL := help
-.PHONY: help tools build up reset test lint fmt fmt-check clippy test-rust \
+.PHONY: help tools build up reset bench test lint fmt fmt-check clippy test-rust \
         chart-lint chart-test chart-config-test kube-play-test deploy-test \
         manifests manifests-check images images-local observability-check
 
@@ -91,5 +91,9 @@ images: ## Build the service images with docker or podman (IMAGE_REGISTRY, IMAGE
 	    --build-arg CREATED=$$(date -u +%Y-%m-%dT%H:%M:%SZ) \
 	    -t $(IMAGE_REGISTRY)/$$s:$(IMAGE_TAG) . || exit 1; \
 	done
+
+bench: ## Benchmark (release builds): report in target/bench/report.{md,json}
+	$(CARGO) build --release --locked -p productinfo -p order -p storefront -p shopctl
+	target/release/shopctl bench --bin-dir target/release --out target/bench
 
 test: tools lint test-rust deploy-test ## Everything CI runs: tools, lint, all tests, deployment checks

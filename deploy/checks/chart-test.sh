@@ -2,7 +2,7 @@
 # chart-test.sh [OUTDIR]   (default target/chart-test)
 #
 # Every check of the Helm chart and the plain manifests that needs no Rust
-# build (deploy/README-deploy.md, "What the checks prove", says what each
+# build (deploy/README.md, "What the checks prove", says what each
 # proves and what it cannot):
 #   1. helm lint --strict, with the defaults and every test values file
 #   2. helm template of every value combination, as install and as upgrade,
@@ -14,7 +14,7 @@
 #   5. the cluster admin's checklist and the NetworkPolicy reachability
 #      matrix on every rendering                             (assert_policy.py)
 #   6. k8s/shop.yaml is what the chart renders now          (manifests-check)
-#   7. every value is documented in deploy/README-deploy.md (docs_values.py)
+#   7. every value is documented in deploy/README.md (docs_values.py)
 #   8. generated keys and passwords survive upgrades; rotation and supplied
 #      values work                                           (keep_test.py)
 #   9. NOTES.txt names only objects and Secret keys that exist  (notes.py)
@@ -75,7 +75,7 @@ else
 fi
 
 step "7. values documented"
-$PY deploy/checks/docs_values.py helm/shop/values.yaml deploy/README-deploy.md; result $?
+$PY deploy/checks/docs_values.py helm/shop/values.yaml deploy/README.md; result $?
 
 step "8. generated keys and passwords are kept on upgrades (lookup against a fake API server)"
 $PY deploy/checks/keep_test.py "$OUT/keep"; result $?

@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """Is every value of the chart documented, and every documented value real?
 
-    docs_values.py helm/shop/values.yaml deploy/README-deploy.md
+    docs_values.py helm/shop/values.yaml deploy/README.md
 
 The values table of the deploy guide (section "### Values") has one row per value, its first cell the
 value's path in backticks: | `ingress.tls.secretName` | ... |. A row may stand

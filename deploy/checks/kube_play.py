@@ -222,7 +222,7 @@ def run(args: argparse.Namespace, workdir: Path, played: list[str]) -> None:
     fullname = args.fullname
     configmaps = secrets_as_configmaps(docs)
     say("  note podman runs: Secrets as ConfigMaps, StatefulSet/Job pods as Pods, emptyDirs/PVCs as host directories, Service names as hostAliases;")
-    say("       not played: Services, NetworkPolicies, PDBs, HPAs, ServiceAccounts (see deploy/README-deploy.md)")
+    say("       not played: Services, NetworkPolicies, PDBs, HPAs, ServiceAccounts (see deploy/README.md)")
     aliases: dict[str, str] = {}
 
     # 1. databases

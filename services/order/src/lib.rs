@@ -160,6 +160,6 @@ pub async fn run(
     checker.abort();
     listener_task.abort();
     let _ = releaser.await;
-    db.pool().close().await;
+    db.close().await;
     result
 }

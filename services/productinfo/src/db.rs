@@ -53,18 +53,21 @@ pub async fn insert_product(db: &Db, p: &NewProduct) -> Result<ProductRow, Error
     })
 }
 
+/// `getProduct`'s statement (the benchmark runs it through pgbench too).
+pub const GET_PRODUCT_SQL: &str = concat!(
+    "SELECT ",
+    product_columns!(),
+    " FROM products WHERE id = $1"
+);
+
 /// One product by id.
 #[tracing::instrument(skip_all, fields(db.system = "postgresql", db.operation = "SELECT", db.table = "products"))]
 pub async fn get_product(db: &Db, id: Uuid) -> Result<Option<ProductRow>, Error> {
     let mut conn = db.acquire().await?;
-    Ok(sqlx::query_as::<_, ProductRow>(concat!(
-        "SELECT ",
-        product_columns!(),
-        " FROM products WHERE id = $1"
-    ))
-    .bind(id)
-    .fetch_optional(&mut *conn)
-    .await?)
+    Ok(sqlx::query_as::<_, ProductRow>(GET_PRODUCT_SQL)
+        .bind(id)
+        .fetch_optional(&mut *conn)
+        .await?)
 }
 
 /// Products matching any of `ids` or `names`, each once.

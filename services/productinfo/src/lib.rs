@@ -26,6 +26,7 @@ use tonic::{
 };
 
 pub use config::{Cli, Command, Config};
+pub use db::GET_PRODUCT_SQL;
 pub use grpc::ProductInfoService;
 
 /// The name this service answers to in token audiences and logs.
@@ -135,6 +136,6 @@ pub async fn run(
         .serve(listener, routes, (&config.server).into(), shutdown)
         .await;
     checker.abort();
-    db.pool().close().await;
+    db.close().await;
     result
 }

@@ -381,14 +381,6 @@ impl Shared {
         Some(endpoint)
     }
 
-    fn any_connecting(&self) -> bool {
-        self.endpoints
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .values()
-            .any(|e| e.state.load(Ordering::Relaxed) == CONNECTING)
-    }
-
     /// Adds new addresses, drops vanished ones.
     fn apply(self: &Arc<Self>, addrs: &[SocketAddr]) {
         let mut endpoints = self.endpoints.lock().unwrap_or_else(|p| p.into_inner());
@@ -463,7 +455,7 @@ async fn resolve_loop(shared: Weak<Shared>, resolve_now: Arc<Notify>) {
             }
         }
         if let Some(s) = shared.upgrade()
-            && !s.resolved.swap(true, Ordering::Relaxed)
+            && !s.resolved.swap(true, Ordering::Release)
         {
             // Wake calls that were waiting for the first addresses.
             s.changed.send_modify(|v| *v += 1);
@@ -568,10 +560,9 @@ async fn call(
     let mut tried: Vec<SocketAddr> = Vec::new();
     loop {
         let Some(endpoint) = shared.pick(&tried) else {
-            if tried.is_empty()
-                && (shared.any_connecting() || !shared.resolved.load(Ordering::Relaxed))
-            {
-                // Starting up: wait for the first address to become ready.
+            if tried.is_empty() && shared.pick_would_succeed().is_some() {
+                // Starting up, or an address became ready since the pick:
+                // wait (at most wait_for_ready) for one in the rotation.
                 let mut wait_until = Instant::now() + shared.config.wait_for_ready;
                 if let Some(d) = deadline {
                     wait_until = wait_until.min(d);
@@ -632,19 +623,27 @@ async fn call(
 impl Shared {
     /// `Some(true)` when a pick would succeed, `Some(false)` when not yet but
     /// an address is still connecting, `None` when nothing can become ready soon.
+    /// Whether a pick would succeed now (`Some(true)`), may once an address
+    /// finishes connecting or the first resolution lands (`Some(false)`),
+    /// or cannot (`None`). Judged in one pass over the addresses' states
+    /// (not the rotation list, which is rebuilt just after a state changes).
     fn pick_would_succeed(&self) -> Option<bool> {
+        // Resolution first: once it reads true, its addresses are in place.
+        let resolved = self.resolved.load(Ordering::Acquire);
         if !self
             .ready
             .read()
             .unwrap_or_else(|p| p.into_inner())
             .is_empty()
         {
-            Some(true)
-        } else if self.any_connecting() || !self.resolved.load(Ordering::Relaxed) {
-            Some(false)
-        } else {
-            None
+            return Some(true);
         }
+        let endpoints = self.endpoints.lock().unwrap_or_else(|p| p.into_inner());
+        let hopeful = endpoints.values().any(|e| {
+            // READY here but not yet in the rotation: about to be.
+            matches!(e.state.load(Ordering::Relaxed), CONNECTING | READY)
+        });
+        (hopeful || !resolved).then_some(false)
     }
 }
 

@@ -219,7 +219,7 @@ impl Metrics {
         let db = db.clone();
         self.add_collector(move |m| {
             let size = db.pool().size() as f64;
-            let idle = db.pool().num_idle() as f64;
+            let idle = db.idle() as f64;
             m.gauge("shop_db_pool_connections", &[("state", "idle")])
                 .set(idle);
             m.gauge("shop_db_pool_connections", &[("state", "in_use")])

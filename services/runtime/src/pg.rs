@@ -3,19 +3,21 @@
 //! whether the database answers.
 
 use std::{
+    collections::VecDeque,
     str::FromStr as _,
     sync::{
-        Arc,
-        atomic::{AtomicI64, Ordering},
+        Arc, Mutex,
+        atomic::{AtomicI64, AtomicU64, Ordering},
     },
     time::{Duration, Instant},
 };
 
 use sqlx::{
-    ConnectOptions as _, Connection as _, PgPool,
+    ConnectOptions as _, Connection as _, PgPool, Postgres,
+    pool::PoolConnection,
     postgres::{PgConnectOptions, PgConnection, PgPoolOptions},
 };
-use tokio::task::JoinHandle;
+use tokio::{sync::oneshot, task::JoinHandle};
 use tonic_health::pb::health_check_response::ServingStatus;
 
 use crate::{config::DbArgs, health::HealthRegistry};
@@ -106,14 +108,44 @@ pub async fn migrate(
     Ok(())
 }
 
-/// A service's pool, instrumented: every connection a call takes goes
-/// through [`Db::acquire`], which counts the calls waiting and times the
-/// wait (`shop_db_pool_waiters`, `shop_db_pool_acquire_seconds`).
+/// A service's pool, instrumented and without a round trip per release.
+///
+/// Every connection a call takes goes through [`Db::acquire`], which counts
+/// the calls waiting and times the wait (`shop_db_pool_waiters`,
+/// `shop_db_pool_acquire_seconds`).
+///
+/// sqlx's pool pings every connection it gets back (one more round trip to
+/// PostgreSQL per query, as costly as a point select). [`DbConn`] instead
+/// keeps a connection that comes back in a clean state — nothing left to
+/// send, no transaction open — for the next call, handing it straight to a
+/// call already waiting if there is one. A connection dropped in the middle
+/// of a query is safe to reuse: sqlx reads the rest of the answer before the
+/// next statement. One dropped with unsent bytes or an open transaction goes
+/// back through sqlx (which finishes it or closes it). When a database error
+/// says connections may be broken ([`is_unavailable`]), kept connections
+/// are no longer reused without that check.
 #[derive(Clone, Debug)]
 pub struct Db {
     pool: PgPool,
+    kept: Arc<Mutex<Kept>>,
     waiters: Arc<AtomicI64>,
     acquire_seconds: Option<metrics::Histogram>,
+}
+
+/// Connections back from calls, and calls waiting for one.
+#[derive(Debug, Default)]
+struct Kept {
+    /// Most recently used last: warm connections are reused first.
+    idle: Vec<(PoolConnection<Postgres>, u64)>,
+    waiting: VecDeque<oneshot::Sender<(PoolConnection<Postgres>, u64)>>,
+}
+
+/// Bumped whenever a database error suggests connections may be broken:
+/// connections kept before it are handed back to sqlx, which tests them.
+static TROUBLE: AtomicU64 = AtomicU64::new(0);
+
+fn note_trouble() {
+    TROUBLE.fetch_add(1, Ordering::Relaxed);
 }
 
 impl Db {
@@ -121,6 +153,7 @@ impl Db {
     pub fn new(pool: PgPool, metrics: Option<&crate::metrics::Metrics>) -> Self {
         let db = Db {
             pool,
+            kept: Arc::default(),
             waiters: Arc::new(AtomicI64::new(0)),
             acquire_seconds: metrics.map(|m| m.histogram("shop_db_pool_acquire_seconds", &[])),
         };
@@ -140,22 +173,141 @@ impl Db {
         self.waiters.load(Ordering::Relaxed)
     }
 
-    /// A connection from the pool (back to the pool when dropped).
-    pub async fn acquire(&self) -> Result<sqlx::pool::PoolConnection<sqlx::Postgres>, sqlx::Error> {
+    /// Open connections not in use by a call.
+    pub fn idle(&self) -> usize {
+        self.pool.num_idle() + self.lock().idle.len()
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, Kept> {
+        self.kept.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// A connection: a kept one, or one from the pool, or the first one a
+    /// finishing call gives back. Back to the pool (or kept) when dropped.
+    pub async fn acquire(&self) -> Result<DbConn, sqlx::Error> {
         let started = Instant::now();
+        let epoch = TROUBLE.load(Ordering::Relaxed);
+        let handed = {
+            let mut kept = self.lock();
+            // Kept before the last trouble: let sqlx test it on the way back.
+            while let Some((conn, kept_epoch)) = kept.idle.pop() {
+                if kept_epoch == epoch {
+                    drop(kept);
+                    self.record(started);
+                    return Ok(self.wrap(conn, epoch));
+                }
+                drop(conn);
+            }
+            let (tx, rx) = oneshot::channel();
+            kept.waiting.push_back(tx);
+            rx
+        };
         self.waiters.fetch_add(1, Ordering::Relaxed);
-        let conn = self.pool.acquire().await;
+        let result = tokio::select! {
+            biased;
+            Ok((conn, kept_epoch)) = handed => Ok(self.wrap(conn, kept_epoch)),
+            // A connection handed over meanwhile is dropped with `handed`
+            // and so goes back to the pool.
+            conn = self.pool.acquire() => conn.map(|c| self.wrap(c, epoch)),
+        };
         self.waiters.fetch_sub(1, Ordering::Relaxed);
+        self.record(started);
+        result
+    }
+
+    fn wrap(&self, conn: PoolConnection<Postgres>, epoch: u64) -> DbConn {
+        DbConn {
+            conn: Some(conn),
+            epoch,
+            kept: self.kept.clone(),
+        }
+    }
+
+    fn record(&self, started: Instant) {
         if let Some(h) = &self.acquire_seconds {
             h.record(started.elapsed().as_secs_f64());
         }
-        conn
+    }
+
+    /// Closes every connection (kept ones first) and waits for them.
+    pub async fn close(&self) {
+        {
+            let mut kept = self.lock();
+            kept.idle.clear();
+            kept.waiting.clear();
+        }
+        self.pool.close().await;
+    }
+}
+
+/// A connection taken by one call; use it as `&mut *conn`.
+pub struct DbConn {
+    conn: Option<PoolConnection<Postgres>>,
+    epoch: u64,
+    kept: Arc<Mutex<Kept>>,
+}
+
+impl std::fmt::Debug for DbConn {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("DbConn").finish_non_exhaustive()
+    }
+}
+
+impl std::ops::Deref for DbConn {
+    type Target = PgConnection;
+
+    fn deref(&self) -> &PgConnection {
+        self.conn
+            .as_deref()
+            .unwrap_or_else(|| unreachable!("a DbConn holds its connection until dropped"))
+    }
+}
+
+impl std::ops::DerefMut for DbConn {
+    fn deref_mut(&mut self) -> &mut PgConnection {
+        self.conn
+            .as_deref_mut()
+            .unwrap_or_else(|| unreachable!("a DbConn holds its connection until dropped"))
+    }
+}
+
+impl Drop for DbConn {
+    fn drop(&mut self) {
+        let Some(conn) = self.conn.take() else { return };
+        let clean = !std::thread::panicking()
+            && !conn.should_flush()
+            && !conn.is_in_transaction()
+            && self.epoch == TROUBLE.load(Ordering::Relaxed);
+        if !clean {
+            // sqlx finishes it (flush, rollback, ping) or closes it.
+            return;
+        }
+        let mut kept = self.kept.lock().unwrap_or_else(|p| p.into_inner());
+        let mut handing = (conn, self.epoch);
+        while let Some(waiter) = kept.waiting.pop_front() {
+            match waiter.send(handing) {
+                Ok(()) => return,
+                Err(back) => handing = back,
+            }
+        }
+        kept.idle.push(handing);
     }
 }
 
 /// Whether a database error means "the database is not reachable right now"
 /// (the call may succeed later: `UNAVAILABLE`) rather than a bug (`INTERNAL`).
+///
+/// Such an error (or a protocol error) also stops [`Db`] from reusing its
+/// kept connections without sqlx testing them first.
 pub fn is_unavailable(error: &sqlx::Error) -> bool {
+    let unavailable = unavailable(error);
+    if unavailable || matches!(error, sqlx::Error::Protocol(_)) {
+        note_trouble();
+    }
+    unavailable
+}
+
+fn unavailable(error: &sqlx::Error) -> bool {
     match error {
         sqlx::Error::PoolTimedOut
         | sqlx::Error::PoolClosed
@@ -202,6 +354,7 @@ pub fn spawn_health_check(
                 .unwrap_or(false);
             if !ok {
                 conn = None;
+                note_trouble();
             }
             if health.is_shutting_down() {
                 break;
@@ -255,5 +408,111 @@ async fn check(options: &PgConnectOptions, conn: &mut Option<PgConnection>, requ
             *conn = None;
             false
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use sqlx::Executor as _;
+
+    async fn db(cluster: &shop_devdb::Cluster, max: u32) -> Db {
+        let url = cluster.fresh_database("pool").await.unwrap();
+        let args = DbArgs {
+            database_url: url,
+            database_password_file: None,
+            db_max_connections: max,
+            db_acquire_timeout: Duration::from_secs(5),
+            db_health_interval: Duration::from_secs(1),
+        };
+        Db::new(pool(&args, connect_options(&args, "test").unwrap()), None)
+    }
+
+    async fn backend_pid(conn: &mut DbConn) -> Result<i32, sqlx::Error> {
+        sqlx::query_scalar("SELECT pg_backend_pid()")
+            .fetch_one(&mut **conn)
+            .await
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn connections_are_kept_reused_and_survive_a_killed_backend() {
+        let cluster = shop_devdb::Cluster::temporary().unwrap();
+        let db = db(&cluster, 4).await;
+
+        // Kept: the same backend serves the next call, sqlx's pool holds none idle.
+        let first = backend_pid(&mut db.acquire().await.unwrap()).await.unwrap();
+        let again = backend_pid(&mut db.acquire().await.unwrap()).await.unwrap();
+        assert_eq!(first, again);
+        assert_eq!(db.idle(), 1 + db.pool().num_idle());
+
+        // A transaction left open goes back through sqlx (rolled back), not kept.
+        {
+            let mut conn = db.acquire().await.unwrap();
+            let mut tx = conn.begin().await.unwrap();
+            tx.execute("CREATE TABLE t (x int)").await.unwrap();
+        }
+        let mut conn = db.acquire().await.unwrap();
+        assert!(!conn.is_in_transaction());
+        let tables: i64 =
+            sqlx::query_scalar("SELECT count(*) FROM pg_tables WHERE tablename = 't'")
+                .fetch_one(&mut *conn)
+                .await
+                .unwrap();
+        assert_eq!(tables, 0, "the open transaction was rolled back");
+        let kept_pid = backend_pid(&mut conn).await.unwrap();
+        drop(conn);
+
+        // Its backend killed while kept: one call fails UNAVAILABLE, the next works
+        // on a new connection.
+        let mut other = db.pool().acquire().await.unwrap();
+        sqlx::query("SELECT pg_terminate_backend($1)")
+            .bind(kept_pid)
+            .execute(&mut *other)
+            .await
+            .unwrap();
+        drop(other);
+        let mut results = Vec::new();
+        for _ in 0..3 {
+            let mut conn = db.acquire().await.unwrap();
+            let result = backend_pid(&mut conn).await;
+            drop(conn);
+            // As the services do: every error is sorted by is_unavailable.
+            if let Err(e) = &result {
+                assert!(is_unavailable(e), "{e:?}");
+            }
+            results.push(result);
+        }
+        let failed: Vec<&sqlx::Error> = results.iter().filter_map(|r| r.as_ref().err()).collect();
+        assert!(failed.len() <= 1, "{failed:?}");
+        let last = results.last().unwrap().as_ref().unwrap();
+        assert_ne!(*last, kept_pid);
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_waiting_call_gets_the_connection_a_finishing_call_gives_back() {
+        let cluster = shop_devdb::Cluster::temporary().unwrap();
+        let db = db(&cluster, 1).await;
+        let held = db.acquire().await.unwrap();
+        let waiting = {
+            let db = db.clone();
+            tokio::spawn(async move {
+                let mut conn = db.acquire().await?;
+                backend_pid(&mut conn).await
+            })
+        };
+        // The waiter registers; then the only connection comes back to it.
+        while db.waiters() == 0 {
+            tokio::task::yield_now().await;
+        }
+        let started = Instant::now();
+        drop(held);
+        let pid = waiting.await.unwrap().unwrap();
+        assert!(pid > 0);
+        assert!(
+            started.elapsed() < Duration::from_secs(2),
+            "handed over, not left waiting for the 5 s acquire timeout"
+        );
+        db.close().await;
+        assert!(db.pool().is_closed());
     }
 }

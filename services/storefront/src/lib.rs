@@ -222,7 +222,7 @@ pub async fn run(
     }
     checker.abort();
     cleaner.abort();
-    pool.pool().close().await;
+    pool.close().await;
     result
 }
 

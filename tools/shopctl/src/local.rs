@@ -328,7 +328,11 @@ async fn spawn(
     env: &[(&str, &str)],
 ) -> anyhow::Result<Service> {
     // Prometheus metrics next door: 7101 -> 9101 (any free port if taken).
-    let metrics_port = if port == 0 { 0 } else { preferred_port(port + 2000) };
+    let metrics_port = if port == 0 {
+        0
+    } else {
+        preferred_port(port + 2000)
+    };
     let addr_file = run_dir.join(format!("{name}.addr"));
     let _ = std::fs::remove_file(&addr_file);
     let mut child = Command::new(bin)

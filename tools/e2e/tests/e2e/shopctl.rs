@@ -1,0 +1,789 @@
+//! The real `shopctl` against the real shop: two productinfo replicas, the
+//! order service and the storefront as processes, every RPC called through
+//! the command line, its JSON output parsed and its values checked, its
+//! streams read line by line while they are still open, and its errors
+//! (code, message, field violations, exit code) read from stderr.
+//!
+//! `shopctl` is not built by `cargo test`: `make test-rust` builds every
+//! binary first (`cargo build --workspace --bins`).
+
+use std::{
+    io::{BufRead as _, BufReader, Write as _},
+    path::{Path, PathBuf},
+    process::{Child, ChildStdout, Command, Stdio},
+};
+
+use serde_json::Value;
+use shop_testkit::{binary::Process, keys};
+
+use crate::shop::binary;
+
+/// The shop as `make up` runs it, on free ports and fresh databases.
+struct CliShop {
+    productinfo: [Process; 2],
+    order: Process,
+    storefront: Process,
+    _dirs: Vec<tempfile::TempDir>,
+}
+
+impl CliShop {
+    async fn start() -> CliShop {
+        shop_testkit::init_logs();
+        let dirs: Vec<tempfile::TempDir> = (0..4).map(|_| tempfile::tempdir().unwrap()).collect();
+        let common = [
+            ("MIGRATE_ON_START", "true".to_owned()),
+            ("METRICS_ADDR", "off".to_owned()),
+            ("SHUTDOWN_GRACE", "5s".to_owned()),
+        ];
+
+        // Two replicas on one database, as `make up` runs them.
+        let catalog_db = shop_testkit::fresh_database("productinfo").await;
+        let mut env = common.to_vec();
+        env.push(("DATABASE_URL", catalog_db));
+        env.push(("TRUSTED_ISSUERS", keys().productinfo_trusts.clone()));
+        let first = serve("productinfo", &dirs[0], &env, "ecommerce.ProductInfo").await;
+        let second = serve("productinfo", &dirs[1], &env, "ecommerce.ProductInfo").await;
+        let productinfo = format!("{},{}", first.addr, second.addr);
+
+        let mut env = common.to_vec();
+        env.push(("DATABASE_URL", shop_testkit::fresh_database("order").await));
+        env.push(("TRUSTED_ISSUERS", keys().order_trusts.clone()));
+        env.push(("PRODUCTINFO_TARGET", productinfo.clone()));
+        env.push(("SIGNING_KEY_FILE", keys().order_key.display().to_string()));
+        let order = serve("order", &dirs[2], &env, "ecommerce.OrderManagement").await;
+
+        let mut env = common.to_vec();
+        env.push((
+            "DATABASE_URL",
+            shop_testkit::fresh_database("storefront").await,
+        ));
+        env.push(("TRUSTED_ISSUERS", keys().storefront_trusts.clone()));
+        env.push(("PRODUCTINFO_TARGET", productinfo));
+        env.push(("ORDER_TARGET", order.addr.clone()));
+        env.push((
+            "SIGNING_KEY_FILE",
+            keys().storefront_key.display().to_string(),
+        ));
+        env.push(("HTTP_LISTEN_ADDR", "127.0.0.1:0".to_owned()));
+        let storefront = serve("storefront", &dirs[3], &env, "ecommerce.Storefront").await;
+
+        CliShop {
+            productinfo: [first, second],
+            order,
+            storefront,
+            _dirs: dirs,
+        }
+    }
+
+    /// `shopctl ARGS` pointed at this shop, with a clean environment and an
+    /// admin token minted with the storefront's key (flags change that).
+    fn shopctl(&self, args: &[&str]) -> Command {
+        self.shopctl_with_key(&keys().storefront_key, args)
+    }
+
+    /// `shopctl ARGS` minting its token with `key`.
+    fn shopctl_with_key(&self, key: &Path, args: &[&str]) -> Command {
+        let mut cmd = shop_testkit::binary::command(&shopctl_binary(), &[]);
+        cmd.args(args).args([
+            "--productinfo",
+            &format!("{},{}", self.productinfo[0].addr, self.productinfo[1].addr),
+            "--order",
+            &self.order.addr,
+            "--storefront",
+            &self.storefront.addr,
+            "--key",
+            &key.display().to_string(),
+        ]);
+        cmd
+    }
+
+    /// Runs `shopctl ARGS` to the end with no stdin.
+    fn run(&self, args: &[&str]) -> Outcome {
+        Outcome::of(&mut self.shopctl(args), None)
+    }
+
+    /// Runs `shopctl ARGS` as a customer (a token for `subject`).
+    fn run_as_customer(&self, subject: &str, args: &[&str]) -> Outcome {
+        let mut args = args.to_vec();
+        args.extend(["--role", "customer", "--subject", subject]);
+        self.run(&args)
+    }
+}
+
+async fn serve(
+    name: &str,
+    dir: &tempfile::TempDir,
+    env: &[(&'static str, String)],
+    health: &str,
+) -> Process {
+    let env: Vec<(&str, &str)> = env.iter().map(|(k, v)| (*k, v.as_str())).collect();
+    Process::serve(&binary(name), dir.path(), &env, health).await
+}
+
+/// `target/debug/shopctl`, next to the service binaries.
+fn shopctl_binary() -> String {
+    let path: PathBuf = std::env::current_exe()
+        .unwrap()
+        .parent()
+        .and_then(|deps| deps.parent())
+        .unwrap()
+        .join("shopctl");
+    assert!(
+        path.is_file(),
+        "{} is missing: `cargo test` does not build it; run `cargo build --workspace --bins` \
+         first (`make test-rust` does)",
+        path.display()
+    );
+    path.display().to_string()
+}
+
+/// What a finished `shopctl` printed and how it exited.
+#[derive(Debug)]
+struct Outcome {
+    code: Option<i32>,
+    stdout: String,
+    stderr: String,
+}
+
+impl Outcome {
+    fn of(cmd: &mut Command, stdin: Option<&str>) -> Outcome {
+        let mut child = cmd
+            .stdin(if stdin.is_some() {
+                Stdio::piped()
+            } else {
+                Stdio::null()
+            })
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("start shopctl");
+        if let Some(input) = stdin {
+            child
+                .stdin
+                .take()
+                .unwrap()
+                .write_all(input.as_bytes())
+                .unwrap();
+        }
+        let output = child.wait_with_output().unwrap();
+        Outcome {
+            code: output.status.code(),
+            stdout: String::from_utf8(output.stdout).unwrap(),
+            stderr: String::from_utf8(output.stderr).unwrap(),
+        }
+    }
+
+    /// Asserts exit code 0 and returns stdout.
+    fn ok(self) -> String {
+        assert_eq!(self.code, Some(0), "shopctl failed: {self:#?}");
+        self.stdout
+    }
+
+    /// Asserts success and parses stdout as one JSON object.
+    fn json(self) -> Value {
+        let stdout = self.ok();
+        serde_json::from_str(stdout.trim()).unwrap_or_else(|e| panic!("{e}: {stdout}"))
+    }
+
+    /// Asserts success and parses stdout as JSON lines.
+    fn json_lines(self) -> Vec<Value> {
+        self.ok()
+            .lines()
+            .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("{e}: {l}")))
+            .collect()
+    }
+}
+
+/// A `shopctl` still running, read line by line.
+struct Running {
+    child: Child,
+    stdout: BufReader<ChildStdout>,
+}
+
+impl Running {
+    fn spawn(mut cmd: Command) -> Running {
+        let mut child = cmd
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("start shopctl");
+        let stdout = BufReader::new(child.stdout.take().unwrap());
+        Running { child, stdout }
+    }
+
+    /// The next JSON line it prints (blocks until it does).
+    fn next_json(&mut self) -> Value {
+        let mut line = String::new();
+        let n = self.stdout.read_line(&mut line).unwrap();
+        assert!(n > 0, "shopctl ended its output early");
+        serde_json::from_str(&line).unwrap_or_else(|e| panic!("{e}: {line}"))
+    }
+
+    fn send(&mut self, line: &str) {
+        let stdin = self.child.stdin.as_mut().unwrap();
+        writeln!(stdin, "{line}").unwrap();
+        stdin.flush().unwrap();
+    }
+
+    /// Closes stdin and waits for the end: exit code and stderr.
+    fn finish(mut self) -> (Option<i32>, String, String) {
+        drop(self.child.stdin.take());
+        let mut rest = String::new();
+        std::io::Read::read_to_string(&mut self.stdout, &mut rest).unwrap();
+        let output = self.child.wait_with_output().unwrap();
+        (
+            output.status.code(),
+            rest,
+            String::from_utf8(output.stderr).unwrap(),
+        )
+    }
+}
+
+fn ids(values: &[Value]) -> Vec<&str> {
+    values.iter().map(|v| v["id"].as_str().unwrap()).collect()
+}
+
+fn is_uuid(text: &str) -> bool {
+    text.len() == 36 && text.chars().filter(|c| *c == '-').count() == 4
+}
+
+// Multi-threaded like the other real-binary tests; shopctl runs as a child
+// process, waited on synchronously.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn shopctl_runs_every_catalog_and_order_rpc_against_the_real_shop() {
+    let shop = CliShop::start().await;
+
+    // addProduct: JSON gives the id; the table output is just the id too.
+    let tea = shop
+        .run(&[
+            "product",
+            "add",
+            "--name",
+            "Green Tea",
+            "--description",
+            "Loose leaf",
+            "--price",
+            "4.50",
+            "--currency",
+            "EUR",
+            "--stock",
+            "20",
+            "--category",
+            "tea",
+            "-o",
+            "json",
+        ])
+        .json()["id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let mug = shop
+        .run(&[
+            "product",
+            "add",
+            "--name",
+            "Ceramic Mug",
+            "--description",
+            "Stoneware",
+            "--price",
+            "12",
+            "--currency",
+            "EUR",
+            "--stock",
+            "5",
+            "--category",
+            "kitchen",
+        ])
+        .ok()
+        .trim()
+        .to_owned();
+    assert!(is_uuid(&tea) && is_uuid(&mug), "{tea} {mug}");
+
+    // getProduct, as JSON and as a table.
+    let got = shop
+        .run_as_customer("c1", &["product", "get", &tea, "-o", "json"])
+        .json();
+    assert_eq!(got["id"], tea.as_str());
+    assert_eq!(got["name"], "Green Tea");
+    assert_eq!(got["description"], "Loose leaf");
+    assert_eq!(got["category"], "tea");
+    assert_eq!(got["stock"], 20);
+    assert_eq!(got["unit_price"]["currency_code"], "EUR");
+    assert_eq!(got["unit_price"]["amount"], "4.50");
+    let created = got["create_time"].as_str().unwrap();
+    assert!(created.ends_with('Z') && created.contains('T'), "{created}");
+    let table = shop.run(&["product", "get", &tea]).ok();
+    assert!(
+        table.lines().any(|l| l == "price        4.50 EUR"),
+        "{table}"
+    );
+    assert!(
+        table.lines().any(|l| l == "name         Green Tea"),
+        "{table}"
+    );
+
+    // getProducts by id and name; unknown names come back as missing.
+    let found = shop
+        .run(&[
+            "product",
+            "get-many",
+            &tea,
+            "--name",
+            "Ceramic Mug",
+            "--name",
+            "No Such Thing",
+            "-o",
+            "json",
+        ])
+        .json();
+    let mut found_ids: Vec<&str> = ids(found["products"].as_array().unwrap());
+    found_ids.sort();
+    let mut both = vec![tea.as_str(), mug.as_str()];
+    both.sort();
+    assert_eq!(found_ids, both);
+    assert_eq!(found["missing"], serde_json::json!(["No Such Thing"]));
+
+    // listProducts: one page with a token; --all follows it, by name.
+    let page = shop
+        .run(&["product", "list", "--page-size", "1", "-o", "json"])
+        .json();
+    assert_eq!(ids(page["products"].as_array().unwrap()), [mug.as_str()]);
+    assert!(!page["next_page_token"].as_str().unwrap().is_empty());
+    let all = shop
+        .run(&["product", "list", "--all", "--page-size", "1", "-o", "id"])
+        .ok();
+    assert_eq!(
+        all.lines().collect::<Vec<_>>(),
+        [mug.as_str(), tea.as_str()]
+    );
+
+    // searchProducts: JSON lines, and rows under a header.
+    let teas = shop
+        .run(&["product", "search", "tea", "-o", "json"])
+        .json_lines();
+    assert_eq!(ids(&teas), [tea.as_str()]);
+    let rows = shop.run(&["product", "search"]).ok();
+    let lines: Vec<&str> = rows.lines().collect();
+    assert_eq!(lines.len(), 3, "{rows}");
+    assert!(
+        lines[0].starts_with("ID") && lines[0].contains("PRICE"),
+        "{rows}"
+    );
+    assert!(
+        lines[1..]
+            .iter()
+            .any(|l| l.contains("Ceramic Mug") && l.contains("12.00 EUR")),
+        "{rows}"
+    );
+
+    // adjustStock with a negative delta.
+    let adjusted = shop
+        .run(&[
+            "product",
+            "adjust-stock",
+            &mug,
+            "--delta",
+            "-2",
+            "--reason",
+            "breakage",
+            "-o",
+            "json",
+        ])
+        .json();
+    assert_eq!(adjusted["stock"], 3);
+
+    // reserveStock / releaseStock take the order service's own token.
+    let as_order_service = |args: &[&str]| {
+        let mut cmd = shop.shopctl_with_key(&keys().order_key, args);
+        cmd.args([
+            "--issuer",
+            "order",
+            "--role",
+            "service",
+            "--subject",
+            "order",
+        ]);
+        Outcome::of(&mut cmd, None)
+    };
+    let line = format!("{mug}=1");
+    let held = as_order_service(&[
+        "product", "reserve", "cli-r1", "--line", &line, "-o", "json",
+    ])
+    .json();
+    assert_eq!(held["state"], "HELD");
+    assert_eq!(held["lines"][0]["quantity"], 1);
+    assert_eq!(held["lines"][0]["unit_price"]["amount"], "12.00");
+    let released = as_order_service(&["product", "release", "cli-r1", "-o", "json"]).json();
+    assert_eq!(released["state"], "RELEASED");
+
+    // addOrder with lines; the same idempotency key places one order.
+    let add = |items: &[&str], destination: &str| {
+        let mut args = vec!["order", "add", "--destination", destination];
+        args.extend(items);
+        shop.run_as_customer("c1", &args).ok().trim().to_owned()
+    };
+    let (tea2, mug1) = (format!("{tea}=2"), format!("{mug}=1"));
+    let o1 = add(
+        &["--line", &tea2, "--line", &mug1, "--idempotency-key", "k1"],
+        "Lisbon",
+    );
+    assert_eq!(
+        add(
+            &["--line", &tea2, "--line", &mug1, "--idempotency-key", "k1"],
+            "Lisbon"
+        ),
+        o1
+    );
+    // ...and book style, items by name.
+    let o2 = add(&["--item", "Green Tea", "--item", "Ceramic Mug"], "Lisbon");
+    let o3 = add(&["--line", &tea], "Lisbon");
+    let o4 = add(&["--line", &tea], "Porto");
+
+    // getOrder: prices from the catalog, exact totals.
+    let order = shop
+        .run_as_customer("c1", &["order", "get", &o1, "-o", "json"])
+        .json();
+    assert_eq!(order["status"], "CONFIRMED");
+    assert_eq!(order["destination"], "Lisbon");
+    assert_eq!(order["customer"], "c1");
+    assert_eq!(order["idempotency_key"], "k1");
+    assert_eq!(order["total"]["amount"], "21.00");
+    assert_eq!(order["total"]["currency_code"], "EUR");
+    let line = &order["lines"][0];
+    assert_eq!(
+        (
+            &line["product_id"],
+            &line["quantity"],
+            &line["line_total"]["amount"]
+        ),
+        (
+            &Value::from(tea.as_str()),
+            &Value::from(2),
+            &Value::from("9.00")
+        )
+    );
+    let table = shop.run_as_customer("c1", &["order", "get", &o1]).ok();
+    assert!(table.contains("total            21.00 EUR"), "{table}");
+
+    // searchOrders streams the customer's matching orders, oldest first;
+    // another customer sees none of them.
+    let lisbon = shop
+        .run_as_customer("c1", &["order", "search", "Lisbon", "-o", "json"])
+        .json_lines();
+    assert_eq!(ids(&lisbon), [o1.as_str(), o2.as_str(), o3.as_str()]);
+    let other = shop.run_as_customer("c2", &["order", "search", "-o", "json"]);
+    assert_eq!(other.ok(), "");
+
+    // updateOrders: JSON lines on stdin, one summary; an unknown id is
+    // reported per order and makes the exit code 1.
+    let input = format!(
+        "{{\"id\": \"{o3}\", \"description\": \"gift\"}}\n\
+         {{\"id\": \"{o4}\", \"destination\": \"Faro\"}}\n\
+         {{\"id\": \"0190a0a0-0000-7000-8000-000000000000\", \"destination\": \"Nowhere\"}}\n"
+    );
+    let updated = Outcome::of(
+        &mut shop.shopctl(&["order", "update", "-o", "json"]),
+        Some(&input),
+    );
+    assert_eq!(updated.code, Some(1), "{updated:#?}");
+    assert!(
+        updated.stderr.contains("1 of 3 orders were not updated"),
+        "{}",
+        updated.stderr
+    );
+    let summary: Value = serde_json::from_str(updated.stdout.trim()).unwrap();
+    assert_eq!(
+        summary["updated_ids"],
+        serde_json::json!([o3.as_str(), o4.as_str()])
+    );
+    assert_eq!(summary["failed"][0]["code"], "NOT_FOUND");
+    let o4_now = shop.run(&["order", "get", &o4, "-o", "json"]).json();
+    assert_eq!(o4_now["destination"], "Faro");
+
+    // watchOrder prints the order now and again when it is cancelled, then
+    // ends by itself because CANCELLED is final.
+    let mut watch = Running::spawn(shop.shopctl(&[
+        "order",
+        "watch",
+        &o4,
+        "--for",
+        "30s",
+        "-o",
+        "json",
+        "--role",
+        "customer",
+        "--subject",
+        "c1",
+    ]));
+    assert_eq!(watch.next_json()["status"], "CONFIRMED");
+    let cancelled = shop
+        .run_as_customer(
+            "c1",
+            &[
+                "order",
+                "cancel",
+                &o4,
+                "--reason",
+                "changed my mind",
+                "-o",
+                "json",
+            ],
+        )
+        .json();
+    assert_eq!(cancelled["status"], "CANCELLED");
+    assert_eq!(cancelled["status_reason"], "changed my mind");
+    let change = watch.next_json();
+    assert_eq!(
+        (&change["id"], &change["status"]),
+        (&Value::from(o4.as_str()), &Value::from("CANCELLED"))
+    );
+    let (code, rest, stderr) = watch.finish();
+    assert_eq!((code, rest.as_str()), (Some(0), ""), "{stderr}");
+
+    // processOrders, bidirectional: ids go in on stdin one at a time and
+    // each shipment is read while the stream is still open.
+    let mut process = Running::spawn(shop.shopctl(&["order", "process", "-o", "json"]));
+    process.send("no-such-order");
+    let rejected = process.next_json();
+    assert_eq!(rejected["status"], "REJECTED");
+    assert_eq!(rejected["orders_list"][0]["id"], "no-such-order");
+    assert!(!rejected["reason"].as_str().unwrap().is_empty());
+    for id in [&o1, &o2, &o3] {
+        process.send(id);
+    }
+    // Three orders for Lisbon are a full batch: shipped before stdin ends.
+    let shipment = process.next_json();
+    assert_eq!(shipment["status"], "SHIPPED");
+    assert_eq!(shipment["destination"], "Lisbon");
+    let mut shipped = ids(shipment["orders_list"].as_array().unwrap());
+    shipped.sort();
+    let mut lisbon_ids = vec![o1.as_str(), o2.as_str(), o3.as_str()];
+    lisbon_ids.sort();
+    assert_eq!(shipped, lisbon_ids);
+    let (code, rest, stderr) = process.finish();
+    assert_eq!(code, Some(1), "a rejected id fails the command: {stderr}");
+    assert_eq!(rest, "");
+    assert!(stderr.contains("1 order id(s) rejected"), "{stderr}");
+    let o1_now = shop.run(&["order", "get", &o1, "-o", "json"]).json();
+    assert_eq!(o1_now["status"], "SHIPPED");
+    assert_eq!(o1_now["shipment_id"], shipment["id"]);
+
+    // Stock moved exactly: 5 - 2 (breakage) - 1 (o1) - 1 (o2); the
+    // reservation was given back.
+    let mug_now = shop.run(&["product", "get", &mug, "-o", "json"]).json();
+    assert_eq!(mug_now["stock"], 1);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn shopctl_registers_logs_in_fills_a_cart_and_checks_out_through_the_storefront() {
+    let shop = CliShop::start().await;
+    let mug = shop
+        .run(&[
+            "product", "add", "--name", "Cli Mug", "--price", "12.50", "--stock", "10",
+        ])
+        .ok()
+        .trim()
+        .to_owned();
+    let dir = tempfile::tempdir().unwrap();
+    let password_file = dir.path().join("password");
+    std::fs::write(&password_file, "a long enough password\n").unwrap();
+    let password_file = password_file.display().to_string();
+
+    let session = shop
+        .run(&[
+            "store",
+            "register",
+            "--email",
+            "ana@example.com",
+            "--name",
+            "Ana",
+            "--password-file",
+            &password_file,
+            "-o",
+            "json",
+        ])
+        .json();
+    assert_eq!(session["user"]["email"], "ana@example.com");
+    assert_eq!(session["user"]["name"], "Ana");
+    assert_eq!(session["user"]["role"], "customer");
+    assert!(!session["token"].as_str().unwrap().is_empty());
+
+    // login with the password on stdin; -o token prints only the token.
+    let token = Outcome::of(
+        &mut shop.shopctl(&[
+            "store",
+            "login",
+            "--email",
+            "ana@example.com",
+            "--password-stdin",
+            "-o",
+            "token",
+        ]),
+        Some("a long enough password\n"),
+    )
+    .ok();
+    let token = token.trim();
+    assert_eq!(token.lines().count(), 1);
+    assert_eq!(token.split('.').count(), 3, "a JWT: {token}");
+    let mut login = shop.shopctl(&["store", "login", "--email", "ana@example.com"]);
+    login.env("SHOP_PASSWORD", "not the password");
+    let wrong = Outcome::of(&mut login, None);
+    assert_eq!(wrong.code, Some(1));
+    assert!(
+        wrong.stderr.starts_with("error: UNAUTHENTICATED: "),
+        "{}",
+        wrong.stderr
+    );
+
+    // The cart acts for whoever SHOP_TOKEN belongs to.
+    let as_ana = |args: &[&str]| {
+        let mut cmd = shop.shopctl(args);
+        cmd.env("SHOP_TOKEN", token);
+        Outcome::of(&mut cmd, None)
+    };
+    let cart = as_ana(&[
+        "store",
+        "add-to-cart",
+        &mug,
+        "--quantity",
+        "2",
+        "-o",
+        "json",
+    ])
+    .json();
+    assert_eq!(cart["lines"][0]["product_id"], mug.as_str());
+    assert_eq!(cart["lines"][0]["quantity"], 2);
+    assert_eq!(cart["total"]["amount"], "25.00");
+    let cart = as_ana(&["store", "set-item", &mug, "--quantity", "3", "-o", "json"]).json();
+    assert_eq!(cart["lines"][0]["quantity"], 3);
+    assert_eq!(cart["total"]["amount"], "37.50");
+    assert_eq!(cart["total"]["currency_code"], "USD");
+    let table = as_ana(&["store", "cart"]).ok();
+    assert!(table.starts_with("PRODUCT"), "{table}");
+    assert!(
+        table.contains("Cli Mug") && table.contains("37.50 USD"),
+        "{table}"
+    );
+
+    let order = as_ana(&[
+        "store",
+        "checkout",
+        "--destination",
+        "Lisbon",
+        "--idempotency-key",
+        "run-1",
+        "-o",
+        "json",
+    ])
+    .json();
+    assert_eq!(order["status"], "CONFIRMED");
+    assert_eq!(order["destination"], "Lisbon");
+    assert_eq!(order["total"]["amount"], "37.50");
+    assert_eq!(order["customer"], session["user"]["id"]);
+    let cart = as_ana(&["store", "cart", "-o", "json"]).json();
+    assert_eq!(cart["lines"], serde_json::json!([]));
+
+    // The storefront's token also works with the order service.
+    let id = order["id"].as_str().unwrap();
+    let again = as_ana(&["order", "get", id, "-o", "json"]).json();
+    assert_eq!(again["total"]["amount"], "37.50");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn shopctl_prints_the_status_code_and_each_violation_and_exits_non_zero() {
+    let shop = CliShop::start().await;
+
+    // INVALID_ARGUMENT: one line per field violation.
+    let bad = shop.run(&[
+        "product",
+        "add",
+        "--name",
+        "Mug",
+        "--price",
+        "1.005",
+        "--currency",
+        "USD",
+        "--stock",
+        "-1",
+    ]);
+    assert_eq!(bad.code, Some(1), "{bad:#?}");
+    assert_eq!(bad.stdout, "");
+    let lines: Vec<&str> = bad.stderr.lines().collect();
+    assert!(
+        lines[0].starts_with("error: INVALID_ARGUMENT: invalid request: "),
+        "{}",
+        bad.stderr
+    );
+    assert_eq!(
+        &lines[1..],
+        [
+            "  unit_price: USD amounts have at most 2 decimal places",
+            "  stock: must not be negative",
+        ]
+    );
+
+    // NOT_FOUND.
+    let missing = shop.run(&["product", "get", "0190a0a0-0000-7000-8000-000000000000"]);
+    assert_eq!(missing.code, Some(1));
+    assert!(
+        missing.stderr.starts_with("error: NOT_FOUND: "),
+        "{}",
+        missing.stderr
+    );
+
+    // FAILED_PRECONDITION: one PreconditionFailure violation per short product.
+    let few = shop
+        .run(&[
+            "product", "add", "--name", "Rare", "--price", "3", "--stock", "1",
+        ])
+        .ok();
+    let few = few.trim();
+    let greedy = format!("{few}=5");
+    let short = shop.run_as_customer(
+        "c1",
+        &["order", "add", "--line", &greedy, "--destination", "Lisbon"],
+    );
+    assert_eq!(short.code, Some(1), "{short:#?}");
+    assert!(
+        short.stderr.starts_with("error: FAILED_PRECONDITION: "),
+        "{}",
+        short.stderr
+    );
+    assert!(
+        short
+            .stderr
+            .lines()
+            .skip(1)
+            .any(|l| l.starts_with("  ") && l.contains(few)),
+        "{}",
+        short.stderr
+    );
+
+    // DEADLINE_EXCEEDED: a watch that outlives --for, after printing the
+    // order as it is now.
+    let one = format!("{few}=1");
+    let id = shop
+        .run_as_customer(
+            "c1",
+            &["order", "add", "--line", &one, "--destination", "Lisbon"],
+        )
+        .ok();
+    let watched = shop.run_as_customer(
+        "c1",
+        &["order", "watch", id.trim(), "--for", "500ms", "-o", "json"],
+    );
+    assert_eq!(watched.code, Some(1), "{watched:#?}");
+    let status: Value = serde_json::from_str(watched.stdout.trim()).unwrap();
+    assert_eq!(status["status"], "CONFIRMED");
+    assert!(
+        watched.stderr.starts_with("error: DEADLINE_EXCEEDED: "),
+        "{}",
+        watched.stderr
+    );
+
+    // A usage error is clap's: exit code 2, nothing called.
+    let usage = shop.run(&["product", "add", "--price", "1"]);
+    assert_eq!(usage.code, Some(2), "{usage:#?}");
+    assert!(usage.stderr.contains("--name"), "{}", usage.stderr);
+}

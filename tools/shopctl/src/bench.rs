@@ -1,0 +1,931 @@
+//! `shopctl bench` (what `make bench` runs): how fast the shop is, measured
+//! on this machine in one run, next to the physical limit of the same work.
+//!
+//! 1. A fresh PostgreSQL cluster in `<out>/pg` (default settings, durable),
+//!    the three databases and roles, migrations applied by each binary's
+//!    `migrate` command.
+//! 2. Each service started from the binaries in `--bin-dir` (release builds
+//!    from `make bench`); the time from spawning it to its health check
+//!    answering SERVING is its start-up time.
+//! 3. A catalog of `--products` products with ample stock, added through the
+//!    API; resident memory of each service, idle.
+//! 4. The ceiling: `pgbench` running getProduct's own SELECT on the same rows
+//!    (prepared statements, `--concurrency` clients, one script per product).
+//! 5. `getProduct` at maximum throughput (`--concurrency` callers, closed loop),
+//!    then at half that rate on a fixed schedule (open loop) for latency;
+//!    `addOrder` at maximum throughput. During each, the share of calls each
+//!    productinfo replica served (from its own `/metrics`) and the peak
+//!    resident memory of every service.
+//! 6. `<out>/report.json` and `<out>/report.md`, each target marked met or
+//!    missed by how much.
+//!
+//! Everything shares this machine's cores: generator, services and
+//! database. Absolute numbers drift between machines and runs; compare only
+//! figures from one run.
+
+use std::{
+    collections::BTreeMap,
+    fmt::Write as _,
+    net::{SocketAddr, TcpListener},
+    path::{Path, PathBuf},
+    process::Stdio,
+    sync::{Arc, Mutex},
+    time::Duration,
+};
+
+use anyhow::{Context as _, bail};
+use serde::Serialize;
+use shop_devdb::Cluster;
+use shop_proto::ecommerce::{Money, Product, product_info_client::ProductInfoClient};
+use shop_runtime::{
+    auth::{Role, Signer, ensure_keypair},
+    config::parse_duration,
+};
+use tokio::{
+    io::{AsyncReadExt as _, AsyncWriteExt as _},
+    process::{Child, Command},
+    time::Instant,
+};
+use tonic::{metadata::AsciiMetadataValue, transport::Endpoint};
+use tonic_health::pb::{
+    HealthCheckRequest, health_check_response::ServingStatus, health_client::HealthClient,
+};
+
+use crate::{
+    connect::{Bearer, ConnectArgs},
+    load::{self, Fixtures, Mix, Op, Plan, Report},
+};
+
+/// Options of `shopctl bench`.
+#[derive(clap::Args, Debug, Clone)]
+pub struct BenchArgs {
+    /// Folder of the service binaries (default: next to shopctl).
+    #[arg(long, env = "SHOP_BIN_DIR")]
+    pub bin_dir: Option<PathBuf>,
+
+    /// Folder for the database, logs and the report.
+    #[arg(long, default_value = "target/bench")]
+    pub out: PathBuf,
+
+    /// How long each measurement runs.
+    #[arg(long, default_value = "10s", value_parser = parse_duration)]
+    pub duration: Duration,
+
+    /// Calls before each measurement starts (connections, caches).
+    #[arg(long, default_value = "2s", value_parser = parse_duration)]
+    pub warmup: Duration,
+
+    /// Callers at once for the maximum-throughput runs, and pgbench's clients.
+    #[arg(long, default_value_t = 16)]
+    pub concurrency: usize,
+
+    /// Products in the catalog (at most 100: pgbench takes one script each).
+    #[arg(long, default_value_t = 100, value_parser = clap::value_parser!(u16).range(1..=100))]
+    pub products: u16,
+}
+
+/// The targets of the shop's performance (see the README).
+const TARGET_RATIO: f64 = 0.3;
+const TARGET_P99_US: u64 = 2_000;
+const TARGET_RSS_KB: u64 = 15 * 1024;
+const TARGET_START_MS: f64 = 100.0;
+const TARGET_SPREAD: f64 = 0.02;
+
+/// A running service of the benchmark.
+struct Service {
+    name: String,
+    child: Child,
+    addr: SocketAddr,
+    metrics: SocketAddr,
+    start_ms: f64,
+}
+
+impl Service {
+    fn pid(&self) -> Option<u32> {
+        self.child.id()
+    }
+}
+
+#[derive(Debug, Serialize)]
+struct Machine {
+    cpu: String,
+    cores: usize,
+    memory_gb: f64,
+    os: String,
+    postgres: String,
+    date: String,
+    revision: String,
+}
+
+#[derive(Debug, Serialize)]
+struct ServiceFigures {
+    name: String,
+    start_to_serving_ms: f64,
+    rss_idle_kb: u64,
+    rss_peak_under_load_kb: u64,
+}
+
+#[derive(Debug, Serialize)]
+struct Target {
+    name: String,
+    goal: String,
+    measured: String,
+    met: bool,
+    /// How far from the goal, when missed ("1.8x too slow", "+3.1 MB").
+    miss: Option<String>,
+}
+
+#[derive(Debug, Serialize)]
+struct BenchReport {
+    machine: Machine,
+    settings: BTreeMap<String, String>,
+    pgbench_tps: f64,
+    get_product_max: Report,
+    get_product_ratio_to_pgbench: f64,
+    get_product_half_rate: Report,
+    add_order_max: Report,
+    /// Share of getProduct calls each productinfo replica served.
+    spread_get_product: Vec<(String, f64)>,
+    /// Share of reserveStock calls (order -> productinfo) each replica served.
+    spread_add_order: Vec<(String, f64)>,
+    services: Vec<ServiceFigures>,
+    targets: Vec<Target>,
+}
+
+/// Runs the benchmark and writes the report.
+pub async fn bench(args: BenchArgs) -> anyhow::Result<()> {
+    let out = absolute(&args.out)?;
+    let bin_dir = match &args.bin_dir {
+        Some(d) => d.clone(),
+        None => std::env::current_exe()?
+            .parent()
+            .context("shopctl has no folder")?
+            .to_owned(),
+    };
+    let bin = |name: &str| -> anyhow::Result<PathBuf> {
+        let path = bin_dir.join(name);
+        if !path.is_file() {
+            bail!(
+                "{} not found: `make bench` builds the release binaries first",
+                path.display()
+            );
+        }
+        Ok(path)
+    };
+    let (productinfo_bin, order_bin, storefront_bin) =
+        (bin("productinfo")?, bin("order")?, bin("storefront")?);
+    let _ = std::fs::remove_dir_all(&out);
+    let logs = out.join("logs");
+    std::fs::create_dir_all(&logs)?;
+
+    eprintln!("bench: starting PostgreSQL in {}", out.join("pg").display());
+    let pg_dir = out.join("pg");
+    let cluster = tokio::task::block_in_place(|| Cluster::persistent(&pg_dir))?;
+    let result = run(
+        &args,
+        &out,
+        &cluster,
+        [&productinfo_bin, &order_bin, &storefront_bin],
+    )
+    .await;
+    eprintln!("bench: stopping PostgreSQL");
+    tokio::task::block_in_place(|| drop(cluster));
+    let report = result?;
+
+    std::fs::write(
+        out.join("report.json"),
+        serde_json::to_string_pretty(&report)?,
+    )?;
+    let markdown = render(&report);
+    std::fs::write(out.join("report.md"), &markdown)?;
+    println!("{markdown}");
+    println!(
+        "Written: {} and {}",
+        out.join("report.json").display(),
+        out.join("report.md").display()
+    );
+    Ok(())
+}
+
+async fn run(
+    args: &BenchArgs,
+    out: &Path,
+    cluster: &Cluster,
+    [productinfo_bin, order_bin, storefront_bin]: [&PathBuf; 3],
+) -> anyhow::Result<BenchReport> {
+    let productinfo_db = cluster.ensure_database("productinfo").await?;
+    let order_db = cluster.ensure_database("order").await?;
+    let storefront_db = cluster.ensure_database("storefront").await?;
+    for (bin, url) in [
+        (productinfo_bin, &productinfo_db),
+        (order_bin, &order_db),
+        (storefront_bin, &storefront_db),
+    ] {
+        let status = Command::new(bin)
+            .arg("migrate")
+            .env("DATABASE_URL", url)
+            .env("LOG_FORMAT", "text")
+            .stdout(Stdio::null())
+            .status()
+            .await?;
+        if !status.success() {
+            bail!("{} migrate failed ({status})", bin.display());
+        }
+    }
+
+    let keys = out.join("keys");
+    let (storefront_key, storefront_pub) = ensure_keypair(&keys, "storefront")?;
+    let (order_key, order_pub) = ensure_keypair(&keys, "order")?;
+    let people = format!("storefront={}", storefront_pub.display());
+    let catalog_trusts = format!("{people},order:service={}", order_pub.display());
+    let admin_password = out.join("admin.password");
+    std::fs::write(&admin_password, "bench-admin-password")?;
+    let logs = out.join("logs");
+
+    let mut services: Vec<Service> = Vec::new();
+    let started = async {
+        for replica in 1..=2 {
+            services.push(
+                start(
+                    &format!("productinfo-{replica}"),
+                    productinfo_bin,
+                    &logs,
+                    "ecommerce.ProductInfo",
+                    &[
+                        ("DATABASE_URL", productinfo_db.clone()),
+                        ("TRUSTED_ISSUERS", catalog_trusts.clone()),
+                    ],
+                )
+                .await?,
+            );
+        }
+        let catalog = format!("{},{}", services[0].addr, services[1].addr);
+        services.push(
+            start(
+                "order",
+                order_bin,
+                &logs,
+                "ecommerce.OrderManagement",
+                &[
+                    ("DATABASE_URL", order_db.clone()),
+                    ("TRUSTED_ISSUERS", people.clone()),
+                    ("PRODUCTINFO_TARGET", catalog.clone()),
+                    ("SIGNING_KEY_FILE", path_str(&order_key)),
+                ],
+            )
+            .await?,
+        );
+        let order_addr = services[2].addr.to_string();
+        services.push(
+            start(
+                "storefront",
+                storefront_bin,
+                &logs,
+                "ecommerce.Storefront",
+                &[
+                    ("DATABASE_URL", storefront_db.clone()),
+                    ("TRUSTED_ISSUERS", people.clone()),
+                    ("PRODUCTINFO_TARGET", catalog),
+                    ("ORDER_TARGET", order_addr),
+                    ("SIGNING_KEY_FILE", path_str(&storefront_key)),
+                    ("HTTP_LISTEN_ADDR", format!("127.0.0.1:{}", free_port()?)),
+                    ("ADMIN_EMAIL", "admin@bench.local".into()),
+                    ("ADMIN_PASSWORD_FILE", path_str(&admin_password)),
+                ],
+            )
+            .await?,
+        );
+        anyhow::Ok(())
+    }
+    .await;
+    let result = match started {
+        Ok(()) => tokio::select! {
+            result = measure(args, &services, &productinfo_db, &storefront_key) => result,
+            () = shop_runtime::server::shutdown_signal() => Err(anyhow::anyhow!("interrupted")),
+        },
+        Err(e) => Err(e),
+    };
+    stop_all(&mut services).await;
+    result
+}
+
+async fn measure(
+    args: &BenchArgs,
+    services: &[Service],
+    productinfo_db: &str,
+    signing_key: &Path,
+) -> anyhow::Result<BenchReport> {
+    let signer = Signer::from_file("storefront", signing_key)?;
+    let admin = signer.sign(
+        "bench-admin",
+        Role::Admin,
+        &["productinfo"],
+        Duration::from_secs(3600),
+    )?;
+    let ids = seed(services[0].addr, &admin, args.products).await?;
+    // Idle: started, seeded, nothing calling.
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    let idle: Vec<u64> = services
+        .iter()
+        .map(|s| s.pid().and_then(rss_kb).unwrap_or(0))
+        .collect();
+
+    eprintln!(
+        "bench: pgbench, {} clients, {:?}",
+        args.concurrency, args.duration
+    );
+    let pgbench_tps = pgbench(productinfo_db, &ids, args.concurrency, args.duration).await?;
+    eprintln!("bench: pgbench {pgbench_tps:.0} tps");
+
+    let connect = ConnectArgs {
+        productinfo: format!("{},{}", services[0].addr, services[1].addr)
+            .parse()
+            .map_err(anyhow::Error::msg)?,
+        order: services[2]
+            .addr
+            .to_string()
+            .parse()
+            .map_err(anyhow::Error::msg)?,
+        storefront: services[3]
+            .addr
+            .to_string()
+            .parse()
+            .map_err(anyhow::Error::msg)?,
+        token: None,
+        role: Role::Admin,
+        subject: "bench".into(),
+        key: signing_key.to_owned(),
+        issuer: "storefront".into(),
+        timeout: Duration::from_secs(10),
+    };
+    let peaks = Arc::new(Mutex::new(vec![0u64; services.len()]));
+    let sampler = {
+        let pids: Vec<Option<u32>> = services.iter().map(Service::pid).collect();
+        let peaks = peaks.clone();
+        tokio::spawn(async move {
+            loop {
+                tokio::time::sleep(Duration::from_millis(100)).await;
+                let mut peaks = peaks.lock().unwrap_or_else(|p| p.into_inner());
+                for (peak, pid) in peaks.iter_mut().zip(&pids) {
+                    *peak = (*peak).max(pid.and_then(rss_kb).unwrap_or(0));
+                }
+            }
+        })
+    };
+    let plan = |mix: &str, rate: Option<f64>| -> anyhow::Result<Plan> {
+        Ok(Plan {
+            mix: mix.parse::<Mix>().map_err(anyhow::Error::msg)?,
+            duration: args.duration,
+            warmup: args.warmup,
+            concurrency: args.concurrency,
+            rate,
+            max_in_flight: 10_000,
+            progress: true,
+        })
+    };
+    let run_load = |plan: Plan, restock: i64| {
+        let connect = connect.clone();
+        let signer = &signer;
+        async move {
+            let clients = connect.clients_with(Bearer::none())?;
+            let fixtures =
+                Fixtures::prepare(&clients, signer, usize::from(args.products), 200, restock)
+                    .await?;
+            load::run(clients, fixtures, &plan).await
+        }
+    };
+    let replicas = &services[..2];
+
+    eprintln!("bench: getProduct, maximum throughput");
+    let before = handled(replicas, "getProduct").await?;
+    let get_max = run_load(plan("get=1", None)?, 0).await?;
+    let spread_get = shares(&before, &handled(replicas, "getProduct").await?, replicas);
+    let max_rate = get_max.rpc(Op::Get).map_or(0.0, |r| r.throughput);
+    eprint!("{}", load::render(&get_max));
+
+    eprintln!("bench: getProduct at half of it, {:.0}/s", max_rate / 2.0);
+    let get_half = run_load(plan("get=1", Some((max_rate / 2.0).max(1.0)))?, 0).await?;
+    eprint!("{}", load::render(&get_half));
+
+    eprintln!("bench: addOrder, maximum throughput");
+    let before = handled(replicas, "reserveStock").await?;
+    let order_max = run_load(plan("order=1", None)?, 1_000_000_000).await?;
+    let spread_order = shares(&before, &handled(replicas, "reserveStock").await?, replicas);
+    eprint!("{}", load::render(&order_max));
+    sampler.abort();
+    let peaks = peaks.lock().unwrap_or_else(|p| p.into_inner()).clone();
+
+    let figures: Vec<ServiceFigures> = services
+        .iter()
+        .zip(idle.iter().zip(&peaks))
+        .map(|(s, (idle, peak))| ServiceFigures {
+            name: s.name.clone(),
+            start_to_serving_ms: s.start_ms,
+            rss_idle_kb: *idle,
+            rss_peak_under_load_kb: *peak,
+        })
+        .collect();
+    let ratio = if pgbench_tps > 0.0 {
+        max_rate / pgbench_tps
+    } else {
+        0.0
+    };
+    let half_p99 = get_half.rpc(Op::Get).map_or(u64::MAX, |r| r.p99_us);
+    let targets = targets(
+        ratio,
+        half_p99,
+        &figures,
+        &spread_get,
+        &spread_order,
+        &get_half,
+    );
+
+    let mut settings = BTreeMap::new();
+    settings.insert("duration".into(), format!("{:?}", args.duration));
+    settings.insert("warmup".into(), format!("{:?}", args.warmup));
+    settings.insert("concurrency".into(), args.concurrency.to_string());
+    settings.insert("products".into(), args.products.to_string());
+    settings.insert("productinfo replicas".into(), "2".into());
+    settings.insert(
+        "DB_MAX_CONNECTIONS".into(),
+        "8 per service (default)".into(),
+    );
+    settings.insert("LOG_LEVEL".into(), "info (default), to files".into());
+    Ok(BenchReport {
+        machine: machine().await,
+        settings,
+        pgbench_tps,
+        get_product_ratio_to_pgbench: ratio,
+        get_product_max: get_max,
+        get_product_half_rate: get_half,
+        add_order_max: order_max,
+        spread_get_product: spread_get,
+        spread_add_order: spread_order,
+        services: figures,
+        targets,
+    })
+}
+
+fn targets(
+    ratio: f64,
+    half_p99_us: u64,
+    services: &[ServiceFigures],
+    spread_get: &[(String, f64)],
+    spread_order: &[(String, f64)],
+    half: &Report,
+) -> Vec<Target> {
+    let mut targets = Vec::new();
+    targets.push(Target {
+        name: "getProduct throughput / pgbench ceiling".into(),
+        goal: format!(">= {TARGET_RATIO}"),
+        measured: format!("{ratio:.3}"),
+        met: ratio >= TARGET_RATIO,
+        miss: (ratio < TARGET_RATIO)
+            .then(|| format!("{:.2}x below", TARGET_RATIO / ratio.max(1e-9))),
+    });
+    let half_errors = half.errors;
+    targets.push(Target {
+        name: "getProduct p99 at half the maximum rate".into(),
+        goal: format!("<= {:.1} ms, no errors", TARGET_P99_US as f64 / 1000.0),
+        measured: format!(
+            "{:.2} ms, {half_errors} errors",
+            half_p99_us as f64 / 1000.0
+        ),
+        met: half_p99_us <= TARGET_P99_US && half_errors == 0,
+        miss: (half_p99_us > TARGET_P99_US)
+            .then(|| format!("+{:.2} ms", (half_p99_us - TARGET_P99_US) as f64 / 1000.0)),
+    });
+    for s in services {
+        targets.push(Target {
+            name: format!("{} resident memory, idle", s.name),
+            goal: format!("<= {} MB", TARGET_RSS_KB / 1024),
+            measured: format!("{:.1} MB", s.rss_idle_kb as f64 / 1024.0),
+            met: s.rss_idle_kb > 0 && s.rss_idle_kb <= TARGET_RSS_KB,
+            miss: (s.rss_idle_kb > TARGET_RSS_KB)
+                .then(|| format!("+{:.1} MB", (s.rss_idle_kb - TARGET_RSS_KB) as f64 / 1024.0)),
+        });
+        targets.push(Target {
+            name: format!("{} start to SERVING", s.name),
+            goal: format!("<= {TARGET_START_MS:.0} ms"),
+            measured: format!("{:.1} ms", s.start_to_serving_ms),
+            met: s.start_to_serving_ms <= TARGET_START_MS,
+            miss: (s.start_to_serving_ms > TARGET_START_MS)
+                .then(|| format!("+{:.1} ms", s.start_to_serving_ms - TARGET_START_MS)),
+        });
+    }
+    for (what, spread) in [
+        ("getProduct (shopctl -> productinfo)", spread_get),
+        ("reserveStock (order -> productinfo)", spread_order),
+    ] {
+        let worst = spread
+            .iter()
+            .map(|(_, share)| (share - 0.5).abs())
+            .fold(0.0, f64::max);
+        let measured = spread
+            .iter()
+            .map(|(name, share)| format!("{name} {:.1}%", share * 100.0))
+            .collect::<Vec<_>>()
+            .join(", ");
+        let met = spread.len() == 2 && worst <= TARGET_SPREAD;
+        targets.push(Target {
+            name: format!("round-robin spread, {what}"),
+            goal: format!("50% ± {:.0}%", TARGET_SPREAD * 100.0),
+            measured,
+            met,
+            miss: (!met).then(|| format!("{:.1} points off 50%", worst * 100.0)),
+        });
+    }
+    targets
+}
+
+/// Starts `bin serve` and waits until `service` is SERVING; the time from
+/// spawning to SERVING is the start-up time. Logs go to `<logs>/<name>.log`.
+async fn start(
+    name: &str,
+    bin: &Path,
+    logs: &Path,
+    service: &str,
+    env: &[(&str, String)],
+) -> anyhow::Result<Service> {
+    let addr: SocketAddr = format!("127.0.0.1:{}", free_port()?).parse()?;
+    let metrics: SocketAddr = format!("127.0.0.1:{}", free_port()?).parse()?;
+    let log = std::fs::File::create(logs.join(format!("{name}.log")))?;
+    let began = Instant::now();
+    let mut child = Command::new(bin)
+        .arg("serve")
+        .envs(env.iter().map(|(k, v)| (*k, v.as_str())))
+        .env("LISTEN_ADDR", addr.to_string())
+        .env("METRICS_ADDR", metrics.to_string())
+        .env("LOG_FORMAT", "json")
+        .env("SHUTDOWN_GRACE", "5s")
+        .stdin(Stdio::null())
+        .stdout(log.try_clone()?)
+        .stderr(log)
+        .process_group(0)
+        .kill_on_drop(true)
+        .spawn()
+        .with_context(|| format!("cannot start {}", bin.display()))?;
+    let endpoint = Endpoint::from_shared(format!("http://{addr}"))?
+        .connect_timeout(Duration::from_millis(100));
+    loop {
+        if let Ok(channel) = endpoint.connect().await {
+            let status = HealthClient::new(channel)
+                .check(HealthCheckRequest {
+                    service: service.to_owned(),
+                })
+                .await
+                .map(|r| r.into_inner().status)
+                .ok();
+            if status == Some(ServingStatus::Serving as i32) {
+                break;
+            }
+        }
+        if let Some(status) = child.try_wait()? {
+            bail!(
+                "{name} exited during start-up ({status}); see {}",
+                logs.join(format!("{name}.log")).display()
+            );
+        }
+        if began.elapsed() > Duration::from_secs(30) {
+            bail!("{name} was not SERVING within 30 s");
+        }
+        // Polling at 1 ms bounds the measurement error to about 1 ms.
+        tokio::time::sleep(Duration::from_millis(1)).await;
+    }
+    let start_ms = began.elapsed().as_secs_f64() * 1000.0;
+    eprintln!("bench: {name} SERVING after {start_ms:.1} ms");
+    Ok(Service {
+        name: name.to_owned(),
+        child,
+        addr,
+        metrics,
+        start_ms,
+    })
+}
+
+async fn stop_all(services: &mut Vec<Service>) {
+    for service in services.iter() {
+        if let Some(pid) = service.pid() {
+            let _ = Command::new("kill")
+                .args(["-TERM", &pid.to_string()])
+                .status()
+                .await;
+        }
+    }
+    for mut service in services.drain(..) {
+        if tokio::time::timeout(Duration::from_secs(10), service.child.wait())
+            .await
+            .is_err()
+        {
+            let _ = service.child.kill().await;
+        }
+    }
+}
+
+/// Adds `count` products with ample stock; returns their ids.
+async fn seed(addr: SocketAddr, admin: &str, count: u16) -> anyhow::Result<Vec<String>> {
+    let channel = Endpoint::from_shared(format!("http://{addr}"))?
+        .connect()
+        .await?;
+    let bearer: AsciiMetadataValue = format!("Bearer {admin}").parse()?;
+    let mut client =
+        ProductInfoClient::with_interceptor(channel, move |mut req: tonic::Request<()>| {
+            req.metadata_mut().insert("authorization", bearer.clone());
+            Ok(req)
+        });
+    let mut ids = Vec::new();
+    for n in 0..count {
+        let id = client
+            .add_product(Product {
+                name: format!("Bench product {n:03}"),
+                description: format!(
+                    "Product {n} of the benchmark's catalog, a typical description."
+                ),
+                unit_price: Some(Money::from_minor("EUR", 100 + i64::from(n) * 7)),
+                stock: 1_000_000_000,
+                category: ["tea", "coffee", "kitchen", "books"][usize::from(n) % 4].into(),
+                image_url: format!("/static/products/bench-{n}.svg"),
+                ..Default::default()
+            })
+            .await
+            .context("addProduct")?
+            .into_inner()
+            .value;
+        ids.push(id);
+    }
+    Ok(ids)
+}
+
+/// pgbench running getProduct's SELECT: one script per product id, each
+/// picked equally often, prepared statements, `clients` connections.
+async fn pgbench(
+    url: &str,
+    ids: &[String],
+    clients: usize,
+    duration: Duration,
+) -> anyhow::Result<f64> {
+    let bin = shop_devdb::find_binaries()?.join("pgbench");
+    if !bin.is_file() {
+        bail!(
+            "{} not found: it comes with Debian's postgresql-15 package",
+            bin.display()
+        );
+    }
+    let scripts = tempdir()?;
+    let mut command = Command::new(&bin);
+    command.args([
+        "--no-vacuum",
+        "--protocol=prepared",
+        &format!("--client={clients}"),
+        "--jobs=2",
+        &format!("--time={}", duration.as_secs().max(1)),
+    ]);
+    for (n, id) in ids.iter().enumerate() {
+        let path = scripts.join(format!("get-{n}.sql"));
+        std::fs::write(
+            &path,
+            format!(
+                "{} -- {id}\n",
+                productinfo::GET_PRODUCT_SQL.replace("$1", &format!("'{id}'"))
+            ),
+        )?;
+        command.arg(format!("--file={}", path.display()));
+    }
+    command.arg(url);
+    let output = command.output().await.context("running pgbench")?;
+    let _ = std::fs::remove_dir_all(&scripts);
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    if !output.status.success() {
+        bail!(
+            "pgbench failed ({}):\n{}{}",
+            output.status,
+            stdout,
+            String::from_utf8_lossy(&output.stderr)
+        );
+    }
+    // "tps = 12345.678901 (without initial connection time)"
+    stdout
+        .lines()
+        .find_map(|line| {
+            line.strip_prefix("tps = ")
+                .and_then(|rest| rest.split_whitespace().next())
+                .and_then(|n| n.parse().ok())
+        })
+        .with_context(|| format!("no tps in pgbench's output:\n{stdout}"))
+}
+
+/// Calls of `method` each replica has handled, from its `/metrics`.
+async fn handled(replicas: &[Service], method: &str) -> anyhow::Result<Vec<f64>> {
+    let mut counts = Vec::new();
+    for r in replicas {
+        let page = http_get(r.metrics, "/metrics").await?;
+        let needle = format!("grpc_method=\"{method}\"");
+        counts.push(
+            page.lines()
+                .filter(|l| l.starts_with("grpc_server_handled_total{") && l.contains(&needle))
+                .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+                .sum(),
+        );
+    }
+    Ok(counts)
+}
+
+fn shares(before: &[f64], after: &[f64], replicas: &[Service]) -> Vec<(String, f64)> {
+    let deltas: Vec<f64> = after.iter().zip(before).map(|(a, b)| a - b).collect();
+    let total: f64 = deltas.iter().sum();
+    replicas
+        .iter()
+        .zip(deltas)
+        .map(|(r, d)| (r.name.clone(), if total > 0.0 { d / total } else { 0.0 }))
+        .collect()
+}
+
+async fn http_get(addr: SocketAddr, path: &str) -> anyhow::Result<String> {
+    let mut stream = tokio::net::TcpStream::connect(addr).await?;
+    stream
+        .write_all(format!("GET {path} HTTP/1.0\r\nHost: {addr}\r\n\r\n").as_bytes())
+        .await?;
+    let mut response = String::new();
+    stream.read_to_string(&mut response).await?;
+    let (head, body) = response
+        .split_once("\r\n\r\n")
+        .with_context(|| format!("bad HTTP response from {addr}"))?;
+    if !head.starts_with("HTTP/1.1 200") && !head.starts_with("HTTP/1.0 200") {
+        bail!(
+            "GET http://{addr}{path}: {}",
+            head.lines().next().unwrap_or_default()
+        );
+    }
+    Ok(body.to_owned())
+}
+
+/// Resident memory of a process, in KiB.
+fn rss_kb(pid: u32) -> Option<u64> {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmRSS:"))?
+        .split_whitespace()
+        .next()?
+        .parse()
+        .ok()
+}
+
+async fn machine() -> Machine {
+    let cpuinfo = std::fs::read_to_string("/proc/cpuinfo").unwrap_or_default();
+    let cpu = cpuinfo
+        .lines()
+        .find_map(|l| l.strip_prefix("model name"))
+        .map(|l| l.trim_start_matches([' ', '\t', ':']).to_owned())
+        .unwrap_or_else(|| "unknown".into());
+    let memory_kb: f64 = std::fs::read_to_string("/proc/meminfo")
+        .unwrap_or_default()
+        .lines()
+        .find_map(|l| l.strip_prefix("MemTotal:"))
+        .and_then(|l| l.split_whitespace().next()?.parse().ok())
+        .unwrap_or(0.0);
+    let os = std::fs::read_to_string("/etc/os-release")
+        .unwrap_or_default()
+        .lines()
+        .find_map(|l| l.strip_prefix("PRETTY_NAME="))
+        .map(|s| s.trim_matches('"').to_owned())
+        .unwrap_or_default();
+    let output = |program: &str, args: &[&str]| {
+        let program = program.to_owned();
+        let args: Vec<String> = args.iter().map(|s| (*s).to_owned()).collect();
+        async move {
+            Command::new(program)
+                .args(args)
+                .output()
+                .await
+                .ok()
+                .filter(|o| o.status.success())
+                .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_owned())
+                .unwrap_or_default()
+        }
+    };
+    let postgres = match shop_devdb::find_binaries() {
+        Ok(dir) => output(&dir.join("postgres").to_string_lossy(), &["--version"]).await,
+        Err(_) => String::new(),
+    };
+    Machine {
+        cpu,
+        cores: std::thread::available_parallelism().map_or(0, |n| n.get()),
+        memory_gb: memory_kb / 1024.0 / 1024.0,
+        os,
+        postgres,
+        date: output("date", &["-u", "+%Y-%m-%d %H:%M UTC"]).await,
+        revision: output("git", &["rev-parse", "--short", "HEAD"]).await,
+    }
+}
+
+/// The report as markdown (what the README quotes).
+fn render(r: &BenchReport) -> String {
+    let mut s = String::new();
+    let m = &r.machine;
+    let _ = writeln!(s, "## Benchmark ({}, revision {})\n", m.date, m.revision);
+    let _ = writeln!(
+        s,
+        "Machine: {}, {} cores, {:.0} GB, {}; {}. Generator, services and database share the machine.\n",
+        m.cpu, m.cores, m.memory_gb, m.os, m.postgres
+    );
+    let _ = writeln!(s, "| Measurement | Result |\n|---|---|");
+    let _ = writeln!(
+        s,
+        "| pgbench, getProduct's SELECT, prepared, {} clients | {:.0} tps |",
+        r.settings.get("concurrency").map_or("?", String::as_str),
+        r.pgbench_tps
+    );
+    for (what, report, op) in [
+        ("getProduct, max throughput", &r.get_product_max, Op::Get),
+        (
+            "getProduct, half that rate",
+            &r.get_product_half_rate,
+            Op::Get,
+        ),
+        ("addOrder, max throughput", &r.add_order_max, Op::Order),
+    ] {
+        if let Some(o) = report.rpc(op) {
+            let _ = writeln!(
+                s,
+                "| {what} ({}) | {:.0} calls/s; p50 {:.2} ms, p90 {:.2} ms, p99 {:.2} ms, max {:.2} ms; {} errors |",
+                report.mode,
+                o.throughput,
+                o.p50_us as f64 / 1000.0,
+                o.p90_us as f64 / 1000.0,
+                o.p99_us as f64 / 1000.0,
+                o.max_us as f64 / 1000.0,
+                o.calls - o.ok
+            );
+        }
+    }
+    let _ = writeln!(
+        s,
+        "| getProduct / pgbench | {:.3} |",
+        r.get_product_ratio_to_pgbench
+    );
+    let _ = writeln!(
+        s,
+        "\n| Service | Start to SERVING | RSS idle | RSS peak under load |\n|---|---|---|---|"
+    );
+    for f in &r.services {
+        let _ = writeln!(
+            s,
+            "| {} | {:.1} ms | {:.1} MB | {:.1} MB |",
+            f.name,
+            f.start_to_serving_ms,
+            f.rss_idle_kb as f64 / 1024.0,
+            f.rss_peak_under_load_kb as f64 / 1024.0
+        );
+    }
+    let _ = writeln!(s, "\n| Target | Goal | Measured | |\n|---|---|---|---|");
+    for t in &r.targets {
+        let verdict = match (&t.met, &t.miss) {
+            (true, _) => "met".to_owned(),
+            (false, Some(miss)) => format!("missed: {miss}"),
+            (false, None) => "missed".to_owned(),
+        };
+        let _ = writeln!(
+            s,
+            "| {} | {} | {} | {verdict} |",
+            t.name, t.goal, t.measured
+        );
+    }
+    let _ = writeln!(
+        s,
+        "\nSettings: {}.",
+        r.settings
+            .iter()
+            .map(|(k, v)| format!("{k} {v}"))
+            .collect::<Vec<_>>()
+            .join(", ")
+    );
+    s
+}
+
+fn free_port() -> anyhow::Result<u16> {
+    Ok(TcpListener::bind("127.0.0.1:0")?.local_addr()?.port())
+}
+
+fn path_str(path: &Path) -> String {
+    path.to_string_lossy().into_owned()
+}
+
+fn absolute(path: &Path) -> anyhow::Result<PathBuf> {
+    Ok(if path.is_absolute() {
+        path.to_owned()
+    } else {
+        std::env::current_dir()?.join(path)
+    })
+}
+
+fn tempdir() -> anyhow::Result<PathBuf> {
+    let mut bytes = [0u8; 6];
+    getrandom::fill(&mut bytes).map_err(|e| anyhow::anyhow!("no randomness: {e}"))?;
+    let dir = std::env::temp_dir().join(format!(
+        "shop-bench-{}",
+        bytes.iter().map(|b| format!("{b:02x}")).collect::<String>()
+    ));
+    std::fs::create_dir_all(&dir)?;
+    Ok(dir)
+}

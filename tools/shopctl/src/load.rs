@@ -1,0 +1,915 @@
+//! `shopctl load`: a gRPC load generator for the shop.
+//!
+//! It mixes the RPCs a busy shop sees — catalog reads (`getProduct`,
+//! `listProducts`), checkouts (`addOrder`), `searchOrders` server streams and
+//! `processOrders` bidirectional streams — as many customers at once, either
+//! closed-loop (`--concurrency N` callers, each starting its next call when
+//! the last one ends: maximum throughput) or open-loop (`--rate R` calls per
+//! second on a fixed schedule, latency counted from the *scheduled* start so
+//! a stalled server cannot hide its queueing: no coordinated omission).
+//!
+//! ```text
+//! shopctl load --duration 30s --concurrency 32
+//! shopctl load --rate 500 --mix get=100 --json
+//! ```
+//!
+//! The report gives, per RPC, calls, throughput and latency p50/p90/p99/max
+//! from an HDR histogram (microsecond resolution, 3 significant figures),
+//! and errors by status code; `--json` prints it for machines. The calls a
+//! warm-up period makes are not counted.
+
+use std::{
+    collections::{BTreeMap, VecDeque},
+    fmt::Write as _,
+    str::FromStr,
+    sync::{
+        Arc, Mutex,
+        atomic::{AtomicU64, AtomicUsize, Ordering},
+    },
+    time::Duration,
+};
+
+use anyhow::{Context as _, bail};
+use futures::StreamExt as _;
+use hdrhistogram::Histogram;
+use serde::Serialize;
+use shop_proto::ecommerce::{AdjustStockRequest, ListProductsRequest, Order, OrderLine, ProductId};
+use shop_runtime::{
+    auth::{Role, Signer},
+    config::parse_duration,
+    telemetry::code_name,
+};
+use tokio::time::Instant;
+use tonic::{Request, metadata::AsciiMetadataValue};
+
+use crate::connect::{Bearer, Clients, ConnectArgs};
+
+/// Options of `shopctl load`.
+#[derive(clap::Args, Debug, Clone)]
+pub struct LoadArgs {
+    /// How long to measure (after the warm-up).
+    #[arg(long, default_value = "30s", value_parser = parse_duration)]
+    pub duration: Duration,
+
+    /// Calls made before measuring starts, to open connections and fill caches.
+    #[arg(long, default_value = "2s", value_parser = parse_duration)]
+    pub warmup: Duration,
+
+    /// Callers running at once, each starting its next call when the last ends.
+    #[arg(long, default_value_t = 16)]
+    pub concurrency: usize,
+
+    /// Open loop: start this many calls per second on a fixed schedule
+    /// instead (--concurrency is then ignored).
+    #[arg(long)]
+    pub rate: Option<f64>,
+
+    /// Open loop: calls in flight at most; a scheduled call beyond it is
+    /// counted as DROPPED (the generator, not the shop, ran out).
+    #[arg(long, default_value_t = 2000)]
+    pub max_in_flight: usize,
+
+    /// Weights of the RPCs: get, list, order, search, process.
+    #[arg(long, default_value = "get=60,list=15,order=15,search=5,process=5")]
+    pub mix: Mix,
+
+    /// Products to use (the first ones the catalog lists).
+    #[arg(long, default_value_t = 100)]
+    pub products: usize,
+
+    /// Distinct customers placing orders (each its own token).
+    #[arg(long, default_value_t = 50)]
+    pub customers: usize,
+
+    /// Before starting, raise the stock of the products used to at least this
+    /// many units (as admin) so checkouts do not run out; 0 leaves stock alone.
+    #[arg(long, default_value_t = 100_000)]
+    pub restock: i64,
+
+    /// Print the report as JSON.
+    #[arg(long)]
+    pub json: bool,
+
+    /// No progress bar.
+    #[arg(long)]
+    pub no_progress: bool,
+}
+
+/// The RPCs the generator calls.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum Op {
+    /// `ProductInfo/getProduct` of a random product.
+    Get,
+    /// `ProductInfo/listProducts`, one page of 20.
+    List,
+    /// `OrderManagement/addOrder` of one random product.
+    Order,
+    /// `OrderManagement/searchOrders`, the customer's orders, read to the end.
+    Search,
+    /// `OrderManagement/processOrders` of up to four orders this run placed.
+    Process,
+}
+
+impl Op {
+    const ALL: [Op; 5] = [Op::Get, Op::List, Op::Order, Op::Search, Op::Process];
+
+    fn key(self) -> &'static str {
+        match self {
+            Op::Get => "get",
+            Op::List => "list",
+            Op::Order => "order",
+            Op::Search => "search",
+            Op::Process => "process",
+        }
+    }
+
+    /// The RPC's name in reports.
+    pub fn rpc(self) -> &'static str {
+        match self {
+            Op::Get => "getProduct",
+            Op::List => "listProducts",
+            Op::Order => "addOrder",
+            Op::Search => "searchOrders",
+            Op::Process => "processOrders",
+        }
+    }
+
+    fn index(self) -> usize {
+        self as usize
+    }
+}
+
+/// Weighted RPCs, e.g. `get=60,order=40`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Mix(pub Vec<(Op, u32)>);
+
+impl FromStr for Mix {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        let mut mix = Vec::new();
+        for part in s.split(',').map(str::trim).filter(|p| !p.is_empty()) {
+            let (name, weight) = part
+                .split_once('=')
+                .ok_or_else(|| format!("{part:?}: expected name=weight"))?;
+            let op = Op::ALL
+                .into_iter()
+                .find(|op| op.key() == name.trim())
+                .ok_or_else(|| {
+                    format!("unknown RPC {name:?} (expected get, list, order, search or process)")
+                })?;
+            let weight: u32 = weight
+                .trim()
+                .parse()
+                .map_err(|_| format!("{part:?}: the weight must be a whole number"))?;
+            if weight > 0 {
+                mix.push((op, weight));
+            }
+        }
+        if mix.is_empty() {
+            return Err("the mix needs at least one RPC with a weight above 0".into());
+        }
+        Ok(Mix(mix))
+    }
+}
+
+impl Mix {
+    fn has(&self, op: Op) -> bool {
+        self.0.iter().any(|(o, _)| *o == op)
+    }
+
+    fn pick(&self, rng: &mut Rng) -> Op {
+        let total: u32 = self.0.iter().map(|(_, w)| w).sum();
+        let mut roll = rng.below(u64::from(total)) as u32;
+        for (op, weight) in &self.0 {
+            if roll < *weight {
+                return *op;
+            }
+            roll -= weight;
+        }
+        self.0[0].0
+    }
+}
+
+/// What to run: the parts of [`LoadArgs`] the benchmark sets itself.
+#[derive(Debug, Clone)]
+pub struct Plan {
+    pub mix: Mix,
+    pub duration: Duration,
+    pub warmup: Duration,
+    pub concurrency: usize,
+    pub rate: Option<f64>,
+    pub max_in_flight: usize,
+    pub progress: bool,
+}
+
+impl From<&LoadArgs> for Plan {
+    fn from(args: &LoadArgs) -> Self {
+        Plan {
+            mix: args.mix.clone(),
+            duration: args.duration,
+            warmup: args.warmup,
+            concurrency: args.concurrency.max(1),
+            rate: args.rate,
+            max_in_flight: args.max_in_flight.max(1),
+            progress: !args.no_progress,
+        }
+    }
+}
+
+/// The products, customers and orders the calls use.
+pub struct Fixtures {
+    products: Vec<String>,
+    customers: Vec<AsciiMetadataValue>,
+    admin: AsciiMetadataValue,
+    /// Orders this run placed, waiting to be shipped by `processOrders`.
+    placed: Mutex<VecDeque<String>>,
+}
+
+/// Orders kept for `processOrders`; older ones are forgotten.
+const PLACED_CAP: usize = 10_000;
+
+impl Fixtures {
+    /// Tokens minted with `signer`, and up to `products` product ids from the
+    /// catalog; with `restock > 0` their stock is raised to at least that.
+    pub async fn prepare(
+        clients: &Clients,
+        signer: &Signer,
+        products: usize,
+        customers: usize,
+        restock: i64,
+    ) -> anyhow::Result<Fixtures> {
+        let audience = ["productinfo", "order", "storefront"];
+        let ttl = Duration::from_secs(6 * 3600);
+        let bearer = |token: String| -> anyhow::Result<AsciiMetadataValue> {
+            Ok(format!("Bearer {token}").parse()?)
+        };
+        let admin = bearer(signer.sign("load-admin", Role::Admin, &audience, ttl)?)?;
+        let customers = (0..customers.max(1))
+            .map(|i| {
+                bearer(signer.sign(
+                    &format!("load-customer-{i}"),
+                    Role::Customer,
+                    &audience,
+                    ttl,
+                )?)
+            })
+            .collect::<anyhow::Result<Vec<_>>>()?;
+
+        let mut catalog = clients.productinfo.clone();
+        let mut found = Vec::new();
+        let mut page_token = String::new();
+        while found.len() < products {
+            let page = catalog
+                .list_products(authorized(
+                    clients,
+                    &admin,
+                    ListProductsRequest {
+                        page_size: 100,
+                        page_token: page_token.clone(),
+                        ..Default::default()
+                    },
+                ))
+                .await
+                .context("listProducts")?
+                .into_inner();
+            found.extend(page.products);
+            if page.next_page_token.is_empty() {
+                break;
+            }
+            page_token = page.next_page_token;
+        }
+        found.truncate(products);
+        if found.is_empty() {
+            bail!("the catalog is empty: `make up` seeds a demo catalog, or add products first");
+        }
+        if restock > 0 {
+            for product in found.iter().filter(|p| p.stock < restock) {
+                catalog
+                    .adjust_stock(authorized(
+                        clients,
+                        &admin,
+                        AdjustStockRequest {
+                            product_id: product.id.clone(),
+                            delta: restock - product.stock,
+                            reason: "shopctl load: restock before a load run".into(),
+                        },
+                    ))
+                    .await
+                    .with_context(|| format!("adjustStock of {}", product.id))?;
+            }
+        }
+        Ok(Fixtures {
+            products: found.into_iter().map(|p| p.id).collect(),
+            customers,
+            admin,
+            placed: Mutex::new(VecDeque::new()),
+        })
+    }
+
+    /// How many products the calls use.
+    pub fn product_ids(&self) -> &[String] {
+        &self.products
+    }
+}
+
+fn authorized<T>(clients: &Clients, token: &AsciiMetadataValue, message: T) -> Request<T> {
+    let mut request = clients.request(message);
+    request
+        .metadata_mut()
+        .insert("authorization", token.clone());
+    request
+}
+
+/// One RPC's figures.
+#[derive(Debug, Clone, Serialize)]
+pub struct OpReport {
+    pub rpc: &'static str,
+    pub calls: u64,
+    pub ok: u64,
+    /// Successful calls per second of the measured period.
+    pub throughput: f64,
+    /// Latencies of successful calls, in microseconds.
+    pub p50_us: u64,
+    pub p90_us: u64,
+    pub p99_us: u64,
+    pub max_us: u64,
+    pub mean_us: f64,
+    /// Failed calls by status code name (DROPPED: not started in open loop).
+    pub errors: BTreeMap<String, u64>,
+}
+
+/// Calls productinfo's balancer gave one address.
+#[derive(Debug, Clone, Serialize)]
+pub struct SpreadReport {
+    pub addr: String,
+    pub calls: u64,
+    /// Share of all productinfo calls, 0..1.
+    pub share: f64,
+}
+
+/// The outcome of a load run.
+#[derive(Debug, Clone, Serialize)]
+pub struct Report {
+    /// "closed loop, 16 callers" or "open loop, 500/s".
+    pub mode: String,
+    pub duration_s: f64,
+    pub calls: u64,
+    pub errors: u64,
+    pub throughput: f64,
+    pub rpcs: Vec<OpReport>,
+    /// How this client's calls to productinfo spread over its replicas.
+    pub productinfo_spread: Vec<SpreadReport>,
+}
+
+impl Report {
+    /// The figures of one RPC, if it was called.
+    pub fn rpc(&self, op: Op) -> Option<&OpReport> {
+        self.rpcs.iter().find(|r| r.rpc == op.rpc())
+    }
+}
+
+#[derive(Clone)]
+struct OpStats {
+    latency: Histogram<u64>,
+    errors: BTreeMap<&'static str, u64>,
+}
+
+#[derive(Clone)]
+struct Stats([OpStats; 5]);
+
+impl Stats {
+    fn new() -> Self {
+        let one = OpStats {
+            // 1 µs .. 60 s, 3 significant figures.
+            latency: Histogram::new_with_bounds(1, 60_000_000, 3)
+                .unwrap_or_else(|_| unreachable!("constant histogram bounds are valid")),
+            errors: BTreeMap::new(),
+        };
+        Stats([one.clone(), one.clone(), one.clone(), one.clone(), one])
+    }
+
+    fn record(&mut self, op: Op, outcome: Result<(), &'static str>, elapsed: Duration) {
+        let stats = &mut self.0[op.index()];
+        match outcome {
+            Ok(()) => {
+                let micros = u64::try_from(elapsed.as_micros()).unwrap_or(u64::MAX);
+                stats.latency.saturating_record(micros.max(1));
+            }
+            Err(code) => *stats.errors.entry(code).or_default() += 1,
+        }
+    }
+
+    fn merge(&mut self, other: &Stats) {
+        for (mine, theirs) in self.0.iter_mut().zip(&other.0) {
+            // Same bounds on both sides: adding cannot fail.
+            let _ = mine.latency.add(&theirs.latency);
+            for (code, n) in &theirs.errors {
+                *mine.errors.entry(code).or_default() += n;
+            }
+        }
+    }
+}
+
+/// A small xorshift generator: picks products and RPCs, nothing secret.
+struct Rng(u64);
+
+impl Rng {
+    fn new() -> Self {
+        let mut seed = [0u8; 8];
+        let _ = getrandom::fill(&mut seed);
+        Rng(u64::from_le_bytes(seed) | 1)
+    }
+
+    fn next(&mut self) -> u64 {
+        let mut x = self.0;
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        self.0 = x;
+        x
+    }
+
+    fn below(&mut self, n: u64) -> u64 {
+        if n == 0 { 0 } else { self.next() % n }
+    }
+
+    fn choose<'a, T>(&mut self, items: &'a [T]) -> &'a T {
+        &items[self.below(items.len() as u64) as usize]
+    }
+}
+
+struct Shared {
+    clients: Clients,
+    fixtures: Fixtures,
+    mix: Mix,
+    /// Calls finished so far (for the progress bar).
+    done: AtomicU64,
+    failed: AtomicU64,
+}
+
+/// Makes one call of `op`; the error is the status code's name.
+async fn call(shared: &Shared, op: Op, rng: &mut Rng) -> Result<Op, (Op, &'static str)> {
+    let c = &shared.clients;
+    let f = &shared.fixtures;
+    let customer = rng.choose(&f.customers);
+    let fail = |op: Op| move |status: tonic::Status| (op, code_name(status.code()));
+    match op {
+        Op::Get => {
+            let id = rng.choose(&f.products).clone();
+            c.productinfo
+                .clone()
+                .get_product(authorized(c, customer, ProductId { value: id }))
+                .await
+                .map_err(fail(op))?;
+        }
+        Op::List => {
+            c.productinfo
+                .clone()
+                .list_products(authorized(
+                    c,
+                    customer,
+                    ListProductsRequest {
+                        page_size: 20,
+                        ..Default::default()
+                    },
+                ))
+                .await
+                .map_err(fail(op))?;
+        }
+        Op::Order => {
+            let product_id = rng.choose(&f.products).clone();
+            let order = Order {
+                lines: vec![OrderLine {
+                    product_id,
+                    quantity: 1,
+                    ..Default::default()
+                }],
+                destination: format!("Load Street {}", rng.below(20)),
+                ..Default::default()
+            };
+            let id = c
+                .order
+                .clone()
+                .add_order(authorized(c, customer, order))
+                .await
+                .map_err(fail(op))?
+                .into_inner();
+            let mut placed = f.placed.lock().unwrap_or_else(|p| p.into_inner());
+            if placed.len() == PLACED_CAP {
+                placed.pop_front();
+            }
+            placed.push_back(id);
+        }
+        Op::Search => {
+            let mut stream = c
+                .order
+                .clone()
+                .search_orders(authorized(c, customer, "Load Street".to_owned()))
+                .await
+                .map_err(fail(op))?
+                .into_inner();
+            while let Some(order) = stream.next().await {
+                order.map_err(fail(op))?;
+            }
+        }
+        Op::Process => {
+            let ids: Vec<String> = {
+                let mut placed = f.placed.lock().unwrap_or_else(|p| p.into_inner());
+                let n = placed.len().min(4);
+                placed.drain(..n).collect()
+            };
+            if ids.is_empty() {
+                // Nothing placed yet to ship: read the catalog instead.
+                return Box::pin(call(shared, Op::Get, rng)).await;
+            }
+            let mut stream = c
+                .order
+                .clone()
+                .process_orders(authorized(c, &f.admin, futures::stream::iter(ids)))
+                .await
+                .map_err(fail(op))?
+                .into_inner();
+            while let Some(shipment) = stream.next().await {
+                shipment.map_err(fail(op))?;
+            }
+        }
+    }
+    Ok(op)
+}
+
+/// Runs `plan` against the shop and reports.
+pub async fn run(clients: Clients, fixtures: Fixtures, plan: &Plan) -> anyhow::Result<Report> {
+    if plan.mix.has(Op::Process) && !plan.mix.has(Op::Order) {
+        bail!("processOrders ships orders this run placed: give `order` a weight too");
+    }
+    let shared = Arc::new(Shared {
+        clients,
+        fixtures,
+        mix: plan.mix.clone(),
+        done: AtomicU64::new(0),
+        failed: AtomicU64::new(0),
+    });
+    let start = Instant::now();
+    let measure_from = start + plan.warmup;
+    let end = measure_from + plan.duration;
+    let progress = plan
+        .progress
+        .then(|| progress_bar(shared.clone(), start, end));
+
+    let spread_before = shared.clients.productinfo_channel.stats();
+    let spread_at_start = {
+        let shared = shared.clone();
+        tokio::spawn(async move {
+            tokio::time::sleep_until(measure_from).await;
+            shared.clients.productinfo_channel.stats()
+        })
+    };
+
+    let stats = match plan.rate {
+        None => closed_loop(&shared, plan.concurrency, measure_from, end).await,
+        Some(rate) => open_loop(&shared, rate, plan.max_in_flight, measure_from, end).await?,
+    };
+    let spread_after = shared.clients.productinfo_channel.stats();
+    let spread_start = spread_at_start.await.unwrap_or(spread_before);
+    if let Some((bar, ticker)) = progress {
+        ticker.abort();
+        bar.finish_and_clear();
+    }
+
+    let seconds = plan.duration.as_secs_f64();
+    let mut rpcs = Vec::new();
+    for op in Op::ALL {
+        let s = &stats.0[op.index()];
+        let ok = s.latency.len();
+        let failed: u64 = s.errors.values().sum();
+        if ok + failed == 0 {
+            continue;
+        }
+        let ok_or_zero = |v: u64| if ok == 0 { 0 } else { v };
+        rpcs.push(OpReport {
+            rpc: op.rpc(),
+            calls: ok + failed,
+            ok,
+            throughput: ok as f64 / seconds,
+            p50_us: ok_or_zero(s.latency.value_at_quantile(0.50)),
+            p90_us: ok_or_zero(s.latency.value_at_quantile(0.90)),
+            p99_us: ok_or_zero(s.latency.value_at_quantile(0.99)),
+            max_us: ok_or_zero(s.latency.max()),
+            mean_us: if ok == 0 { 0.0 } else { s.latency.mean() },
+            errors: s
+                .errors
+                .iter()
+                .map(|(code, n)| ((*code).to_owned(), *n))
+                .collect(),
+        });
+    }
+    let calls: u64 = rpcs.iter().map(|r| r.calls).sum();
+    let ok: u64 = rpcs.iter().map(|r| r.ok).sum();
+    let picks: Vec<(String, u64)> = spread_after
+        .iter()
+        .map(|after| {
+            let before = spread_start
+                .iter()
+                .find(|b| b.addr == after.addr)
+                .map_or(0, |b| b.picks);
+            (after.addr.to_string(), after.picks.saturating_sub(before))
+        })
+        .collect();
+    let total_picks: u64 = picks.iter().map(|(_, n)| n).sum();
+    Ok(Report {
+        mode: match plan.rate {
+            None => format!("closed loop, {} callers", plan.concurrency),
+            Some(rate) => format!("open loop, {rate}/s"),
+        },
+        duration_s: seconds,
+        calls,
+        errors: calls - ok,
+        throughput: ok as f64 / seconds,
+        rpcs,
+        productinfo_spread: picks
+            .into_iter()
+            .map(|(addr, calls)| SpreadReport {
+                addr,
+                calls,
+                share: if total_picks == 0 {
+                    0.0
+                } else {
+                    calls as f64 / total_picks as f64
+                },
+            })
+            .collect(),
+    })
+}
+
+async fn closed_loop(
+    shared: &Arc<Shared>,
+    callers: usize,
+    measure_from: Instant,
+    end: Instant,
+) -> Stats {
+    let workers = (0..callers).map(|_| {
+        let shared = shared.clone();
+        tokio::spawn(async move {
+            let mut stats = Stats::new();
+            let mut rng = Rng::new();
+            loop {
+                let started = Instant::now();
+                if started >= end {
+                    break;
+                }
+                let op = shared.mix.pick(&mut rng);
+                let outcome = call(&shared, op, &mut rng).await;
+                count(&shared, &outcome);
+                if started >= measure_from {
+                    let (op, result) = split(outcome);
+                    stats.record(op, result, started.elapsed());
+                }
+            }
+            stats
+        })
+    });
+    let mut total = Stats::new();
+    for worker in futures::future::join_all(workers)
+        .await
+        .into_iter()
+        .flatten()
+    {
+        total.merge(&worker);
+    }
+    total
+}
+
+async fn open_loop(
+    shared: &Arc<Shared>,
+    rate: f64,
+    max_in_flight: usize,
+    measure_from: Instant,
+    end: Instant,
+) -> anyhow::Result<Stats> {
+    if !(rate.is_finite() && rate > 0.0) {
+        bail!("--rate must be a positive number of calls per second");
+    }
+    let interval = Duration::from_secs_f64(1.0 / rate);
+    let stats = Arc::new(Mutex::new(Stats::new()));
+    let in_flight = Arc::new(AtomicUsize::new(0));
+    let mut rng = Rng::new();
+    let start = Instant::now();
+    let mut tasks = tokio::task::JoinSet::new();
+    for n in 0u64.. {
+        let scheduled = start + interval.mul_f64(n as f64);
+        if scheduled >= end {
+            break;
+        }
+        tokio::time::sleep_until(scheduled).await;
+        let op = shared.mix.pick(&mut rng);
+        if in_flight.load(Ordering::Relaxed) >= max_in_flight {
+            shared.failed.fetch_add(1, Ordering::Relaxed);
+            if scheduled >= measure_from {
+                lock(&stats).record(op, Err("DROPPED"), Duration::ZERO);
+            }
+            continue;
+        }
+        in_flight.fetch_add(1, Ordering::Relaxed);
+        let (shared, stats, in_flight) = (shared.clone(), stats.clone(), in_flight.clone());
+        let mut task_rng = Rng(rng.next() | 1);
+        tasks.spawn(async move {
+            let outcome = call(&shared, op, &mut task_rng).await;
+            in_flight.fetch_sub(1, Ordering::Relaxed);
+            count(&shared, &outcome);
+            if scheduled >= measure_from {
+                let (op, result) = split(outcome);
+                // From the scheduled start: time spent queued counts.
+                lock(&stats).record(op, result, scheduled.elapsed());
+            }
+        });
+        while tasks.try_join_next().is_some() {}
+    }
+    while tasks.join_next().await.is_some() {}
+    let total = lock(&stats).clone();
+    Ok(total)
+}
+
+fn lock(stats: &Mutex<Stats>) -> std::sync::MutexGuard<'_, Stats> {
+    stats.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+fn split(outcome: Result<Op, (Op, &'static str)>) -> (Op, Result<(), &'static str>) {
+    match outcome {
+        Ok(op) => (op, Ok(())),
+        Err((op, code)) => (op, Err(code)),
+    }
+}
+
+fn count(shared: &Shared, outcome: &Result<Op, (Op, &'static str)>) {
+    shared.done.fetch_add(1, Ordering::Relaxed);
+    if outcome.is_err() {
+        shared.failed.fetch_add(1, Ordering::Relaxed);
+    }
+}
+
+fn progress_bar(
+    shared: Arc<Shared>,
+    start: Instant,
+    end: Instant,
+) -> (indicatif::ProgressBar, tokio::task::JoinHandle<()>) {
+    let total = end.duration_since(start);
+    let bar = indicatif::ProgressBar::with_draw_target(
+        Some(total.as_millis() as u64),
+        indicatif::ProgressDrawTarget::stderr(),
+    );
+    bar.set_style(
+        indicatif::ProgressStyle::with_template("{bar:30} {elapsed:>4}/{duration:<4} {msg}")
+            .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar()),
+    );
+    let ticker = {
+        let bar = bar.clone();
+        tokio::spawn(async move {
+            let mut last = (Instant::now(), 0u64);
+            loop {
+                tokio::time::sleep(Duration::from_millis(250)).await;
+                let now = Instant::now();
+                let done = shared.done.load(Ordering::Relaxed);
+                let rate = (done - last.1) as f64 / now.duration_since(last.0).as_secs_f64();
+                last = (now, done);
+                bar.set_position(now.duration_since(start).as_millis() as u64);
+                bar.set_message(format!(
+                    "{done} calls, {} errors, {rate:.0}/s",
+                    shared.failed.load(Ordering::Relaxed)
+                ));
+            }
+        })
+    };
+    (bar, ticker)
+}
+
+/// `shopctl load`: prepares, runs, prints the report.
+pub async fn load(connect: &ConnectArgs, args: &LoadArgs) -> anyhow::Result<()> {
+    let signer = Signer::from_file(connect.issuer.clone(), &connect.key).with_context(|| {
+        format!(
+            "the load generator mints its customers' tokens with {}: run `make up` once, or pass --key",
+            connect.key.display()
+        )
+    })?;
+    let clients = connect.clients_with(Bearer::none())?;
+    let fixtures = Fixtures::prepare(
+        &clients,
+        &signer,
+        args.products,
+        if args.mix.has(Op::Order) || args.mix.has(Op::Search) {
+            args.customers
+        } else {
+            1
+        },
+        if args.mix.has(Op::Order) {
+            args.restock
+        } else {
+            0
+        },
+    )
+    .await?;
+    let report = run(clients, fixtures, &Plan::from(args)).await?;
+    if args.json {
+        println!("{}", serde_json::to_string_pretty(&report)?);
+    } else {
+        print!("{}", render(&report));
+    }
+    Ok(())
+}
+
+/// The report as a table.
+pub fn render(report: &Report) -> String {
+    let mut out = String::new();
+    let ms = |us: u64| format!("{:.2}ms", us as f64 / 1000.0);
+    let _ = writeln!(
+        out,
+        "{}, {:.0}s: {} calls, {} errors, {:.1} calls/s",
+        report.mode, report.duration_s, report.calls, report.errors, report.throughput
+    );
+    let _ = writeln!(
+        out,
+        "{:<14} {:>8} {:>8} {:>9} {:>9} {:>9} {:>9} {:>9}  errors",
+        "RPC", "calls", "ok", "ok/s", "p50", "p90", "p99", "max"
+    );
+    for r in &report.rpcs {
+        let errors = if r.errors.is_empty() {
+            "-".to_owned()
+        } else {
+            r.errors
+                .iter()
+                .map(|(code, n)| format!("{code}={n}"))
+                .collect::<Vec<_>>()
+                .join(" ")
+        };
+        let _ = writeln!(
+            out,
+            "{:<14} {:>8} {:>8} {:>9.1} {:>9} {:>9} {:>9} {:>9}  {errors}",
+            r.rpc,
+            r.calls,
+            r.ok,
+            r.throughput,
+            ms(r.p50_us),
+            ms(r.p90_us),
+            ms(r.p99_us),
+            ms(r.max_us)
+        );
+    }
+    if report.productinfo_spread.len() > 1 && report.productinfo_spread.iter().any(|s| s.calls > 0)
+    {
+        let parts: Vec<String> = report
+            .productinfo_spread
+            .iter()
+            .map(|s| format!("{} {:.1}%", s.addr, s.share * 100.0))
+            .collect();
+        let _ = writeln!(out, "productinfo replicas: {}", parts.join(", "));
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn mix_parses_weights_and_rejects_unknown_rpcs() {
+        let mix: Mix = "get=3, order=1,search=0".parse().unwrap();
+        assert_eq!(mix, Mix(vec![(Op::Get, 3), (Op::Order, 1)]));
+        assert!(
+            "get=1,buy=2"
+                .parse::<Mix>()
+                .unwrap_err()
+                .contains("unknown RPC")
+        );
+        assert!("get=x".parse::<Mix>().is_err());
+        assert!("get=0".parse::<Mix>().is_err());
+    }
+
+    #[test]
+    fn picks_follow_the_weights() {
+        let mix: Mix = "get=3,order=1".parse().unwrap();
+        let mut rng = Rng::new();
+        let gets = (0..40_000)
+            .filter(|_| mix.pick(&mut rng) == Op::Get)
+            .count();
+        // 30 000 expected; 4 standard deviations is about ±350.
+        assert!((29_000..31_000).contains(&gets), "{gets}");
+    }
+
+    #[test]
+    fn stats_merge_and_quantiles() {
+        let mut a = Stats::new();
+        let mut b = Stats::new();
+        for ms in 1..=100u64 {
+            a.record(Op::Get, Ok(()), Duration::from_millis(ms));
+        }
+        b.record(Op::Get, Err("UNAVAILABLE"), Duration::ZERO);
+        b.record(Op::Get, Ok(()), Duration::from_secs(2));
+        a.merge(&b);
+        let get = &a.0[Op::Get.index()];
+        assert_eq!(get.latency.len(), 101);
+        assert_eq!(get.errors["UNAVAILABLE"], 1);
+        let p50 = get.latency.value_at_quantile(0.5);
+        assert!((50_000..=51_100).contains(&p50), "{p50}");
+        assert!(get.latency.max() >= 1_999_000);
+    }
+}
