@@ -203,12 +203,20 @@ impl Db {
             rx
         };
         self.waiters.fetch_add(1, Ordering::Relaxed);
+        // The pool's side runs as its own task: a connection it is opening
+        // is never abandoned half-way when a handed-over one comes first
+        // (it goes to the pool's idle queue instead).
+        let pool = self.pool.clone();
+        let mut from_pool = tokio::spawn(async move { pool.acquire().await });
         let result = tokio::select! {
             biased;
             Ok((conn, kept_epoch)) = handed => Ok(self.wrap(conn, kept_epoch)),
             // A connection handed over meanwhile is dropped with `handed`
             // and so goes back to the pool.
-            conn = self.pool.acquire() => conn.map(|c| self.wrap(c, epoch)),
+            joined = &mut from_pool => match joined {
+                Ok(conn) => conn.map(|c| self.wrap(c, epoch)),
+                Err(_) => Err(sqlx::Error::WorkerCrashed),
+            },
         };
         self.waiters.fetch_sub(1, Ordering::Relaxed);
         self.record(started);

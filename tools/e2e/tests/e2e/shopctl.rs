@@ -787,3 +787,139 @@ async fn shopctl_prints_the_status_code_and_each_violation_and_exits_non_zero() 
     assert_eq!(usage.code, Some(2), "{usage:#?}");
     assert!(usage.stderr.contains("--name"), "{}", usage.stderr);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn shopctl_load_mixes_every_rpc_without_errors_and_spreads_evenly() {
+    let shop = CliShop::start().await;
+    for n in 0..4 {
+        shop.run(&[
+            "product",
+            "add",
+            "--name",
+            &format!("Load product {n}"),
+            "--description",
+            "For the load generator",
+            "--price",
+            "2.00",
+            "--currency",
+            "EUR",
+            "--stock",
+            "1",
+        ])
+        .ok();
+    }
+
+    let report = shop
+        .run(&[
+            "load",
+            "--duration",
+            "3s",
+            "--warmup",
+            "0s",
+            "--concurrency",
+            "4",
+            "--customers",
+            "3",
+            "--json",
+            "--no-progress",
+        ])
+        .json();
+
+    assert_eq!(report["errors"], 0, "{report:#}");
+    let rpcs = report["rpcs"].as_array().unwrap();
+    let rpc = |name: &str| {
+        rpcs.iter()
+            .find(|r| r["rpc"] == name)
+            .unwrap_or_else(|| panic!("{name} missing: {report:#}"))
+    };
+    for name in ["getProduct", "listProducts", "addOrder", "searchOrders"] {
+        let r = rpc(name);
+        assert!(r["ok"].as_u64().unwrap() > 0, "{r:#}");
+        let (p50, p99, max) = (
+            r["p50_us"].as_u64().unwrap(),
+            r["p99_us"].as_u64().unwrap(),
+            r["max_us"].as_u64().unwrap(),
+        );
+        assert!(0 < p50 && p50 <= p99 && p99 <= max, "{r:#}");
+    }
+    // Stock 1 each was raised (--restock) so every checkout succeeded; each
+    // is a real order the admin can find.
+    let placed = rpc("addOrder")["ok"].as_u64().unwrap();
+    let found = shop
+        .run(&["order", "search", "Load Street", "-o", "id"])
+        .ok()
+        .lines()
+        .count() as u64;
+    assert_eq!(found, placed);
+    // One client, one balancer: strict rotation over both replicas.
+    let spread = report["productinfo_spread"].as_array().unwrap();
+    assert_eq!(spread.len(), 2, "{report:#}");
+    for s in spread {
+        let share = s["share"].as_f64().unwrap();
+        assert!((share - 0.5).abs() < 0.01, "{report:#}");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn shopctl_bench_measures_everything_and_writes_the_report() {
+    // Debug binaries and one-second runs: this checks the benchmark works
+    // end to end, not the figures (`make bench` takes those, release).
+    let out = tempfile::tempdir().unwrap();
+    // PostgreSQL runs as the `postgres` user when we are root: it must be
+    // able to reach its folder inside this one.
+    std::fs::set_permissions(
+        out.path(),
+        std::os::unix::fs::PermissionsExt::from_mode(0o755),
+    )
+    .unwrap();
+    let bin_dir = PathBuf::from(shopctl_binary()).parent().unwrap().to_owned();
+    let mut cmd = shop_testkit::binary::command(&shopctl_binary(), &[]);
+    cmd.args([
+        "bench",
+        "--bin-dir",
+        &bin_dir.display().to_string(),
+        "--out",
+        &out.path().display().to_string(),
+        "--duration",
+        "1s",
+        "--warmup",
+        "0s",
+        "--concurrency",
+        "2",
+        "--products",
+        "3",
+    ]);
+    let stdout = Outcome::of(&mut cmd, None).ok();
+    assert!(stdout.contains("| Target | Goal | Measured |"), "{stdout}");
+
+    let report: Value =
+        serde_json::from_str(&std::fs::read_to_string(out.path().join("report.json")).unwrap())
+            .unwrap();
+    assert!(report["pgbench_tps"].as_f64().unwrap() > 0.0, "{report:#}");
+    for run in ["get_product_max", "get_product_half_rate", "add_order_max"] {
+        assert!(
+            report[run]["throughput"].as_f64().unwrap() > 0.0,
+            "{run}: {report:#}"
+        );
+        assert_eq!(report[run]["errors"], 0, "{run}: {report:#}");
+    }
+    let services = report["services"].as_array().unwrap();
+    assert_eq!(services.len(), 4);
+    for s in services {
+        assert!(s["rss_idle_kb"].as_u64().unwrap() > 0, "{s:#}");
+        assert!(s["rss_peak_under_load_kb"].as_u64().unwrap() > 0, "{s:#}");
+        assert!(s["start_to_serving_ms"].as_f64().unwrap() > 0.0, "{s:#}");
+    }
+    // Spread measured on the replicas themselves, for both callers.
+    for key in ["spread_get_product", "spread_add_order"] {
+        let shares: f64 = report[key]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|pair| pair[1].as_f64().unwrap())
+            .sum();
+        assert!((shares - 1.0).abs() < 1e-9, "{key}: {report:#}");
+    }
+    assert!(report["targets"].as_array().unwrap().len() >= 12);
+    assert!(out.path().join("report.md").is_file());
+}
