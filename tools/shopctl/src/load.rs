@@ -620,7 +620,7 @@ pub async fn run(clients: Clients, fixtures: Fixtures, plan: &Plan) -> anyhow::R
     Ok(Report {
         mode: match plan.rate {
             None => format!("closed loop, {} callers", plan.concurrency),
-            Some(rate) => format!("open loop, {rate}/s"),
+            Some(rate) => format!("open loop, {rate:.0}/s"),
         },
         duration_s: seconds,
         calls,
