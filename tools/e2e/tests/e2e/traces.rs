@@ -218,6 +218,14 @@ async fn one_checkout_is_one_trace_across_the_three_services_down_to_sql() {
         string_attr(&add_server.attributes, "rpc.method").as_deref(),
         Some("addOrder")
     );
+    // Its messages as span events: one request in, one response out.
+    let messages: Vec<String> = add_server
+        .events
+        .iter()
+        .filter(|e| e.name == "message")
+        .filter_map(|e| string_attr(&e.attributes, "message.type"))
+        .collect();
+    assert_eq!(messages, ["RECEIVED", "SENT"], "{:#?}", add_server.events);
 
     // order → productinfo, twice.
     for method in ["getProducts", "reserveStock"] {
