@@ -120,8 +120,6 @@ async fn request_log(State(state): State<AppState>, request: Request, next: Next
             http.request.method = %method,
             http.route = %route,
             http.response.status_code = tracing::field::Empty,
-            trace_id = tracing::field::Empty,
-            span_id = tracing::field::Empty,
         );
         let _ = span.set_parent(shop_runtime::telemetry::extract_context(request.headers()));
         shop_runtime::telemetry::record_trace_ids(&span);

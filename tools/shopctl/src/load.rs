@@ -694,14 +694,13 @@ async fn open_loop(
     let stats = Arc::new(Mutex::new(Stats::new()));
     let in_flight = Arc::new(AtomicUsize::new(0));
     let mut rng = Rng::new();
-    let start = Instant::now();
+    let (tx, mut due) = tokio::sync::mpsc::unbounded_channel();
+    let (start, until) = (std::time::Instant::now(), end.into_std());
+    let pacer = std::thread::Builder::new()
+        .name("pacer".into())
+        .spawn(move || pace(start, interval, until, tx))?;
     let mut tasks = tokio::task::JoinSet::new();
-    for n in 0u64.. {
-        let scheduled = start + interval.mul_f64(n as f64);
-        if scheduled >= end {
-            break;
-        }
-        tokio::time::sleep_until(scheduled).await;
+    while let Some(scheduled) = due.recv().await {
         let op = shared.mix.pick(&mut rng);
         if in_flight.load(Ordering::Relaxed) >= max_in_flight {
             shared.failed.fetch_add(1, Ordering::Relaxed);
@@ -726,8 +725,34 @@ async fn open_loop(
         while tasks.try_join_next().is_some() {}
     }
     while tasks.join_next().await.is_some() {}
+    let _ = pacer.join();
     let total = lock(&stats).clone();
     Ok(total)
+}
+
+/// Sends the time each call is due, at that time, until `end`. A thread,
+/// because tokio's timer ticks in whole milliseconds: a call due at 3.4 ms
+/// would leave at 4 ms or later and, timed from when it was due, look up to
+/// a millisecond slower than the service made it. The OS sleeps to within
+/// tens of microseconds.
+fn pace(
+    start: std::time::Instant,
+    interval: Duration,
+    end: std::time::Instant,
+    due: tokio::sync::mpsc::UnboundedSender<Instant>,
+) {
+    for n in 0u64.. {
+        let scheduled = start + interval.mul_f64(n as f64);
+        if scheduled >= end {
+            break;
+        }
+        if let Some(wait) = scheduled.checked_duration_since(std::time::Instant::now()) {
+            std::thread::sleep(wait);
+        }
+        if due.send(Instant::from_std(scheduled)).is_err() {
+            break;
+        }
+    }
 }
 
 fn lock(stats: &Mutex<Stats>) -> std::sync::MutexGuard<'_, Stats> {

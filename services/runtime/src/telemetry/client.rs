@@ -81,8 +81,6 @@ where
             rpc.method = %stats.method,
             rpc.grpc.status_code = tracing::field::Empty,
             server.address = %self.upstream,
-            trace_id = tracing::field::Empty,
-            span_id = tracing::field::Empty,
         );
         record_trace_ids(&span);
         inject_context(&span, request.headers_mut());

@@ -105,8 +105,6 @@ where
                 rpc.method = %stats.method,
                 rpc.grpc.status_code = tracing::field::Empty,
                 network.peer.address = tracing::field::display(peer.map(|p| p.ip().to_string()).unwrap_or_default()),
-                trace_id = tracing::field::Empty,
-                span_id = tracing::field::Empty,
             );
             let _ = span.set_parent(extract_context(request.headers()));
             record_trace_ids(&span);
