@@ -20,7 +20,12 @@ mod call;
 pub mod client;
 pub mod rpc;
 
-use std::{collections::HashMap, fmt, io::IsTerminal as _, sync::Arc};
+use std::{
+    collections::HashMap,
+    fmt,
+    io::{IsTerminal as _, Write as _},
+    sync::Arc,
+};
 
 use opentelemetry::{
     propagation::{Extractor, Injector, TextMapPropagator as _},
@@ -30,8 +35,8 @@ use opentelemetry_sdk::{Resource, propagation::TraceContextPropagator, trace::Sd
 use prost::Message as _;
 use tracing::Subscriber;
 use tracing_subscriber::{
-    EnvFilter, Layer as _, filter::Targets, layer::SubscriberExt as _, registry::LookupSpan,
-    util::SubscriberInitExt as _,
+    EnvFilter, Layer as _, filter::Targets, fmt::MakeWriter, layer::SubscriberExt as _,
+    registry::LookupSpan, util::SubscriberInitExt as _,
 };
 
 pub use call::{ObservedBody, code_name, go_code_name, grpc_status};
@@ -98,10 +103,28 @@ pub fn init(args: &crate::config::LogArgs, service: &str) -> anyhow::Result<Tele
     }
     let provider = provider.build();
     let tracer = provider.tracer(service.to_owned());
+    subscriber(tracer, &args.log_level, json, std::io::stdout)?.try_init()?;
+    if exporting {
+        tracing::info!("exporting traces over OTLP");
+    }
+    Ok(Telemetry { provider })
+}
+
+/// The subscriber [`init`] installs: spans to OpenTelemetry through
+/// `tracer`, log lines filtered by `log_level` to `out`.
+fn subscriber<W>(
+    tracer: opentelemetry_sdk::trace::SdkTracer,
+    log_level: &str,
+    json: bool,
+    out: W,
+) -> anyhow::Result<impl Subscriber + Send + Sync + for<'a> LookupSpan<'a>>
+where
+    W: for<'w> MakeWriter<'w> + Send + Sync + 'static,
+{
     // Spans of our code and the RPC/message events; not the chatter of
-    // libraries below (h2, hyper, sqlx internals).
-    // `Targets` rather than `EnvFilter`: it has no span-scoped directives,
-    // so entering and leaving a span costs it nothing.
+    // libraries below (h2, hyper, sqlx internals). `Targets` rather than
+    // `EnvFilter`: it has no span-scoped directives, so entering and
+    // leaving a span costs it nothing.
     let trace_filter: Targets = format!(
         "info,{MESSAGE_TARGET}=debug,h2=off,hyper=off,tower=off,sqlx=warn,opentelemetry=off"
     )
@@ -118,39 +141,19 @@ pub fn init(args: &crate::config::LogArgs, service: &str) -> anyhow::Result<Tele
         .with_location(false)
         .with_filter(trace_filter);
     // The same for logs, unless the filter needs EnvFilter's span directives.
-    let logs = match args.log_level.parse::<Targets>() {
-        Ok(targets) => LogLayer { json }.with_filter(targets).boxed(),
+    let logs = LogLayer { json, out };
+    let logs = match log_level.parse::<Targets>() {
+        Ok(targets) => logs.with_filter(targets).boxed(),
         Err(_) => {
-            let filter = EnvFilter::try_new(&args.log_level)
-                .map_err(|e| anyhow::anyhow!("invalid --log-level {:?}: {e}", args.log_level))?;
-            LogLayer { json }.with_filter(filter).boxed()
+            let filter = EnvFilter::try_new(log_level)
+                .map_err(|e| anyhow::anyhow!("invalid --log-level {log_level:?}: {e}"))?;
+            logs.with_filter(filter).boxed()
         }
     };
-    tracing_subscriber::registry()
-        .with(Unfiltered)
+    Ok(tracing_subscriber::registry()
+        .with(SpanIds)
         .with(otel)
-        .with(logs)
-        .try_init()?;
-    if exporting {
-        tracing::info!("exporting traces over OTLP");
-    }
-    Ok(Telemetry { provider })
-}
-
-/// The trace and span ids of an event's span or its nearest ancestor that
-/// has them (see [`record_trace_ids`]). Read from the registry's own span
-/// data: asking the OpenTelemetry layer from inside a log event would
-/// re-enter the subscriber.
-fn current_ids<S>(
-    event: &tracing::Event<'_>,
-    ctx: &tracing_subscriber::layer::Context<'_, S>,
-) -> Option<TraceIds>
-where
-    S: Subscriber + for<'a> LookupSpan<'a>,
-{
-    let span = ctx.event_span(event)?;
-    span.scope()
-        .find_map(|span| span.extensions().get::<TraceIds>().copied())
+        .with(logs))
 }
 
 /// Trace and span ids of a span, kept in the span's registry data.
@@ -186,37 +189,60 @@ pub fn record_trace_ids(span: &tracing::Span) {
     });
 }
 
-/// Writes one line per event to standard output: JSON (timestamp, level,
-/// message, the event's fields, target and, inside a traced span,
-/// `trace_id` and `span_id`) or readable text. Only events: spans' fields
-/// are never formatted, so spans cost nothing here.
-/// A layer without a filter, under the filtered ones. With per-layer
-/// filters only, tracing-subscriber 0.3 did not hand events inside spans to
-/// the log layer (seen in the e2e trace test; tokio-rs/tracing#2704 is the
-/// family of bugs); one unfiltered layer at the base avoids it.
-struct Unfiltered;
-
-impl<S: Subscriber> tracing_subscriber::Layer<S> for Unfiltered {}
-
-struct LogLayer {
-    json: bool,
+thread_local! {
+    /// The trace ids of the event being dispatched on this thread, found by
+    /// [`SpanIds`] for [`LogLayer`].
+    static EVENT_IDS: std::cell::Cell<Option<TraceIds>> = const { std::cell::Cell::new(None) };
 }
 
-impl<S> tracing_subscriber::Layer<S> for LogLayer
+/// The base layer, without a filter. It sees every span, so it finds the
+/// trace ids of each event's span (or its nearest ancestor that has them)
+/// for the log layer, whose own view hides the spans its filter disables:
+/// with `LOG_LEVEL=warn` the info-level call spans, not their ids. It runs
+/// before the layers above it. Being unfiltered matters too: with per-layer
+/// filters only, tracing-subscriber 0.3 did not hand events inside spans to
+/// the log layer (seen in the e2e trace test; tokio-rs/tracing#2704 is the
+/// family of bugs).
+struct SpanIds;
+
+impl<S> tracing_subscriber::Layer<S> for SpanIds
 where
     S: Subscriber + for<'a> LookupSpan<'a>,
 {
     fn on_event(&self, event: &tracing::Event<'_>, ctx: tracing_subscriber::layer::Context<'_, S>) {
+        let ids = ctx.event_span(event).and_then(|span| {
+            span.scope()
+                .find_map(|span| span.extensions().get::<TraceIds>().copied())
+        });
+        EVENT_IDS.with(|cell| cell.set(ids));
+    }
+}
+
+/// Writes one line per event: JSON (timestamp, level, message, the event's
+/// fields, target and, inside a traced span, `trace_id` and `span_id`) or
+/// readable text. Only events: spans' fields are never formatted, so spans
+/// cost nothing here.
+struct LogLayer<W> {
+    json: bool,
+    out: W,
+}
+
+impl<S, W> tracing_subscriber::Layer<S> for LogLayer<W>
+where
+    S: Subscriber + for<'a> LookupSpan<'a>,
+    W: for<'w> MakeWriter<'w> + 'static,
+{
+    fn on_event(&self, event: &tracing::Event<'_>, _: tracing_subscriber::layer::Context<'_, S>) {
         let mut fields = EventFields::default();
         event.record(&mut fields);
-        let ids = current_ids(event, &ctx);
+        let ids = EVENT_IDS.with(std::cell::Cell::get);
         let line = if self.json {
             json_line(event, fields, ids)
         } else {
             text_line(event, fields, ids)
         };
         // One write per line, so lines of concurrent calls never interleave.
-        let _ = std::io::Write::write_all(&mut std::io::stdout().lock(), line.as_bytes());
+        let _ = self.out.make_writer().write_all(line.as_bytes());
     }
 }
 
@@ -436,5 +462,78 @@ mod tests {
             CallKind::Unary
         );
         assert!(methods.get("/nope/Nope").is_none());
+    }
+
+    /// Log lines captured in memory.
+    #[derive(Clone, Default)]
+    struct Captured(Arc<std::sync::Mutex<Vec<u8>>>);
+
+    impl std::io::Write for Captured {
+        fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+            self.0.lock().unwrap().extend_from_slice(buf);
+            Ok(buf.len())
+        }
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+
+    impl<'a> MakeWriter<'a> for Captured {
+        type Writer = Captured;
+        fn make_writer(&'a self) -> Captured {
+            self.clone()
+        }
+    }
+
+    fn log_lines(log_level: &str, emit: impl FnOnce()) -> Vec<serde_json::Value> {
+        let tracer = SdkTracerProvider::builder().build().tracer("test");
+        let out = Captured::default();
+        let subscriber = subscriber(tracer, log_level, true, out.clone()).unwrap();
+        tracing::subscriber::with_default(subscriber, emit);
+        let text = String::from_utf8(out.0.lock().unwrap().clone()).unwrap();
+        text.lines()
+            .map(|l| serde_json::from_str(l).unwrap())
+            .collect()
+    }
+
+    #[test]
+    fn lines_inside_a_call_carry_its_trace_even_when_the_filter_hides_the_call_span() {
+        let trace_id = "0af7651916cd43dd8448eb211c80319c";
+        let mut headers = http::HeaderMap::new();
+        headers.insert(
+            "traceparent",
+            format!("00-{trace_id}-b7ad6b7169203331-01")
+                .parse()
+                .unwrap(),
+        );
+        for log_level in ["info", "warn", "warn,[grpc.server]=error"] {
+            let lines = log_lines(log_level, || {
+                use tracing_opentelemetry::OpenTelemetrySpanExt as _;
+                let call = tracing::info_span!("grpc.server");
+                let _ = call.set_parent(extract_context(&headers));
+                record_trace_ids(&call);
+                let _in_call = call.enter();
+                let statement = tracing::debug_span!("db.query");
+                let _in_statement = statement.enter();
+                tracing::info!("fine");
+                tracing::warn!(peer = "10.0.0.1:4000", "slow");
+            });
+            let warned: Vec<_> = lines.iter().filter(|l| l["message"] == "slow").collect();
+            assert_eq!(warned.len(), 1, "{log_level}: {lines:?}");
+            assert_eq!(warned[0]["trace_id"], trace_id, "{log_level}");
+            assert_eq!(warned[0]["peer"], "10.0.0.1:4000");
+            assert_eq!(warned[0]["level"], "WARN");
+            let fine = lines.iter().filter(|l| l["message"] == "fine").count();
+            assert_eq!(fine, usize::from(log_level == "info"), "{log_level}");
+        }
+    }
+
+    #[test]
+    fn a_log_level_that_does_not_parse_is_refused() {
+        let tracer = SdkTracerProvider::builder().build().tracer("test");
+        let error = subscriber(tracer, "info,sqlx=loud", true, Captured::default())
+            .err()
+            .expect("refused");
+        assert!(error.to_string().contains("invalid --log-level"), "{error}");
     }
 }
