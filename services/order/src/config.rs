@@ -72,11 +72,6 @@ pub struct Config {
     /// and its reservation is released.
     #[arg(long, env = "ABANDONED_AFTER", default_value = "60s", value_parser = parse_duration)]
     pub abandoned_after: Duration,
-
-    /// Also write the server's address to this file once it listens (lets
-    /// scripts start it on port 0).
-    #[arg(long, env = "ADDR_FILE")]
-    pub addr_file: Option<PathBuf>,
 }
 
 /// How the service reaches the catalog, and as whom.

@@ -343,7 +343,7 @@ impl OrderManagement for OrderService {
         let caller = Principal::of(&request)?;
         let query = request.into_inner();
         let mut v = FieldViolations::default();
-        order::check_text(&mut v, "value", &query, 200, false);
+        v.check_text("value", &query, 200, false);
         v.check()?;
         Ok(Response::new(search_stream(
             self.inner.pool.clone(),
@@ -422,7 +422,7 @@ impl OrderManagement for OrderService {
         let mut v = FieldViolations::default();
         let id = order::parse_id(&mut v, "order_id", &req.order_id);
         let reason = req.reason.trim();
-        order::check_text(&mut v, "reason", reason, order::MAX_REASON, false);
+        v.check_text("reason", reason, order::MAX_REASON, false);
         v.check()?;
         let reason = if reason.is_empty() {
             format!("cancelled by {}", caller.role)
@@ -472,16 +472,9 @@ impl OrderService {
         let id = order::parse_id(&mut v, "id", &update.id);
         let destination = update.destination.trim();
         if !destination.is_empty() {
-            order::check_text(
-                &mut v,
-                "destination",
-                destination,
-                order::MAX_DESTINATION,
-                true,
-            );
+            v.check_text("destination", destination, order::MAX_DESTINATION, true);
         }
-        order::check_text(
-            &mut v,
+        v.check_text(
             "description",
             &update.description,
             order::MAX_DESCRIPTION,

@@ -15,14 +15,14 @@ mod order;
 mod release;
 mod watch;
 
-use std::{future::Future, process::ExitCode, sync::Arc, time::Duration};
+use std::{future::Future, process::ExitCode, sync::Arc};
 
 use shop_proto::ecommerce::order_management_server::{OrderManagementServer, SERVICE_NAME};
 use shop_runtime::{
-    auth::{AuthInterceptor, Signer, TrustedIssuers, Verifier},
+    auth::{AuthInterceptor, Signer, Verifier},
     pg, server,
 };
-use sqlx::{migrate::Migrator, postgres::PgConnectOptions};
+use sqlx::migrate::Migrator;
 use tokio::net::TcpListener;
 use tonic::{
     codec::CompressionEncoding, service::Routes, service::interceptor::InterceptedService,
@@ -36,42 +36,22 @@ pub const NAME: &str = "order";
 /// The order service's schema migrations, embedded in the binary.
 pub static MIGRATOR: Migrator = sqlx::migrate!();
 
-/// How long `migrate` waits for the database to become reachable.
-const MIGRATE_WAIT: Duration = Duration::from_secs(60);
-
-/// Applies pending migrations, waiting up to a minute for the database.
-pub async fn migrate(options: &PgConnectOptions) -> anyhow::Result<()> {
-    pg::migrate(options, &MIGRATOR, MIGRATE_WAIT).await
-}
-
 /// What `main.rs` runs: logs, then serve, migrate or check the configuration.
 pub async fn main(cli: Cli) -> ExitCode {
     match cli.command {
         Command::Serve(config) => {
             let log = config.log.clone();
             shop_runtime::cli::run(NAME, &log, async move {
-                let listener = TcpListener::bind(config.server.listen).await.map_err(|e| {
-                    anyhow::anyhow!("cannot listen on {}: {e}", config.server.listen)
-                })?;
+                let listener = shop_runtime::cli::listen(config.server.listen).await?;
                 run(*config, listener, server::shutdown_signal()).await
             })
             .await
         }
         Command::Migrate { db, log } => {
-            shop_runtime::cli::run(NAME, &log, async move {
-                migrate(&pg::connect_options(&db, NAME)?).await?;
-                tracing::info!("migrations applied");
-                Ok(())
-            })
-            .await
+            shop_runtime::cli::migrate(NAME, &db, &log, &MIGRATOR).await
         }
         Command::CheckConfig(config) => {
-            shop_runtime::cli::run(NAME, &config.log, async {
-                check_config(&config)?;
-                println!("{NAME}: configuration OK");
-                Ok(())
-            })
-            .await
+            shop_runtime::cli::check_config(NAME, &config.log, || check_config(&config)).await
         }
     }
 }
@@ -79,9 +59,7 @@ pub async fn main(cli: Cli) -> ExitCode {
 /// Everything `run` would refuse, found without contacting anything.
 pub fn check_config(config: &Config) -> anyhow::Result<()> {
     pg::connect_options(&config.db, NAME)?;
-    if TrustedIssuers::load(&config.auth.trusted_issuers)?.is_empty() {
-        anyhow::bail!("--trusted-issuers is empty: no token could ever be accepted");
-    }
+    config.auth.issuers()?;
     Signer::from_file(
         config.upstream.token_issuer.clone(),
         &config.upstream.signing_key_file,
@@ -99,14 +77,11 @@ pub async fn run(
     check_config(&config)?;
     let options = pg::connect_options(&config.db, NAME)?;
     if config.migrate {
-        migrate(&options).await?;
+        pg::migrate(&options, &MIGRATOR).await?;
     }
     let server = server::Server::new(NAME, &[shop_proto::FILE_DESCRIPTOR_SET]);
     let db = pg::Db::new(pg::pool(&config.db, options.clone()), Some(&server.metrics));
-    let verifier = Arc::new(Verifier::new(
-        NAME,
-        TrustedIssuers::load(&config.auth.trusted_issuers)?,
-    ));
+    let verifier = Arc::new(Verifier::new(NAME, config.auth.issuers()?));
     let signer = Signer::from_file(
         config.upstream.token_issuer.clone(),
         &config.upstream.signing_key_file,
@@ -151,9 +126,6 @@ pub async fn run(
         AuthInterceptor::new(verifier),
     )))?;
 
-    if let Some(path) = &config.addr_file {
-        std::fs::write(path, listener.local_addr()?.to_string())?;
-    }
     let result = server
         .serve(listener, routes, (&config.server).into(), shutdown)
         .await;

@@ -60,14 +60,8 @@ impl NewOrder {
             v.add(*field, format!("must be at most {MAX_KEY} bytes of text"));
         }
         let destination = order.destination.trim().to_owned();
-        check_text(&mut v, "destination", &destination, MAX_DESTINATION, true);
-        check_text(
-            &mut v,
-            "description",
-            &order.description,
-            MAX_DESCRIPTION,
-            false,
-        );
+        v.check_text("destination", &destination, MAX_DESTINATION, true);
+        v.check_text("description", &order.description, MAX_DESCRIPTION, false);
 
         let mut requested = Vec::new();
         match (order.lines.is_empty(), order.items.is_empty()) {
@@ -161,27 +155,6 @@ impl NewOrder {
             hash.update(quantity.to_be_bytes());
         }
         format!("{:x}", hash.finalize())
-    }
-}
-
-/// Length and character checks for free text.
-pub fn check_text(v: &mut FieldViolations, field: &str, value: &str, max: usize, required: bool) {
-    if required && value.trim().is_empty() {
-        v.add(field, "must not be empty");
-        return;
-    }
-    let chars = value.chars().count();
-    if chars > max {
-        v.add(
-            field,
-            format!("must be at most {max} characters (got {chars})"),
-        );
-    }
-    if value
-        .chars()
-        .any(|c| c.is_control() && c != '\n' && c != '\t' && c != '\r')
-    {
-        v.add(field, "must not contain control characters");
     }
 }
 

@@ -1,8 +1,6 @@
 //! Configuration of `productinfo`: flags, each with an environment variable
 //! fallback; `productinfo --help` prints this documentation.
 
-use std::path::PathBuf;
-
 use shop_runtime::config::{AuthArgs, DbArgs, LogArgs, ServerArgs};
 
 /// The shop's catalog service: ecommerce.ProductInfo on its own PostgreSQL database.
@@ -65,9 +63,4 @@ pub struct Config {
         value_delimiter = ','
     )]
     pub reserve_callers: Vec<String>,
-
-    /// Also write the server's address to this file once it listens (lets
-    /// scripts start it on port 0).
-    #[arg(long, env = "ADDR_FILE")]
-    pub addr_file: Option<PathBuf>,
 }

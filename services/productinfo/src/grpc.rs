@@ -183,7 +183,7 @@ impl ProductInfo for ProductInfoService {
             );
         }
         let reason = req.reason.trim();
-        product::check_text(&mut v, "reason", reason, 200, true);
+        v.check_text("reason", reason, 200, true);
         v.check()?;
         let row = db::adjust_stock(&self.db, id, req.delta, reason, &caller.subject).await?;
         tracing::info!(product.id = %id, delta = req.delta, stock = row.stock, by = %caller.subject, "stock adjusted");

@@ -98,16 +98,10 @@ impl NewProduct {
             }
         };
         let name = p.name.trim().to_owned();
-        check_text(&mut v, "name", &name, MAX_NAME, true);
-        check_text(
-            &mut v,
-            "description",
-            &p.description,
-            MAX_DESCRIPTION,
-            false,
-        );
+        v.check_text("name", &name, MAX_NAME, true);
+        v.check_text("description", &p.description, MAX_DESCRIPTION, false);
         let category = p.category.trim().to_owned();
-        check_text(&mut v, "category", &category, MAX_CATEGORY, false);
+        v.check_text("category", &category, MAX_CATEGORY, false);
         check_image_url(&mut v, &p.image_url);
 
         let (currency, price_minor) = match &p.unit_price {
@@ -164,27 +158,6 @@ impl NewProduct {
     }
 }
 
-/// Length (in characters) and character checks for free text.
-pub fn check_text(v: &mut FieldViolations, field: &str, value: &str, max: usize, required: bool) {
-    if required && value.trim().is_empty() {
-        v.add(field, "must not be empty");
-        return;
-    }
-    let chars = value.chars().count();
-    if chars > max {
-        v.add(
-            field,
-            format!("must be at most {max} characters (got {chars})"),
-        );
-    }
-    if value
-        .chars()
-        .any(|c| c.is_control() && c != '\n' && c != '\t' && c != '\r')
-    {
-        v.add(field, "must not contain control characters");
-    }
-}
-
 fn check_image_url(v: &mut FieldViolations, url: &str) {
     if url.is_empty() {
         return;
@@ -228,8 +201,8 @@ impl Filter {
     /// Validates and translates the query and category of a request.
     pub fn new(v: &mut FieldViolations, query: &str, category: &str) -> Self {
         let query = query.trim();
-        check_text(v, "query", query, MAX_QUERY, false);
-        check_text(v, "category", category, MAX_CATEGORY, false);
+        v.check_text("query", query, MAX_QUERY, false);
+        v.check_text("category", category, MAX_CATEGORY, false);
         Filter {
             pattern: (!query.is_empty()).then(|| format!("%{}%", escape_like(query))),
             category: (!category.is_empty()).then(|| category.to_owned()),

@@ -215,6 +215,7 @@ pub enum KeyError {
 }
 
 /// Signs tokens as one issuer, with its Ed25519 private key.
+#[derive(Clone)]
 pub struct Signer {
     issuer: String,
     key: EncodingKey,

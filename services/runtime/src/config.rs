@@ -24,6 +24,11 @@ pub struct ServerArgs {
     /// Address of the admin HTTP server with Prometheus `/metrics`, or "off".
     #[arg(long, env = "METRICS_ADDR", default_value = "0.0.0.0:9090")]
     pub metrics_addr: OptionalAddr,
+
+    /// Also write the gRPC server's address to this file once it listens
+    /// (lets scripts and tests start it on port 0).
+    #[arg(long, env = "ADDR_FILE")]
+    pub addr_file: Option<PathBuf>,
 }
 
 /// A socket address, or nothing ("off" or empty).
@@ -52,6 +57,18 @@ pub struct AuthArgs {
     /// "storefront=/keys/storefront.pub,order:service=/keys/order.pub".
     #[arg(long, env = "TRUSTED_ISSUERS")]
     pub trusted_issuers: String,
+}
+
+impl AuthArgs {
+    /// The trusted issuers with their keys read; none at all is an error,
+    /// since no token could ever be accepted.
+    pub fn issuers(&self) -> anyhow::Result<crate::auth::TrustedIssuers> {
+        let issuers = crate::auth::TrustedIssuers::load(&self.trusted_issuers)?;
+        if issuers.is_empty() {
+            anyhow::bail!("--trusted-issuers is empty: no token could ever be accepted");
+        }
+        Ok(issuers)
+    }
 }
 
 /// Log output.

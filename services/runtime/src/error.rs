@@ -37,6 +37,28 @@ impl FieldViolations {
         self
     }
 
+    /// Checks free text: not blank when `required`, at most `max`
+    /// characters, no control characters other than tab and line breaks.
+    pub fn check_text(&mut self, field: &str, value: &str, max: usize, required: bool) {
+        if required && value.trim().is_empty() {
+            self.add(field, "must not be empty");
+            return;
+        }
+        let chars = value.chars().count();
+        if chars > max {
+            self.add(
+                field,
+                format!("must be at most {max} characters (got {chars})"),
+            );
+        }
+        if value
+            .chars()
+            .any(|c| c.is_control() && c != '\n' && c != '\t' && c != '\r')
+        {
+            self.add(field, "must not contain control characters");
+        }
+    }
+
     /// Whether nothing was recorded.
     pub fn is_empty(&self) -> bool {
         self.violations.is_empty()

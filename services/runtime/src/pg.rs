@@ -85,17 +85,22 @@ pub async fn connect_patiently(
     }
 }
 
+/// How long [`migrate`] waits for the database to become reachable.
+const MIGRATE_WAIT: Duration = Duration::from_secs(60);
+
 /// Applies `migrator`'s pending migrations (under PostgreSQL's advisory
-/// lock, so replicas starting together take turns), first waiting up to
-/// `wait` for the database to become reachable.
+/// lock, so replicas starting together take turns), first waiting up to a
+/// minute for the database to become reachable.
 pub async fn migrate(
     options: &PgConnectOptions,
     migrator: &sqlx::migrate::Migrator,
-    wait: Duration,
 ) -> anyhow::Result<()> {
     // A first connection, retried, gives clear errors while the database
     // comes up; the migrator then runs on a one-connection pool.
-    connect_patiently(options, wait).await?.close().await?;
+    connect_patiently(options, MIGRATE_WAIT)
+        .await?
+        .close()
+        .await?;
     let pool = PgPoolOptions::new()
         .max_connections(1)
         .connect_with(options.clone())

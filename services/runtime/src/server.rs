@@ -17,7 +17,7 @@
 //! clients to go elsewhere; calls in flight get up to `shutdown_grace` to
 //! finish; whatever is still running then is cut.
 
-use std::{future::Future, net::SocketAddr, time::Duration};
+use std::{future::Future, net::SocketAddr, path::PathBuf, time::Duration};
 
 use tokio::net::TcpListener;
 use tonic::{
@@ -33,7 +33,7 @@ use crate::{
 };
 
 /// How a server runs and drains.
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone)]
 pub struct ServeOptions {
     /// Time between going NOT_SERVING and closing the listener.
     pub drain_delay: Duration,
@@ -41,6 +41,8 @@ pub struct ServeOptions {
     pub grace: Duration,
     /// Where `/metrics` is served; `None` for nowhere.
     pub metrics_addr: Option<SocketAddr>,
+    /// A file to write the server's address to once it listens.
+    pub addr_file: Option<PathBuf>,
 }
 
 impl From<&ServerArgs> for ServeOptions {
@@ -49,6 +51,7 @@ impl From<&ServerArgs> for ServeOptions {
             drain_delay: args.drain_delay,
             grace: args.shutdown_grace,
             metrics_addr: args.metrics_addr.0,
+            addr_file: args.addr_file.clone(),
         }
     }
 }
@@ -146,6 +149,10 @@ impl Server {
                     let _ = stop_rx.await;
                 }),
         );
+        if let Some(path) = &options.addr_file {
+            std::fs::write(path, addr.to_string())
+                .map_err(|e| anyhow::anyhow!("cannot write {}: {e}", path.display()))?;
+        }
         tracing::info!(%addr, "gRPC server listening");
 
         let result = tokio::select! {

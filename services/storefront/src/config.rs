@@ -88,10 +88,6 @@ pub struct Config {
     #[arg(long, env = "ADMIN_PASSWORD_FILE", requires = "admin_email")]
     pub admin_password_file: Option<PathBuf>,
 
-    /// Also write the gRPC address to this file once listening.
-    #[arg(long, env = "ADDR_FILE")]
-    pub addr_file: Option<PathBuf>,
-
     /// Also write the HTTP address to this file once listening.
     #[arg(long, env = "HTTP_ADDR_FILE")]
     pub http_addr_file: Option<PathBuf>,

@@ -126,6 +126,16 @@ pub async fn create_session(
     ttl: Duration,
 ) -> Result<(), Error> {
     let mut conn = db.acquire().await?;
+    insert_session(&mut conn, id_hash, user_id, csrf_token, ttl).await
+}
+
+async fn insert_session(
+    conn: &mut sqlx::PgConnection,
+    id_hash: &[u8],
+    user_id: Option<Uuid>,
+    csrf_token: &str,
+    ttl: Duration,
+) -> Result<(), Error> {
     sqlx::query(
         "INSERT INTO sessions (id_hash, user_id, csrf_token, expires_at) \
          VALUES ($1, $2, $3, now() + make_interval(secs => $4))",
@@ -134,7 +144,7 @@ pub async fn create_session(
     .bind(user_id)
     .bind(csrf_token)
     .bind(ttl.as_secs_f64())
-    .execute(&mut *conn)
+    .execute(conn)
     .await?;
     Ok(())
 }
@@ -166,16 +176,7 @@ pub async fn rotate_session(
 ) -> Result<(), Error> {
     let mut conn = db.acquire().await?;
     let mut tx = conn.begin().await?;
-    sqlx::query(
-        "INSERT INTO sessions (id_hash, user_id, csrf_token, expires_at) \
-         VALUES ($1, $2, $3, now() + make_interval(secs => $4))",
-    )
-    .bind(new_hash)
-    .bind(user_id)
-    .bind(csrf_token)
-    .bind(ttl.as_secs_f64())
-    .execute(&mut *tx)
-    .await?;
+    insert_session(&mut tx, new_hash, Some(user_id), csrf_token, ttl).await?;
     let user_cart = cart_id_in(&mut tx, &CartOwner::User(user_id)).await?;
     // Sum quantities of products in both carts (at most 99 each).
     sqlx::query(

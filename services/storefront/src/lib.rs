@@ -20,11 +20,11 @@ use std::{future::Future, net::SocketAddr, process::ExitCode, sync::Arc, time::D
 
 use shop_proto::ecommerce::storefront_server::{SERVICE_NAME, StorefrontServer};
 use shop_runtime::{
-    auth::{AuthInterceptor, Signer, TrustedIssuers, Verifier},
+    auth::{AuthInterceptor, Signer, Verifier},
     health::HealthRegistry,
     pg, server,
 };
-use sqlx::{migrate::Migrator, postgres::PgConnectOptions};
+use sqlx::migrate::Migrator;
 use tokio::net::TcpListener;
 use tonic::{
     codec::CompressionEncoding, service::Routes, service::interceptor::InterceptedService,
@@ -38,15 +38,8 @@ pub const NAME: &str = "storefront";
 /// The storefront's schema migrations, embedded in the binary.
 pub static MIGRATOR: Migrator = sqlx::migrate!();
 
-const MIGRATE_WAIT: Duration = Duration::from_secs(60);
-
 /// How often expired sessions and old login failures are removed.
 const CLEANUP_INTERVAL: Duration = Duration::from_secs(600);
-
-/// Applies pending migrations, waiting up to a minute for the database.
-pub async fn migrate(options: &PgConnectOptions) -> anyhow::Result<()> {
-    pg::migrate(options, &MIGRATOR, MIGRATE_WAIT).await
-}
 
 /// What `main.rs` runs: logs, then serve, migrate or check the configuration.
 pub async fn main(cli: Cli) -> ExitCode {
@@ -54,31 +47,17 @@ pub async fn main(cli: Cli) -> ExitCode {
         Command::Serve(config) => {
             let log = config.log.clone();
             shop_runtime::cli::run(NAME, &log, async move {
-                let grpc = TcpListener::bind(config.server.listen).await.map_err(|e| {
-                    anyhow::anyhow!("cannot listen on {}: {e}", config.server.listen)
-                })?;
-                let http = TcpListener::bind(config.http_listen)
-                    .await
-                    .map_err(|e| anyhow::anyhow!("cannot listen on {}: {e}", config.http_listen))?;
+                let grpc = shop_runtime::cli::listen(config.server.listen).await?;
+                let http = shop_runtime::cli::listen(config.http_listen).await?;
                 run(*config, grpc, http, server::shutdown_signal()).await
             })
             .await
         }
         Command::Migrate { db, log } => {
-            shop_runtime::cli::run(NAME, &log, async move {
-                migrate(&pg::connect_options(&db, NAME)?).await?;
-                tracing::info!("migrations applied");
-                Ok(())
-            })
-            .await
+            shop_runtime::cli::migrate(NAME, &db, &log, &MIGRATOR).await
         }
         Command::CheckConfig(config) => {
-            shop_runtime::cli::run(NAME, &config.log, async {
-                check_config(&config)?;
-                println!("{NAME}: configuration OK");
-                Ok(())
-            })
-            .await
+            shop_runtime::cli::check_config(NAME, &config.log, || check_config(&config)).await
         }
     }
 }
@@ -107,9 +86,7 @@ fn admin_password(config: &Config) -> anyhow::Result<Option<(String, String)>> {
 /// Everything `run` would refuse, found without contacting anything.
 pub fn check_config(config: &Config) -> anyhow::Result<()> {
     pg::connect_options(&config.db, NAME)?;
-    if TrustedIssuers::load(&config.auth.trusted_issuers)?.is_empty() {
-        anyhow::bail!("--trusted-issuers is empty: no token could ever be accepted");
-    }
+    config.auth.issuers()?;
     Signer::from_file(
         config.upstream.token_issuer.clone(),
         &config.upstream.signing_key_file,
@@ -129,7 +106,7 @@ pub async fn run(
     check_config(&config)?;
     let options = pg::connect_options(&config.db, NAME)?;
     if config.migrate {
-        migrate(&options).await?;
+        pg::migrate(&options, &MIGRATOR).await?;
     }
     let server = server::Server::new(NAME, &[shop_proto::FILE_DESCRIPTOR_SET]);
     let pool = pg::Db::new(pg::pool(&config.db, options.clone()), Some(&server.metrics));
@@ -140,10 +117,7 @@ pub async fn run(
             .await
             .map_err(|e| anyhow::anyhow!("cannot create the first admin: {e}"))?;
     }
-    let verifier = Arc::new(Verifier::new(
-        NAME,
-        TrustedIssuers::load(&config.auth.trusted_issuers)?,
-    ));
+    let verifier = Arc::new(Verifier::new(NAME, config.auth.issuers()?));
     let upstreams = upstream::Upstreams::new(&config.upstream, &server.metrics)?;
     let health = server.health.clone();
     let checker = pg::spawn_health_check(
@@ -181,9 +155,6 @@ pub async fn run(
             trust_forwarded_for: config.trust_forwarded_for,
         }),
     });
-    if let Some(path) = &config.addr_file {
-        std::fs::write(path, grpc.local_addr()?.to_string())?;
-    }
     if let Some(path) = &config.http_addr_file {
         std::fs::write(path, http.local_addr()?.to_string())?;
     }

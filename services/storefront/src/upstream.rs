@@ -105,6 +105,26 @@ fn order_error(status: Status) -> Error {
     }
 }
 
+/// An upstream's answer, `None` when it has no such thing (not found, or an
+/// id it cannot parse), other failures through `error`.
+fn found<T>(
+    answer: Result<tonic::Response<T>, Status>,
+    error: fn(Status) -> Error,
+) -> Result<Option<T>, Error> {
+    match answer {
+        Ok(r) => Ok(Some(r.into_inner())),
+        Err(status)
+            if matches!(
+                status.code(),
+                tonic::Code::NotFound | tonic::Code::InvalidArgument
+            ) =>
+        {
+            Ok(None)
+        }
+        Err(status) => Err(error(status)),
+    }
+}
+
 impl Upstreams {
     /// Clients for the configured targets, signing as the storefront, traced
     /// and counted into `metrics`.
@@ -129,8 +149,9 @@ impl Upstreams {
         let catalog_observed =
             Observed::new(catalog_channel, "productinfo", metrics, methods.clone());
         let order_observed = Observed::new(order_channel.clone(), "order", metrics, methods);
+        let signer = Signer::from_file(args.token_issuer.clone(), &args.signing_key_file)?;
         let service_token = ServiceToken::new(
-            Signer::from_file(args.token_issuer.clone(), &args.signing_key_file)?,
+            signer.clone(),
             vec!["productinfo".into()],
             SERVICE_TOKEN_TTL,
         );
@@ -143,7 +164,7 @@ impl Upstreams {
             orders: OrderManagementClient::new(order_observed),
             order_channel,
             tokens: Arc::new(UserTokens {
-                signer: Signer::from_file(args.token_issuer.clone(), &args.signing_key_file)?,
+                signer,
                 cache: Mutex::new(HashMap::new()),
             }),
             timeout: args.upstream_timeout,
@@ -162,7 +183,11 @@ impl Upstreams {
     }
 
     fn request_as<T>(&self, user: &User, message: T) -> Result<Request<T>, Error> {
-        let mut request = self.request(message);
+        self.authorized(user, self.request(message))
+    }
+
+    /// `request` carrying a token signed for `user`.
+    fn authorized<T>(&self, user: &User, mut request: Request<T>) -> Result<Request<T>, Error> {
         request
             .metadata_mut()
             .insert("authorization", self.tokens.bearer(user)?);
@@ -196,18 +221,10 @@ impl Upstreams {
         let request = self.request(ProductId {
             value: id.to_owned(),
         });
-        match self.catalog.clone().get_product(request).await {
-            Ok(p) => Ok(Some(p.into_inner())),
-            Err(status)
-                if matches!(
-                    status.code(),
-                    tonic::Code::NotFound | tonic::Code::InvalidArgument
-                ) =>
-            {
-                Ok(None)
-            }
-            Err(status) => Err(catalog_error(status)),
-        }
+        found(
+            self.catalog.clone().get_product(request).await,
+            catalog_error,
+        )
     }
 
     /// Products by id, in one call; missing ones are simply absent.
@@ -273,18 +290,7 @@ impl Upstreams {
     /// One of `user`'s orders (any order for an admin).
     pub async fn order(&self, user: &User, id: &str) -> Result<Option<Order>, Error> {
         let request = self.request_as(user, id.to_owned())?;
-        match self.orders.clone().get_order(request).await {
-            Ok(o) => Ok(Some(o.into_inner())),
-            Err(status)
-                if matches!(
-                    status.code(),
-                    tonic::Code::NotFound | tonic::Code::InvalidArgument
-                ) =>
-            {
-                Ok(None)
-            }
-            Err(status) => Err(order_error(status)),
-        }
+        found(self.orders.clone().get_order(request).await, order_error)
     }
 
     /// Up to `limit` of `user`'s orders (everyone's for an admin) matching
@@ -318,10 +324,7 @@ impl Upstreams {
     /// A live stream of one order's changes, for `user`. No deadline: it
     /// lasts until the order is final or the page goes away.
     pub async fn watch_order(&self, user: &User, id: &str) -> Result<Streaming<Order>, Error> {
-        let mut request = Request::new(id.to_owned());
-        request
-            .metadata_mut()
-            .insert("authorization", self.tokens.bearer(user)?);
+        let request = self.authorized(user, Request::new(id.to_owned()))?;
         self.orders
             .clone()
             .watch_order(request)

@@ -14,7 +14,7 @@ mod session;
 mod shop;
 mod views;
 
-use std::{sync::Arc, time::Duration};
+use std::{borrow::Cow, sync::Arc, time::Duration};
 
 use askama::Template;
 use axum::{
@@ -242,7 +242,13 @@ pub async fn page_error(
     error: Error,
     retry: &str,
 ) -> Response {
-    match &error {
+    let not_found = (
+        StatusCode::NOT_FOUND,
+        "Not found",
+        "There is nothing at this address.".into(),
+        "/",
+    );
+    let (page_status, heading, message, retry): (_, _, Cow<'_, str>, _) = match &error {
         Error::Upstream { service, status }
             if matches!(
                 status.code(),
@@ -255,86 +261,51 @@ pub async fn page_error(
             } else {
                 "order service"
             };
-            error_page(
-                session,
-                state,
+            (
                 StatusCode::SERVICE_UNAVAILABLE,
                 "We'll be right back",
-                &format!("The shop's {what} is not answering right now. Your cart is safe; please try again in a moment."),
+                format!(
+                    "The shop's {what} is not answering right now. Your cart is safe; please try again in a moment."
+                )
+                .into(),
                 retry,
             )
-            .await
         }
-        Error::NotFound(_) => {
-            error_page(
-                session,
-                state,
-                StatusCode::NOT_FOUND,
-                "Not found",
-                "There is nothing at this address.",
-                "/",
-            )
-            .await
-        }
-        Error::Upstream { status, .. } if status.code() == tonic::Code::NotFound => {
-            error_page(
-                session,
-                state,
-                StatusCode::NOT_FOUND,
-                "Not found",
-                "There is nothing at this address.",
-                "/",
-            )
-            .await
-        }
+        Error::NotFound(_) => not_found,
+        Error::Upstream { status, .. } if status.code() == tonic::Code::NotFound => not_found,
         // Our services word these for people: they may be shown.
-        Error::Upstream { status, .. } if status.code() == tonic::Code::FailedPrecondition => {
-            error_page(
-                session,
-                state,
-                StatusCode::CONFLICT,
-                "That cannot be done",
-                status.message(),
-                retry,
-            )
-            .await
-        }
-        Error::Upstream { status, .. } if status.code() == tonic::Code::PermissionDenied => {
-            error_page(
-                session,
-                state,
-                StatusCode::FORBIDDEN,
-                "Not allowed",
-                "Your account may not do that.",
-                "/",
-            )
-            .await
-        }
+        Error::Upstream { status, .. } if status.code() == tonic::Code::FailedPrecondition => (
+            StatusCode::CONFLICT,
+            "That cannot be done",
+            status.message().into(),
+            retry,
+        ),
+        Error::Upstream { status, .. } if status.code() == tonic::Code::PermissionDenied => (
+            StatusCode::FORBIDDEN,
+            "Not allowed",
+            "Your account may not do that.".into(),
+            "/",
+        ),
         Error::Unavailable(_) => {
             tracing::warn!(error = %error, "database unavailable for a page");
-            error_page(
-                session,
-                state,
+            (
                 StatusCode::SERVICE_UNAVAILABLE,
                 "We'll be right back",
-                "The shop is not answering right now; please try again in a moment.",
+                "The shop is not answering right now; please try again in a moment.".into(),
                 retry,
             )
-            .await
         }
         _ => {
             let _ = shop_runtime::error::internal(&error);
-            error_page(
-                session,
-                state,
+            (
                 StatusCode::INTERNAL_SERVER_ERROR,
                 "Something went wrong",
-                "That did not work, and it is not your fault. Please try again.",
+                "That did not work, and it is not your fault. Please try again.".into(),
                 retry,
             )
-            .await
         }
-    }
+    };
+    error_page(session, state, page_status, heading, &message, retry).await
 }
 
 /// 303 See Other to `to` (the POST-redirect-GET step).

@@ -46,7 +46,7 @@ use tokio::{
     process::{Child, Command},
     time::Instant,
 };
-use tonic::{metadata::AsciiMetadataValue, transport::Endpoint};
+use tonic::transport::Endpoint;
 use tonic_health::pb::{
     HealthCheckRequest, health_check_response::ServingStatus, health_client::HealthClient,
 };
@@ -54,6 +54,7 @@ use tonic_health::pb::{
 use crate::{
     connect::{Bearer, ConnectArgs},
     load::{self, Fixtures, Mix, Op, Plan, Report},
+    local::{absolute, bin_dir},
 };
 
 /// Options of `shopctl bench`.
@@ -155,13 +156,7 @@ struct BenchReport {
 /// Runs the benchmark and writes the report.
 pub async fn bench(args: BenchArgs) -> anyhow::Result<()> {
     let out = absolute(&args.out)?;
-    let bin_dir = match &args.bin_dir {
-        Some(d) => d.clone(),
-        None => std::env::current_exe()?
-            .parent()
-            .context("shopctl has no folder")?
-            .to_owned(),
-    };
+    let bin_dir = bin_dir(args.bin_dir.as_deref())?;
     let bin = |name: &str| -> anyhow::Result<PathBuf> {
         let path = bin_dir.join(name);
         if !path.is_file() {
@@ -627,12 +622,7 @@ async fn seed(addr: SocketAddr, admin: &str, count: u16) -> anyhow::Result<Vec<S
     let channel = Endpoint::from_shared(format!("http://{addr}"))?
         .connect()
         .await?;
-    let bearer: AsciiMetadataValue = format!("Bearer {admin}").parse()?;
-    let mut client =
-        ProductInfoClient::with_interceptor(channel, move |mut req: tonic::Request<()>| {
-            req.metadata_mut().insert("authorization", bearer.clone());
-            Ok(req)
-        });
+    let mut client = ProductInfoClient::with_interceptor(channel, Bearer::new(admin)?);
     let mut ids = Vec::new();
     for n in 0..count {
         let id = client
@@ -909,14 +899,6 @@ fn free_port() -> anyhow::Result<u16> {
 
 fn path_str(path: &Path) -> String {
     path.to_string_lossy().into_owned()
-}
-
-fn absolute(path: &Path) -> anyhow::Result<PathBuf> {
-    Ok(if path.is_absolute() {
-        path.to_owned()
-    } else {
-        std::env::current_dir()?.join(path)
-    })
 }
 
 fn tempdir() -> anyhow::Result<PathBuf> {

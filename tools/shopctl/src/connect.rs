@@ -140,15 +140,11 @@ impl ConnectArgs {
     /// Clients sending [`Self::bearer`]'s token. Connections are made lazily,
     /// on the first call.
     pub fn clients(&self) -> anyhow::Result<Clients> {
-        let value = match self.bearer()? {
-            Some(token) => Some(
-                format!("Bearer {token}")
-                    .parse::<AsciiMetadataValue>()
-                    .context("the token is not valid ASCII")?,
-            ),
-            None => None,
+        let bearer = match self.bearer()? {
+            Some(token) => Bearer::new(&token)?,
+            None => Bearer::none(),
         };
-        self.clients_with(Bearer(value))
+        self.clients_with(bearer)
     }
 
     /// Clients sending the given token (the load generator's customers).

@@ -32,7 +32,9 @@ use tokio::{
     io::{AsyncBufReadExt as _, BufReader},
     process::{Child, Command},
 };
-use tonic::{Code, metadata::AsciiMetadataValue, transport::Endpoint};
+use tonic::{Code, transport::Endpoint};
+
+use crate::connect::Bearer;
 
 /// Options of `shopctl up`.
 #[derive(clap::Args, Debug)]
@@ -74,13 +76,7 @@ struct Service {
 /// Runs the shop until Ctrl-C.
 pub async fn up(args: UpArgs) -> anyhow::Result<()> {
     let dir = absolute(&args.dir)?;
-    let bin_dir = match &args.bin_dir {
-        Some(d) => d.clone(),
-        None => std::env::current_exe()?
-            .parent()
-            .context("shopctl has no folder")?
-            .to_owned(),
-    };
+    let bin_dir = bin_dir(args.bin_dir.as_deref())?;
     let productinfo_bin = bin_dir.join("productinfo");
     let order_bin = bin_dir.join("order");
     let storefront_bin = bin_dir.join("storefront");
@@ -301,12 +297,25 @@ async fn ensure_demo_customer(services: &[Service], password: &str) -> anyhow::R
     }
 }
 
-fn absolute(path: &Path) -> anyhow::Result<PathBuf> {
+/// `path` as is when absolute, otherwise under the current folder.
+pub(crate) fn absolute(path: &Path) -> anyhow::Result<PathBuf> {
     Ok(if path.is_absolute() {
         path.to_owned()
     } else {
         std::env::current_dir()?.join(path)
     })
+}
+
+/// The folder of the service binaries: `--bin-dir` when given, otherwise
+/// the one `shopctl` itself is in.
+pub(crate) fn bin_dir(given: Option<&Path>) -> anyhow::Result<PathBuf> {
+    match given {
+        Some(dir) => Ok(dir.to_owned()),
+        None => Ok(std::env::current_exe()?
+            .parent()
+            .context("shopctl has no folder")?
+            .to_owned()),
+    }
 }
 
 /// `port` on 127.0.0.1 if it is free, otherwise 0 (any free port).
@@ -477,12 +486,7 @@ async fn seed(addr: SocketAddr, admin_token: &str) -> anyhow::Result<usize> {
     let channel = Endpoint::from_shared(format!("http://{addr}"))?
         .connect()
         .await?;
-    let bearer: AsciiMetadataValue = format!("Bearer {admin_token}").parse()?;
-    let mut client =
-        ProductInfoClient::with_interceptor(channel, move |mut req: tonic::Request<()>| {
-            req.metadata_mut().insert("authorization", bearer.clone());
-            Ok(req)
-        });
+    let mut client = ProductInfoClient::with_interceptor(channel, Bearer::new(admin_token)?);
     let mut added = 0;
     for p in catalog {
         let result = client

@@ -96,6 +96,7 @@ fn server_args() -> ServerArgs {
         shutdown_grace: Duration::from_secs(10),
         drain_delay: Duration::ZERO,
         metrics_addr: shop_runtime::config::OptionalAddr(None),
+        addr_file: None,
     }
 }
 
@@ -128,7 +129,6 @@ pub fn productinfo_config(database_url: String) -> productinfo::Config {
         migrate: true,
         default_currency: "USD".into(),
         reserve_callers: vec!["order".into()],
-        addr_file: None,
     }
 }
 
@@ -176,7 +176,6 @@ pub fn order_config(database_url: String, productinfo_target: &str) -> order::Co
         shipment_batch_size: 3,
         release_interval: Duration::from_millis(200),
         abandoned_after: Duration::from_secs(60),
-        addr_file: None,
     }
 }
 
@@ -209,7 +208,6 @@ pub fn storefront_config(
         session_ttl: Duration::from_secs(3600),
         admin_email: None,
         admin_password_file: None,
-        addr_file: None,
         http_addr_file: None,
     }
 }

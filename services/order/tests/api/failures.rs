@@ -248,6 +248,7 @@ async fn the_callers_deadline_bounds_every_call_to_the_catalog() {
             drain_delay: Duration::ZERO,
             grace: Duration::from_secs(1),
             metrics_addr: None,
+            addr_file: None,
         },
         futures::future::pending(),
     ));

@@ -327,50 +327,9 @@ impl MessageCounter {
 }
 
 pin_project! {
-    /// A request body (what the other end sends us), counted.
-    pub(crate) struct CountedBody<B> {
-        #[pin]
-        inner: B,
-        counter: MessageCounter,
-    }
-}
-
-impl<B> CountedBody<B> {
-    pub(crate) fn new(inner: B, counter: MessageCounter) -> Self {
-        Self { inner, counter }
-    }
-}
-
-impl<B: Body<Data = Bytes>> Body for CountedBody<B> {
-    type Data = Bytes;
-    type Error = B::Error;
-
-    fn poll_frame(
-        self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-    ) -> Poll<Option<Result<Frame<Bytes>, B::Error>>> {
-        let this = self.project();
-        let frame = ready!(this.inner.poll_frame(cx));
-        if let Some(Ok(f)) = &frame
-            && let Some(data) = f.data_ref()
-        {
-            this.counter.observe(data);
-        }
-        Poll::Ready(frame)
-    }
-
-    fn is_end_stream(&self) -> bool {
-        self.inner.is_end_stream()
-    }
-
-    fn size_hint(&self) -> http_body::SizeHint {
-        self.inner.size_hint()
-    }
-}
-
-pin_project! {
-    /// A response body, counted, that completes its call when the
-    /// trailers pass (or when it is dropped early).
+    /// A body whose messages are counted. A response body also completes
+    /// its call when the trailers pass (or when it is dropped early); a
+    /// request body (what the other end sends us) has no call to complete.
     pub struct ObservedBody<B> {
         #[pin]
         inner: B,
@@ -380,11 +339,21 @@ pin_project! {
 }
 
 impl<B> ObservedBody<B> {
+    /// A response body that ends `call`.
     pub(crate) fn new(inner: B, counter: MessageCounter, call: Call) -> Self {
         Self {
             inner,
             counter,
             call: Some(call),
+        }
+    }
+
+    /// A request body, only counted.
+    pub(crate) fn counted(inner: B, counter: MessageCounter) -> Self {
+        Self {
+            inner,
+            counter,
+            call: None,
         }
     }
 }

@@ -19,7 +19,7 @@ use tracing::Instrument as _;
 
 use super::{
     Methods,
-    call::{Call, CountedBody, Direction, MessageCounter, ObservedBody, Side, StatsTable},
+    call::{Call, Direction, MessageCounter, ObservedBody, Side, StatsTable},
     grpc_status, inject_context, record_trace_ids,
 };
 use crate::metrics::Metrics;
@@ -87,7 +87,7 @@ where
         let sent = MessageCounter::new(&stats, span.clone(), Direction::Sent);
         let received = MessageCounter::new(&stats, span.clone(), Direction::Received);
         let mut call = Call::start(stats, span.clone(), path, None);
-        let request = request.map(|body| Body::new(CountedBody::new(body, sent)));
+        let request = request.map(|body| Body::new(ObservedBody::counted(body, sent)));
         // Take the ready clone; leave a fresh one for the next call.
         let clone = self.inner.clone();
         let mut inner = std::mem::replace(&mut self.inner, clone);

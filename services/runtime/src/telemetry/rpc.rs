@@ -26,7 +26,7 @@ use tracing_opentelemetry::OpenTelemetrySpanExt as _;
 
 use super::{
     Methods,
-    call::{Call, CountedBody, Direction, MessageCounter, ObservedBody, Side, StatsTable},
+    call::{Call, Direction, MessageCounter, ObservedBody, Side, StatsTable},
     extract_context, grpc_status, record_trace_ids,
 };
 use crate::metrics::Metrics;
@@ -113,7 +113,7 @@ where
         let received = MessageCounter::new(&stats, span.clone(), Direction::Received);
         let sent = MessageCounter::new(&stats, span.clone(), Direction::Sent);
         let call = Call::start(stats, span.clone(), path, peer);
-        let request = request.map(|body| Body::new(CountedBody::new(body, received)));
+        let request = request.map(|body| Body::new(ObservedBody::counted(body, received)));
         let inner = {
             let _entered = span.enter();
             self.inner.call(request)

@@ -76,20 +76,11 @@ pub struct ProductView {
 
 impl From<Product> for ProductView {
     fn from(p: Product) -> Self {
-        let price = p
-            .unit_price
-            .as_ref()
-            .and_then(|m| {
-                m.to_minor()
-                    .ok()
-                    .map(|minor| format_minor(&m.currency_code, minor))
-            })
-            .unwrap_or_default();
         ProductView {
+            price: money(p.unit_price.as_ref()),
             id: p.id,
             name: p.name,
             description: p.description,
-            price,
             stock: p.stock,
             image_url: if p.image_url.is_empty() {
                 crate::cart::PLACEHOLDER_IMAGE.into()
