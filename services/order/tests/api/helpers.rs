@@ -62,6 +62,15 @@ impl Shop {
         self.orders(&admin_token())
     }
 
+    /// Places `order` as the customer; returns its id.
+    pub async fn place(&self, order: Order) -> String {
+        self.customer()
+            .add_order(order)
+            .await
+            .expect("the order is placed")
+            .into_inner()
+    }
+
     /// The catalog, as an admin, on the first replica.
     pub fn catalog(&self) -> CatalogClient {
         ProductInfoClient::with_interceptor(

@@ -11,12 +11,7 @@ use crate::helpers::{Shop, order_of};
 async fn customers_see_only_their_own_orders_admins_see_all() {
     let shop = Shop::start().await;
     let mug = shop.add_product("Mug", 100, 10).await;
-    let id = shop
-        .customer()
-        .add_order(order_of(&mug, 1, "Home"))
-        .await
-        .unwrap()
-        .into_inner();
+    let id = shop.place(order_of(&mug, 1, "Home")).await;
 
     let stranger = shop
         .other_customer()
@@ -51,12 +46,7 @@ async fn customers_see_only_their_own_orders_admins_see_all() {
 async fn cancelling_gives_the_stock_back_once_and_shipped_orders_cannot_be_cancelled() {
     let shop = Shop::start().await;
     let mug = shop.add_product("Mug", 100, 10).await;
-    let id = shop
-        .customer()
-        .add_order(order_of(&mug, 4, "Home"))
-        .await
-        .unwrap()
-        .into_inner();
+    let id = shop.place(order_of(&mug, 4, "Home")).await;
     assert_eq!(shop.stock(&mug).await, 6);
     let cancel = |reason: &str| CancelOrderRequest {
         order_id: id.clone(),
@@ -91,12 +81,7 @@ async fn cancelling_gives_the_stock_back_once_and_shipped_orders_cannot_be_cance
         0
     );
 
-    let shipped_id = shop
-        .customer()
-        .add_order(order_of(&mug, 1, "Far away"))
-        .await
-        .unwrap()
-        .into_inner();
+    let shipped_id = shop.place(order_of(&mug, 1, "Far away")).await;
     let shipments: Vec<_> = shop
         .admin()
         .process_orders(futures::stream::iter(vec![shipped_id.clone()]))
@@ -138,12 +123,7 @@ async fn only_admins_update_and_process_orders() {
 async fn a_watch_shows_the_order_then_each_change_and_ends_when_final() {
     let shop = Shop::start().await;
     let mug = shop.add_product("Mug", 100, 10).await;
-    let id = shop
-        .customer()
-        .add_order(order_of(&mug, 1, "Home"))
-        .await
-        .unwrap()
-        .into_inner();
+    let id = shop.place(order_of(&mug, 1, "Home")).await;
 
     let mut watch = shop
         .customer()

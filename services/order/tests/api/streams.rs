@@ -16,18 +16,8 @@ async fn search_matches_items_and_addresses_within_what_the_caller_may_see() {
     let shop = Shop::start().await;
     let pixel = shop.add_product("Google Pixel 3A", 100, 10).await;
     let mac = shop.add_product("Mac Book Pro", 100, 10).await;
-    let mine_pixel = shop
-        .customer()
-        .add_order(order_of(&pixel, 1, "San Jose"))
-        .await
-        .unwrap()
-        .into_inner();
-    let mine_mac = shop
-        .customer()
-        .add_order(order_of(&mac, 1, "Mountain View"))
-        .await
-        .unwrap()
-        .into_inner();
+    let mine_pixel = shop.place(order_of(&pixel, 1, "San Jose")).await;
+    let mine_mac = shop.place(order_of(&mac, 1, "Mountain View")).await;
     let theirs = shop
         .other_customer()
         .add_order(order_of(&pixel, 1, "Seattle"))
@@ -151,18 +141,8 @@ async fn a_client_that_cancels_a_search_stops_it() {
 async fn update_orders_applies_each_update_alone_and_reports_every_outcome() {
     let shop = Shop::start().await;
     let mug = shop.add_product("Mug", 100, 10).await;
-    let a = shop
-        .customer()
-        .add_order(order_of(&mug, 1, "Old A"))
-        .await
-        .unwrap()
-        .into_inner();
-    let b = shop
-        .customer()
-        .add_order(order_of(&mug, 1, "Old B"))
-        .await
-        .unwrap()
-        .into_inner();
+    let a = shop.place(order_of(&mug, 1, "Old A")).await;
+    let b = shop.place(order_of(&mug, 1, "Old B")).await;
     let ghost = uuid::Uuid::now_v7().to_string();
     let update = |id: &str, destination: &str| Order {
         id: id.into(),
