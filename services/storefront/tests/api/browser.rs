@@ -98,25 +98,31 @@ async fn fill(client: &Client, css: &str, text: &str) {
 }
 
 async fn click(client: &Client, css: &str) {
-    client
-        .find(Locator::Css(css))
-        .await
-        .unwrap()
-        .click()
-        .await
-        .unwrap();
+    for _ in 0..STALE_RETRIES {
+        let element = client.find(Locator::Css(css)).await.unwrap();
+        match element.click().await {
+            Err(e) if e.is_stale_element_reference() => continue,
+            result => return result.unwrap(),
+        }
+    }
+    panic!("{css} kept being replaced before it could be clicked");
 }
 
+/// The text of `css`, once it is there.
 async fn text(client: &Client, css: &str) -> String {
-    client
-        .wait()
-        .for_element(Locator::Css(css))
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap()
+    for _ in 0..STALE_RETRIES {
+        let element = client.wait().for_element(Locator::Css(css)).await.unwrap();
+        match element.text().await {
+            Err(e) if e.is_stale_element_reference() => continue,
+            result => return result.unwrap(),
+        }
+    }
+    panic!("{css} kept being replaced before its text could be read");
 }
+
+/// How often an element is found again when the page replaced it between
+/// finding and using it (the live order status re-renders as it changes).
+const STALE_RETRIES: usize = 20;
 
 // Multi-threaded: the browser's requests are served by in-process servers.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
