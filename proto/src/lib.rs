@@ -19,6 +19,14 @@ pub mod ecommerce {
     tonic::include_proto!("ecommerce");
 }
 
+/// A point in time as the contract carries it (`google.protobuf.Timestamp`).
+pub fn timestamp(t: chrono::DateTime<chrono::Utc>) -> prost_types::Timestamp {
+    prost_types::Timestamp {
+        seconds: t.timestamp(),
+        nanos: t.timestamp_subsec_nanos() as i32,
+    }
+}
+
 /// Encoded `FileDescriptorSet` of the contract and everything it imports.
 pub const FILE_DESCRIPTOR_SET: &[u8] = tonic::include_file_descriptor_set!("ecommerce_descriptor");
 

@@ -12,7 +12,7 @@ use uuid::Uuid;
 
 use crate::{
     error::Error,
-    order::{LineRow, OrderRecord, OrderRow, Status},
+    order::{LineRow, OrderRecord, OrderRow, OrderState},
 };
 
 macro_rules! order_columns {
@@ -182,8 +182,15 @@ pub struct Confirmed<'a> {
     pub destination: &'a str,
     pub currency: &'a str,
     pub total_minor: i64,
-    /// (product id, name, quantity, unit price in minor units)
-    pub lines: Vec<(Uuid, String, i64, i64)>,
+    pub lines: Vec<PricedLine>,
+}
+
+/// One line of a confirmed order, at the price it was reserved at.
+pub struct PricedLine {
+    pub product_id: Uuid,
+    pub name: String,
+    pub quantity: i64,
+    pub unit_price_minor: i64,
 }
 
 /// How storing a confirmed order went.
@@ -240,10 +247,22 @@ pub async fn confirm(db: &Db, order: &Confirmed<'_>) -> Result<Confirm, Error> {
     )
     .bind(order.id)
     .bind(&line_nos)
-    .bind(order.lines.iter().map(|l| l.0).collect::<Vec<_>>())
-    .bind(order.lines.iter().map(|l| l.1.clone()).collect::<Vec<_>>())
-    .bind(order.lines.iter().map(|l| l.2).collect::<Vec<_>>())
-    .bind(order.lines.iter().map(|l| l.3).collect::<Vec<_>>())
+    .bind(order.lines.iter().map(|l| l.product_id).collect::<Vec<_>>())
+    .bind(
+        order
+            .lines
+            .iter()
+            .map(|l| l.name.as_str())
+            .collect::<Vec<_>>(),
+    )
+    .bind(order.lines.iter().map(|l| l.quantity).collect::<Vec<_>>())
+    .bind(
+        order
+            .lines
+            .iter()
+            .map(|l| l.unit_price_minor)
+            .collect::<Vec<_>>(),
+    )
     .execute(&mut *tx)
     .await?;
     tx.commit().await?;
@@ -258,18 +277,18 @@ pub async fn update_details(
     id: Uuid,
     destination: Option<&str>,
     description: Option<&str>,
-) -> Result<Option<Status>, Error> {
+) -> Result<Option<OrderState>, Error> {
     let mut conn = db.acquire().await?;
     let mut tx = conn.begin().await?;
-    let status: Option<String> =
+    let status: Option<OrderState> =
         sqlx::query_scalar("SELECT status FROM orders WHERE id = $1 FOR UPDATE")
             .bind(id)
             .fetch_optional(&mut *tx)
             .await?;
-    let Some(status) = status.map(|s| Status::from_db(&s)) else {
+    let Some(status) = status else {
         return Ok(None);
     };
-    if status == Status::Confirmed {
+    if status == OrderState::Confirmed {
         sqlx::query(
             "UPDATE orders SET destination = COALESCE($2, destination), \
                                description = COALESCE($3, description), updated_at = now() \
@@ -307,18 +326,18 @@ pub async fn cancel(
 ) -> Result<Cancel, Error> {
     let mut conn = db.acquire().await?;
     let mut tx = conn.begin().await?;
-    let status: Option<String> = sqlx::query_scalar(
+    let status: Option<OrderState> = sqlx::query_scalar(
         "SELECT status FROM orders WHERE id = $1 AND ($2::text IS NULL OR customer = $2) FOR UPDATE",
     )
     .bind(id)
     .bind(customer)
     .fetch_optional(&mut *tx)
     .await?;
-    let outcome = match status.map(|s| Status::from_db(&s)) {
+    let outcome = match status {
         None => return Ok(Cancel::NotFound),
-        Some(Status::Shipped) => return Ok(Cancel::Shipped),
-        Some(Status::Cancelled) => Cancel::AlreadyCancelled,
-        Some(Status::Confirmed) => {
+        Some(OrderState::Shipped) => return Ok(Cancel::Shipped),
+        Some(OrderState::Cancelled) => Cancel::AlreadyCancelled,
+        Some(OrderState::Confirmed) => {
             sqlx::query(
                 "UPDATE orders SET status = 'cancelled', status_reason = $2, updated_at = now() \
                  WHERE id = $1",

@@ -1,8 +1,15 @@
-//! Everything that can go wrong in `order`, and the one place that decides
-//! which gRPC status each failure becomes.
+//! Everything that can go wrong in `order`, each variant a fact, and the one
+//! place that decides which gRPC status each one becomes.
 
-use shop_runtime::error::{FieldViolations, internal};
-use tonic::Status;
+use shop_runtime::{
+    error::{FieldViolations, internal},
+    pg::DbError,
+    upstream::UpstreamError,
+};
+use tonic::{Code, Status};
+use uuid::Uuid;
+
+use crate::order::OrderState;
 
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
@@ -10,33 +17,29 @@ pub enum Error {
     Invalid(FieldViolations),
     #[error("order {0} not found")]
     NotFound(String),
-    #[error("{0}")]
-    FailedPrecondition(String),
-    /// The catalog said no (not enough stock...): its status, passed on
-    /// with its details.
-    #[error("catalog refused: {}", .0.message())]
-    Refused(Status),
-    #[error("{0}")]
-    Aborted(String),
-    /// The catalog could not be reached or did not answer in time.
-    #[error("catalog unavailable: {}", .0.message())]
-    CatalogUnavailable(Status),
-    /// The catalog answered in a way that means a bug or misconfiguration.
-    #[error("unexpected answer from the catalog: {0:?}")]
-    CatalogBroken(Status),
-    #[error("database unavailable")]
-    Unavailable(#[source] sqlx::Error),
-    #[error("database error")]
-    Database(#[source] sqlx::Error),
+    #[error("this idempotency key was already used for a different order")]
+    KeyReused,
+    #[error("an order with this idempotency key is being placed right now; retry shortly")]
+    PlacementInFlight,
+    #[error("placing the order took too long and it was abandoned; nothing was ordered")]
+    PlacementAbandoned,
+    #[error("the order total is too large")]
+    TotalTooLarge,
+    #[error("order {id} is {state} and can no longer change")]
+    Final { id: Uuid, state: OrderState },
+    /// The catalog said no, or could not be reached.
+    #[error(transparent)]
+    Catalog(#[from] UpstreamError),
+    /// The catalog answered something a working catalog never sends.
+    #[error("the catalog sent {0}")]
+    CatalogBroken(&'static str),
+    #[error(transparent)]
+    Db(#[from] DbError),
 }
 
 impl From<sqlx::Error> for Error {
     fn from(e: sqlx::Error) -> Self {
-        if shop_runtime::pg::is_unavailable(&e) {
-            Error::Unavailable(e)
-        } else {
-            Error::Database(e)
-        }
+        Error::Db(e.into())
     }
 }
 
@@ -50,22 +53,21 @@ impl From<Error> for Status {
     fn from(e: Error) -> Self {
         match e {
             Error::Invalid(v) => v.into_status(),
-            Error::NotFound(id) => Status::not_found(format!("order {id} not found")),
-            Error::FailedPrecondition(why) => Status::failed_precondition(why),
-            Error::Refused(status) => status,
-            Error::Aborted(why) => Status::aborted(why),
-            Error::CatalogUnavailable(status) => {
-                tracing::warn!(code = ?status.code(), message = status.message(), "catalog unavailable");
-                Status::unavailable(
+            Error::NotFound(_) => Status::not_found(e.to_string()),
+            Error::KeyReused | Error::TotalTooLarge | Error::Final { .. } => {
+                Status::failed_precondition(e.to_string())
+            }
+            Error::PlacementInFlight | Error::PlacementAbandoned => Status::aborted(e.to_string()),
+            Error::Catalog(e) => match e.into_status() {
+                // A placement that could not reach the catalog has released
+                // whatever it may have reserved: say so.
+                status if status.code() == Code::Unavailable => Status::unavailable(
                     "the catalog is unavailable; nothing was ordered, try again later",
-                )
-            }
+                ),
+                status => status,
+            },
             e @ Error::CatalogBroken(_) => internal(&e),
-            Error::Unavailable(cause) => {
-                tracing::warn!(error = %shop_runtime::error::ErrorChain(&cause), "database unavailable");
-                Status::unavailable("order database unavailable; try again later")
-            }
-            e @ Error::Database(_) => internal(&e),
+            Error::Db(e) => e.into(),
         }
     }
 }

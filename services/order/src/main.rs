@@ -1,9 +1,7 @@
-//! `order`: the shop's order service. Everything but argument parsing lives
-//! in the library, so tests drive the same code.
-
-use clap::Parser as _;
+//! `order`: the shop's order service. Everything but this line lives in the
+//! library and the shared skeleton, so tests drive the same code.
 
 #[tokio::main]
 async fn main() -> std::process::ExitCode {
-    order::main(order::config::Cli::parse()).await
+    shop_runtime::service::main::<order::OrderManagement>().await
 }

@@ -166,45 +166,41 @@ pub fn parse_id(v: &mut FieldViolations, field: &str, value: &str) -> Uuid {
     })
 }
 
-/// Where an order is in its life.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Status {
+/// Where an order is in its life (the `status` column; the database's
+/// CHECK constraint allows exactly these).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, sqlx::Type)]
+#[sqlx(type_name = "text", rename_all = "lowercase")]
+pub enum OrderState {
     Confirmed,
     Shipped,
     Cancelled,
 }
 
-impl Status {
-    pub fn as_db(self) -> &'static str {
-        match self {
-            Status::Confirmed => "confirmed",
-            Status::Shipped => "shipped",
-            Status::Cancelled => "cancelled",
-        }
-    }
-
-    pub fn from_db(s: &str) -> Status {
-        match s {
-            "shipped" => Status::Shipped,
-            "cancelled" => Status::Cancelled,
-            _ => Status::Confirmed,
-        }
-    }
-
+impl OrderState {
     /// Whether nothing more can happen to the order.
     pub fn is_final(self) -> bool {
-        matches!(self, Status::Shipped | Status::Cancelled)
+        matches!(self, OrderState::Shipped | OrderState::Cancelled)
     }
 }
 
-/// An order row.
+impl std::fmt::Display for OrderState {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            OrderState::Confirmed => "confirmed",
+            OrderState::Shipped => "shipped",
+            OrderState::Cancelled => "cancelled",
+        })
+    }
+}
+
+/// A row of `orders`.
 #[derive(Debug, Clone, sqlx::FromRow)]
 pub struct OrderRow {
     pub id: Uuid,
     pub customer: String,
     pub idempotency_key: Option<String>,
     pub fingerprint: String,
-    pub status: String,
+    pub status: OrderState,
     pub status_reason: String,
     pub description: String,
     pub destination: String,
@@ -215,7 +211,7 @@ pub struct OrderRow {
     pub updated_at: DateTime<Utc>,
 }
 
-/// An order line row.
+/// A row of `order_lines`.
 #[derive(Debug, Clone, PartialEq, Eq, sqlx::FromRow)]
 pub struct LineRow {
     pub order_id: Uuid,
@@ -231,19 +227,6 @@ pub struct LineRow {
 pub struct OrderRecord {
     pub order: OrderRow,
     pub lines: Vec<LineRow>,
-}
-
-impl OrderRecord {
-    pub fn status(&self) -> Status {
-        Status::from_db(&self.order.status)
-    }
-}
-
-fn timestamp(t: DateTime<Utc>) -> prost_types::Timestamp {
-    prost_types::Timestamp {
-        seconds: t.timestamp(),
-        nanos: t.timestamp_subsec_nanos() as i32,
-    }
 }
 
 impl From<OrderRecord> for Order {
@@ -271,14 +254,14 @@ impl From<OrderRecord> for Order {
                 })
                 .collect(),
             total: Some(total),
-            status: match Status::from_db(&order.status) {
-                Status::Confirmed => OrderStatus::Confirmed,
-                Status::Shipped => OrderStatus::Shipped,
-                Status::Cancelled => OrderStatus::Cancelled,
+            status: match order.status {
+                OrderState::Confirmed => OrderStatus::Confirmed,
+                OrderState::Shipped => OrderStatus::Shipped,
+                OrderState::Cancelled => OrderStatus::Cancelled,
             } as i32,
             customer: order.customer,
-            create_time: Some(timestamp(order.created_at)),
-            update_time: Some(timestamp(order.updated_at)),
+            create_time: Some(shop_proto::timestamp(order.created_at)),
+            update_time: Some(shop_proto::timestamp(order.updated_at)),
             idempotency_key: order.idempotency_key.unwrap_or_default(),
             status_reason: order.status_reason,
             shipment_id: order.shipment_id.map(|s| s.to_string()).unwrap_or_default(),

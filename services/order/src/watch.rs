@@ -14,7 +14,7 @@ use std::{
 };
 
 use sqlx::postgres::{PgConnectOptions, PgListener, PgPoolOptions};
-use tokio::{sync::watch, task::JoinHandle};
+use tokio::sync::watch;
 use uuid::Uuid;
 
 /// The notification channel the migration's trigger uses.
@@ -51,46 +51,44 @@ impl Watchers {
         }
     }
 
-    /// Listens for changes until the task is aborted, reconnecting as needed.
-    pub fn spawn_listener(&self, options: PgConnectOptions) -> JoinHandle<()> {
-        let watchers = self.clone();
-        tokio::spawn(async move {
-            let pool = PgPoolOptions::new()
-                .max_connections(1)
-                .connect_lazy_with(options);
-            loop {
-                let mut listener = match PgListener::connect_with(&pool).await {
-                    Ok(l) => l,
-                    Err(e) => {
-                        tracing::warn!(error = %e, "cannot listen for order changes yet");
-                        tokio::time::sleep(Duration::from_secs(1)).await;
-                        continue;
-                    }
-                };
-                if let Err(e) = listener.listen(CHANNEL).await {
-                    tracing::warn!(error = %e, "LISTEN failed");
+    /// Listens for changes, reconnecting as needed, until the service's
+    /// task group stops it.
+    pub async fn listen(self, options: PgConnectOptions) {
+        let pool = PgPoolOptions::new()
+            .max_connections(1)
+            .connect_lazy_with(options);
+        loop {
+            let mut listener = match PgListener::connect_with(&pool).await {
+                Ok(l) => l,
+                Err(e) => {
+                    tracing::warn!(error = %e, "cannot listen for order changes yet");
                     tokio::time::sleep(Duration::from_secs(1)).await;
                     continue;
                 }
-                // Changes made while not listening were missed: re-read all.
-                watchers.wake_all();
-                loop {
-                    match listener.try_recv().await {
-                        Ok(Some(notification)) => {
-                            if let Ok(id) = notification.payload().parse() {
-                                watchers.wake(id);
-                            }
-                        }
-                        // The connection was lost and is back: re-read all.
-                        Ok(None) => watchers.wake_all(),
-                        Err(e) => {
-                            tracing::warn!(error = %e, "lost the order change listener");
-                            break;
+            };
+            if let Err(e) = listener.listen(CHANNEL).await {
+                tracing::warn!(error = %e, "LISTEN failed");
+                tokio::time::sleep(Duration::from_secs(1)).await;
+                continue;
+            }
+            // Changes made while not listening were missed: re-read all.
+            self.wake_all();
+            loop {
+                match listener.try_recv().await {
+                    Ok(Some(notification)) => {
+                        if let Ok(id) = notification.payload().parse() {
+                            self.wake(id);
                         }
                     }
+                    // The connection was lost and is back: re-read all.
+                    Ok(None) => self.wake_all(),
+                    Err(e) => {
+                        tracing::warn!(error = %e, "lost the order change listener");
+                        break;
+                    }
                 }
-                tokio::time::sleep(Duration::from_secs(1)).await;
             }
-        })
+            tokio::time::sleep(Duration::from_secs(1)).await;
+        }
     }
 }

@@ -45,10 +45,8 @@ pub async fn insert_product(db: &Db, p: &NewProduct) -> Result<ProductRow, Error
     .fetch_one(&mut *conn)
     .await
     .map_err(|e| match shop_runtime::pg::violated_constraint(&e) {
-        Some("products_pkey") => Error::AlreadyExists(format!("product {} already exists", p.id)),
-        Some("products_name_key") => {
-            Error::AlreadyExists(format!("a product named {:?} already exists", p.name))
-        }
+        Some("products_pkey") => Error::IdTaken(p.id),
+        Some("products_name_key") => Error::NameTaken(p.name.clone()),
         _ => e.into(),
     })
 }
@@ -204,13 +202,9 @@ pub async fn reserve(
             .ok_or_else(|| Error::NotFound(format!("reservation {order_id}")))?;
         tx.rollback().await?;
         return match existing.state {
-            State::Released => Err(Error::ReservationConflict(format!(
-                "order {order_id} already released its reservation; use a new order id"
-            ))),
+            State::Released => Err(Error::ReservationReleased(order_id.to_owned())),
             State::Held if existing.same_lines(lines) => Ok(existing),
-            State::Held => Err(Error::ReservationConflict(format!(
-                "order {order_id} already holds a different reservation"
-            ))),
+            State::Held => Err(Error::ReservationDiffers(order_id.to_owned())),
         };
     };
 

@@ -1,8 +1,12 @@
 //! Everything that can go wrong in `productinfo`, and the one place that
 //! decides which gRPC status each failure becomes.
 
-use shop_runtime::error::{FieldViolations, Precondition, failed_precondition, internal};
+use shop_runtime::{
+    error::{FieldViolations, Precondition, failed_precondition},
+    pg::DbError,
+};
 use tonic::Status;
+use uuid::Uuid;
 
 /// A product that does not have enough stock for a reservation.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -18,8 +22,10 @@ pub enum Error {
     Invalid(FieldViolations),
     #[error("{0} not found")]
     NotFound(String),
-    #[error("{0}")]
-    AlreadyExists(String),
+    #[error("product {0} already exists")]
+    IdTaken(Uuid),
+    #[error("a product named {0:?} already exists")]
+    NameTaken(String),
     #[error("not enough stock")]
     InsufficientStock(Vec<Shortage>),
     #[error("stock of {product_id} is {stock}; removing {removing} would make it negative")]
@@ -28,21 +34,17 @@ pub enum Error {
         stock: i64,
         removing: i64,
     },
-    #[error("{0}")]
-    ReservationConflict(String),
-    #[error("database unavailable")]
-    Unavailable(#[source] sqlx::Error),
-    #[error("database error")]
-    Database(#[source] sqlx::Error),
+    #[error("order {0} already released its reservation; use a new order id")]
+    ReservationReleased(String),
+    #[error("order {0} already holds a different reservation")]
+    ReservationDiffers(String),
+    #[error(transparent)]
+    Db(#[from] DbError),
 }
 
 impl From<sqlx::Error> for Error {
     fn from(e: sqlx::Error) -> Self {
-        if shop_runtime::pg::is_unavailable(&e) {
-            Error::Unavailable(e)
-        } else {
-            Error::Database(e)
-        }
+        Error::Db(e.into())
     }
 }
 
@@ -57,7 +59,7 @@ impl From<Error> for Status {
         match e {
             Error::Invalid(v) => v.into_status(),
             Error::NotFound(what) => Status::not_found(format!("{what} not found")),
-            Error::AlreadyExists(what) => Status::already_exists(what),
+            Error::IdTaken(_) | Error::NameTaken(_) => Status::already_exists(e.to_string()),
             Error::InsufficientStock(shortages) => failed_precondition(
                 "not enough stock",
                 shortages
@@ -72,13 +74,10 @@ impl From<Error> for Status {
                     })
                     .collect(),
             ),
-            e @ Error::StockWouldGoNegative { .. } => Status::failed_precondition(e.to_string()),
-            Error::ReservationConflict(what) => Status::failed_precondition(what),
-            Error::Unavailable(cause) => {
-                tracing::warn!(error = %shop_runtime::error::ErrorChain(&cause), "database unavailable");
-                Status::unavailable("catalog database unavailable; try again later")
-            }
-            e @ Error::Database(_) => internal(&e),
+            Error::StockWouldGoNegative { .. }
+            | Error::ReservationReleased(_)
+            | Error::ReservationDiffers(_) => Status::failed_precondition(e.to_string()),
+            Error::Db(e) => e.into(),
         }
     }
 }

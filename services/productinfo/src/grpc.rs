@@ -31,7 +31,7 @@ const ANY_ROLE: &[Role] = &[Role::Customer, Role::Admin, Role::Service];
 
 /// The catalog service.
 #[derive(Debug, Clone)]
-pub struct ProductInfoService {
+pub(crate) struct ProductInfoService {
     db: Db,
     default_currency: Arc<str>,
     reserve_callers: Arc<[String]>,

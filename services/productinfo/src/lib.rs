@@ -1,9 +1,11 @@
 //! The catalog service of the shop: `ecommerce.ProductInfo` on its own
 //! PostgreSQL database.
 //!
-//! [`run`] is the whole server; `main.rs` only parses arguments and calls
-//! [`main`]. Tests call [`run`] with a listener on port 0 and a oneshot as
-//! the shutdown signal, so they exercise exactly what production runs.
+//! It starts, serves and stops through the shop's one skeleton
+//! ([`shop_runtime::service`]); what is its own is [`ProductInfo`]: its
+//! flags and the routes it serves. Tests call [`run`] with listeners on port
+//! 0 and a oneshot as the shutdown signal, so they exercise exactly what
+//! production runs.
 
 pub mod config;
 mod db;
@@ -12,101 +14,76 @@ mod grpc;
 mod product;
 mod reservation;
 
-use std::{future::Future, process::ExitCode, sync::Arc};
+use std::future::Future;
 
 use shop_proto::ecommerce::product_info_server::{ProductInfoServer, SERVICE_NAME};
-use shop_runtime::{
-    auth::{AuthInterceptor, Verifier},
-    pg, server,
-};
+use shop_runtime::service::{Context, Endpoints, Listeners, Service};
 use sqlx::migrate::Migrator;
-use tokio::net::TcpListener;
 use tonic::{
     codec::CompressionEncoding, service::Routes, service::interceptor::InterceptedService,
 };
 
-pub use config::{Cli, Command, Config};
+pub use config::{Args, Config};
 pub use db::GET_PRODUCT_SQL;
-pub use grpc::ProductInfoService;
 
-/// The name this service answers to in token audiences and logs.
-pub const NAME: &str = "productinfo";
+use crate::grpc::ProductInfoService;
 
 /// The catalog's schema migrations, embedded in the binary.
-pub static MIGRATOR: Migrator = sqlx::migrate!();
+static MIGRATOR: Migrator = sqlx::migrate!();
 
-/// What `main.rs` runs: logs, then serve, migrate or check the configuration.
-pub async fn main(cli: Cli) -> ExitCode {
-    match cli.command {
-        Command::Serve(config) => {
-            let log = config.log.clone();
-            shop_runtime::cli::run(NAME, &log, async move {
-                let listener = shop_runtime::cli::listen(config.server.listen).await?;
-                run(*config, listener, server::shutdown_signal()).await
-            })
-            .await
+/// The catalog service, its configuration checked.
+#[derive(Debug)]
+pub struct ProductInfo {
+    default_currency: String,
+    reserve_callers: Vec<String>,
+}
+
+impl Service for ProductInfo {
+    const NAME: &'static str = "productinfo";
+    const ABOUT: &'static str =
+        "The shop's catalog service: ecommerce.ProductInfo on its own PostgreSQL database.";
+    const GRPC_SERVICE: &'static str = SERVICE_NAME;
+    const DESCRIPTOR_SETS: &'static [&'static [u8]] = &[shop_proto::FILE_DESCRIPTOR_SET];
+    type Args = Args;
+
+    fn migrator() -> &'static Migrator {
+        &MIGRATOR
+    }
+
+    fn prepare(args: Args) -> anyhow::Result<Self> {
+        if !product::is_known_currency(&args.default_currency) {
+            anyhow::bail!(
+                "--default-currency {:?} is not an ISO 4217 currency code",
+                args.default_currency
+            );
         }
-        Command::Migrate { db, log } => {
-            shop_runtime::cli::migrate(NAME, &db, &log, &MIGRATOR).await
-        }
-        Command::CheckConfig(config) => {
-            shop_runtime::cli::check_config(NAME, &config.log, || check_config(&config)).await
-        }
+        Ok(Self {
+            default_currency: args.default_currency,
+            reserve_callers: args.reserve_callers,
+        })
+    }
+
+    async fn start(self, ctx: &mut Context) -> anyhow::Result<Endpoints> {
+        let service = ProductInfoServer::new(ProductInfoService::new(
+            ctx.db.clone(),
+            &self.default_currency,
+            self.reserve_callers,
+        ))
+        .accept_compressed(CompressionEncoding::Gzip)
+        .send_compressed(CompressionEncoding::Gzip);
+        Ok(Endpoints::grpc(Routes::new(InterceptedService::new(
+            service,
+            ctx.auth(),
+        ))))
     }
 }
 
-/// Everything `run` would refuse, found without contacting anything.
-pub fn check_config(config: &Config) -> anyhow::Result<()> {
-    pg::connect_options(&config.db, NAME)?;
-    config.auth.issuers()?;
-    if !product::is_known_currency(&config.default_currency) {
-        anyhow::bail!(
-            "--default-currency {:?} is not an ISO 4217 currency code",
-            config.default_currency
-        );
-    }
-    Ok(())
-}
-
-/// Serves the catalog on `listener` until `shutdown` completes, then drains
-/// gracefully (see [`shop_runtime::server`]).
+/// Serves the catalog on `listeners` until `shutdown` completes, then
+/// drains gracefully (see [`shop_runtime::service`]).
 pub async fn run(
     config: Config,
-    listener: TcpListener,
+    listeners: Listeners,
     shutdown: impl Future<Output = ()> + Send,
 ) -> anyhow::Result<()> {
-    check_config(&config)?;
-    let options = pg::connect_options(&config.db, NAME)?;
-    if config.migrate {
-        pg::migrate(&options, &MIGRATOR).await?;
-    }
-    let server = server::Server::new(NAME, &[shop_proto::FILE_DESCRIPTOR_SET]);
-    let db = pg::Db::new(pg::pool(&config.db, options.clone()), Some(&server.metrics));
-    let verifier = Arc::new(Verifier::new(NAME, config.auth.issuers()?));
-    let checker = pg::spawn_health_check(
-        options,
-        &MIGRATOR,
-        server.health.clone(),
-        vec![String::new(), SERVICE_NAME.to_owned()],
-        config.db.db_health_interval,
-    );
-
-    let service = ProductInfoServer::new(ProductInfoService::new(
-        db.clone(),
-        &config.default_currency,
-        config.reserve_callers.clone(),
-    ))
-    .accept_compressed(CompressionEncoding::Gzip)
-    .send_compressed(CompressionEncoding::Gzip);
-    let routes = server.routes(Routes::new(InterceptedService::new(
-        service,
-        AuthInterceptor::new(verifier),
-    )))?;
-
-    let result = server
-        .serve(listener, routes, (&config.server).into(), shutdown)
-        .await;
-    checker.abort();
-    db.close().await;
-    result
+    shop_runtime::service::run::<ProductInfo>(config, listeners, shutdown).await
 }

@@ -1,9 +1,7 @@
-//! `productinfo`: the shop's catalog service. Everything but argument parsing
-//! lives in the library, so tests drive the same code.
-
-use clap::Parser as _;
+//! `productinfo`: the shop's catalog service. Everything but this line lives
+//! in the library and the shared skeleton, so tests drive the same code.
 
 #[tokio::main]
 async fn main() -> std::process::ExitCode {
-    productinfo::main(productinfo::config::Cli::parse()).await
+    shop_runtime::service::main::<productinfo::ProductInfo>().await
 }

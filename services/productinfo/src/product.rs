@@ -51,17 +51,9 @@ impl From<ProductRow> for Product {
             stock: row.stock,
             image_url: row.image_url,
             category: row.category,
-            create_time: Some(timestamp(row.created_at)),
-            update_time: Some(timestamp(row.updated_at)),
+            create_time: Some(shop_proto::timestamp(row.created_at)),
+            update_time: Some(shop_proto::timestamp(row.updated_at)),
         }
-    }
-}
-
-/// A chrono time as a protobuf Timestamp.
-pub fn timestamp(t: DateTime<Utc>) -> prost_types::Timestamp {
-    prost_types::Timestamp {
-        seconds: t.timestamp(),
-        nanos: t.timestamp_subsec_nanos() as i32,
     }
 }
 

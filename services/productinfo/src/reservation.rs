@@ -8,7 +8,7 @@ use shop_proto::ecommerce::{self, Money, ReservationState, ReservedLine, StockLi
 use shop_runtime::error::FieldViolations;
 use uuid::Uuid;
 
-use crate::product::{parse_id, timestamp};
+use crate::product::parse_id;
 
 pub const MAX_ORDER_ID: usize = 100;
 pub const MAX_LINES: usize = 100;
@@ -69,7 +69,7 @@ impl From<Reservation> for ecommerce::Reservation {
                     name: l.name,
                 })
                 .collect(),
-            create_time: Some(timestamp(r.created_at)),
+            create_time: Some(shop_proto::timestamp(r.created_at)),
         }
     }
 }

@@ -32,7 +32,10 @@ use ed25519_dalek::{
 };
 use jsonwebtoken::{Algorithm, DecodingKey, EncodingKey, Header, Validation, errors::ErrorKind};
 use serde::{Deserialize, Serialize};
-use tonic::{Request, Status, metadata::AsciiMetadataValue};
+use tonic::{
+    Request, Status,
+    metadata::{AsciiMetadataValue, errors::InvalidMetadataValue},
+};
 
 /// Leeway for clock differences between machines when checking `exp`.
 const LEEWAY_SECS: u64 = 30;
@@ -623,21 +626,45 @@ impl ServiceToken {
     }
 }
 
-/// A client interceptor that sends a service's own token on every call.
-#[derive(Clone, Debug)]
-pub struct ServiceAuth(Arc<ServiceToken>);
+/// A client interceptor sending one fixed `authorization` value on every
+/// call, for tools and tests. (Services call each other through
+/// [`Upstream`](crate::upstream::Upstream), which picks the token per call.)
+#[derive(Clone)]
+pub struct Bearer(Option<AsciiMetadataValue>);
 
-impl ServiceAuth {
-    /// Sends `token`'s current value as `authorization: Bearer ...`.
-    pub fn new(token: ServiceToken) -> Self {
-        Self(Arc::new(token))
+impl fmt::Debug for Bearer {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        // Never the token itself.
+        f.debug_tuple("Bearer")
+            .field(&self.0.as_ref().map(|_| "…"))
+            .finish()
     }
 }
 
-impl tonic::service::Interceptor for ServiceAuth {
+impl Bearer {
+    /// Sends `authorization: Bearer <token>`.
+    pub fn new(token: &str) -> Result<Self, InvalidMetadataValue> {
+        Self::raw(&format!("Bearer {token}"))
+    }
+
+    /// Sends this exact `authorization` value.
+    pub fn raw(value: &str) -> Result<Self, InvalidMetadataValue> {
+        Ok(Bearer(Some(value.parse()?)))
+    }
+
+    /// Sends no token at all.
+    pub fn none() -> Self {
+        Bearer(None)
+    }
+}
+
+impl tonic::service::Interceptor for Bearer {
     fn call(&mut self, mut request: Request<()>) -> Result<Request<()>, Status> {
-        let value = self.0.authorization()?;
-        request.metadata_mut().insert("authorization", value);
+        if let Some(value) = &self.0 {
+            request
+                .metadata_mut()
+                .insert("authorization", value.clone());
+        }
         Ok(request)
     }
 }

@@ -1,8 +1,34 @@
-//! Argument groups every service flattens into its own `clap` struct, so the
-//! same flag and environment variable mean the same thing everywhere. Each
-//! field's `///` line is its `--help` text.
+//! Every service's configuration: the argument groups all services share,
+//! so the same flag and environment variable mean the same thing everywhere,
+//! and [`Config`], which puts them together with a service's own flags.
+//! Each field's `///` line is its `--help` text.
 
 use std::{net::SocketAddr, path::PathBuf, time::Duration};
+
+/// Everything `<service> serve` and `<service> check-config` take: the
+/// groups every service shares, then the service's own flags (`A`).
+#[derive(clap::Args, Debug, Clone)]
+pub struct Config<A: clap::Args> {
+    #[command(flatten)]
+    pub server: ServerArgs,
+
+    #[command(flatten)]
+    pub auth: AuthArgs,
+
+    #[command(flatten)]
+    pub db: DbArgs,
+
+    #[command(flatten)]
+    pub log: LogArgs,
+
+    /// Apply database migrations at start-up (handy locally; in Kubernetes a
+    /// Job runs `<service> migrate` instead).
+    #[arg(long, env = "MIGRATE_ON_START")]
+    pub migrate: bool,
+
+    #[command(flatten)]
+    pub service: A,
+}
 
 /// Where and how the gRPC server runs and stops.
 #[derive(clap::Args, Debug, Clone)]
@@ -25,10 +51,47 @@ pub struct ServerArgs {
     #[arg(long, env = "METRICS_ADDR", default_value = "0.0.0.0:9090")]
     pub metrics_addr: OptionalAddr,
 
-    /// Also write the gRPC server's address to this file once it listens
-    /// (lets scripts and tests start it on port 0).
+    /// Once listening, write every bound address to this file, one
+    /// `grpc=`, `web=` or `metrics=` line each (lets scripts and tests start
+    /// the service on port 0).
     #[arg(long, env = "ADDR_FILE")]
     pub addr_file: Option<PathBuf>,
+}
+
+/// The web (HTTP) listener of a service that serves browsers.
+#[derive(clap::Args, Debug, Clone)]
+pub struct WebArgs {
+    /// Address the web server (HTTP) listens on.
+    #[arg(long, env = "HTTP_LISTEN_ADDR", default_value = "0.0.0.0:8080")]
+    pub http_listen: SocketAddr,
+}
+
+/// How a service calls the others, and as whom.
+#[derive(clap::Args, Debug, Clone)]
+pub struct UpstreamArgs {
+    /// This service's Ed25519 private key (PEM): it signs the service's own
+    /// tokens (and, in the storefront, the tokens of people who log in).
+    #[arg(long, env = "SIGNING_KEY_FILE")]
+    pub signing_key_file: PathBuf,
+
+    /// The issuer name on tokens this service signs, as the called services'
+    /// --trusted-issuers know it (default: the service's own name).
+    #[arg(long, env = "TOKEN_ISSUER")]
+    pub token_issuer: Option<String>,
+
+    /// Deadline of each call to another service (shorter when the incoming
+    /// call's own deadline comes sooner).
+    #[arg(long, env = "UPSTREAM_TIMEOUT", default_value = "2s", value_parser = parse_duration)]
+    pub upstream_timeout: Duration,
+
+    /// How many times an idempotent call that failed UNAVAILABLE is tried
+    /// again (with jittered backoff, within its deadline).
+    #[arg(long, env = "UPSTREAM_RETRIES", default_value_t = 2, value_parser = clap::value_parser!(u32).range(0..=5))]
+    pub upstream_retries: u32,
+
+    /// How often the other services' addresses are resolved again.
+    #[arg(long, env = "RESOLVE_INTERVAL", default_value = "30s", value_parser = parse_duration)]
+    pub resolve_interval: Duration,
 }
 
 /// A socket address, or nothing ("off" or empty).

@@ -7,10 +7,13 @@
 //! awaiting). [`Deadline`] carries it on to the calls the handler makes:
 //!
 //! ```ignore
-//! let deadline = Deadline::of(&request);          // at the top of the handler
-//! let mut call = tonic::Request::new(query);
-//! deadline.apply(&mut call, config.upstream_timeout)?; // min(remaining, default)
+//! let deadline = Deadline::of(&request);   // at the top of the handler
+//! catalog.products(deadline, ids).await?;  // an Upstream call: min(left - margin, default)
 //! ```
+//!
+//! The outgoing call ends [`MARGIN`] before the caller's deadline, so there
+//! is time left to answer the caller when an upstream is too slow; a call
+//! with less than that left is not sent at all.
 
 use std::time::Duration;
 
@@ -37,6 +40,9 @@ pub fn grpc_timeout(headers: &http::HeaderMap) -> Option<Duration> {
     })
 }
 
+/// Kept back from the caller's deadline to answer it.
+pub const MARGIN: Duration = Duration::from_millis(10);
+
 /// When the call being served must be finished, if the caller said.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Deadline(Option<Instant>);
@@ -60,26 +66,25 @@ impl Deadline {
         self.0.map(|d| d.saturating_duration_since(Instant::now()))
     }
 
-    /// The timeout for an outgoing call: `default`, or less if the caller's
-    /// deadline comes sooner. `DEADLINE_EXCEEDED` when it has already passed.
-    pub fn budget(&self, default: Duration) -> Result<Duration, Status> {
-        match self.remaining() {
-            Some(left) if left.is_zero() => Err(Status::deadline_exceeded(
-                "deadline exceeded before calling upstream",
-            )),
-            Some(left) => Ok(left.min(default)),
-            None => Ok(default),
+    /// The sooner of this deadline and `other`.
+    pub fn min(self, other: Deadline) -> Deadline {
+        match (self.0, other.0) {
+            (Some(a), Some(b)) => Deadline(Some(a.min(b))),
+            (a, b) => Deadline(a.or(b)),
         }
     }
 
-    /// Sets the timeout of an outgoing request (see [`budget`](Self::budget)).
-    pub fn apply<T>(
-        &self,
-        request: &mut tonic::Request<T>,
-        default: Duration,
-    ) -> Result<(), Status> {
-        request.set_timeout(self.budget(default)?);
-        Ok(())
+    /// The timeout for an outgoing call: `default`, or less if the caller's
+    /// deadline (minus [`MARGIN`]) comes sooner. `DEADLINE_EXCEEDED` when
+    /// not even the margin is left.
+    pub fn budget(&self, default: Duration) -> Result<Duration, Status> {
+        match self.remaining() {
+            Some(left) if left <= MARGIN => Err(Status::deadline_exceeded(
+                "deadline exceeded before calling upstream",
+            )),
+            Some(left) => Ok((left - MARGIN).min(default)),
+            None => Ok(default),
+        }
     }
 }
 

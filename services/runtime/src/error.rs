@@ -132,8 +132,14 @@ pub fn failed_precondition(summary: &str, preconditions: Vec<Precondition>) -> S
 
 /// Logs `error` with its whole cause chain and returns an opaque `INTERNAL`.
 pub fn internal(error: &(dyn std::error::Error + 'static)) -> Status {
-    tracing::error!(error = %ErrorChain(error), "internal error");
+    log_internal(error);
     Status::internal("internal error")
+}
+
+/// Logs `error`, a bug or broken invariant, with its whole cause chain (for
+/// callers that answer with something other than a gRPC status).
+pub fn log_internal(error: &(dyn std::error::Error + 'static)) {
+    tracing::error!(error = %ErrorChain(error), "internal error");
 }
 
 /// Displays an error followed by each of its sources: `a: b: c`.

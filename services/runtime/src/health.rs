@@ -10,7 +10,7 @@
 //!
 //! The service named `""` stands for the whole server. A service's status is
 //! whatever its owner last [`set`](HealthRegistry::set), usually from a
-//! background check of its dependencies (see [`crate::pg::spawn_health_check`]).
+//! background check of its dependencies (see [`crate::pg::health_check`]).
 
 use std::{
     collections::HashMap,
@@ -131,18 +131,6 @@ impl HealthRegistry {
     pub fn shutdown(&self) {
         self.set_all(ServingStatus::NotServing);
         self.inner.shutting_down.send_replace(true);
-    }
-
-    /// Completes once [`shutdown`](Self::shutdown) has been called, so
-    /// long-lived streams of a service can end when the server drains.
-    pub async fn on_shutdown(&self) {
-        let mut rx = self.inner.shutting_down.subscribe();
-        let _ = rx.wait_for(|stopping| *stopping).await;
-    }
-
-    /// Whether [`shutdown`](Self::shutdown) was called.
-    pub fn is_shutting_down(&self) -> bool {
-        *self.inner.shutting_down.borrow()
     }
 
     /// The gRPC service to add to a server.

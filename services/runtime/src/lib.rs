@@ -1,7 +1,9 @@
 //! Shared gRPC plumbing for every service of the shop, and nothing else: no
 //! domain code lives here.
 //!
-//! - [`server`]: bind, serve with health and reflection, shut down gracefully.
+//! - [`service`]: the skeleton every service starts, runs and stops through.
+//! - [`server`]: serve gRPC (with health and reflection) and HTTP, drain every listener.
+//! - [`upstream`]: the one client type for calling another service.
 //! - [`health`]: `grpc.health.v1` with Check and Watch that tell the truth.
 //! - [`auth`]: EdDSA JWTs: verifying interceptor, signing, key files.
 //! - [`balance`]: client-side round-robin over every ready address of a peer.
@@ -10,12 +12,10 @@
 //! - [`error`]: the shapes of errors clients see (field violations, opaque internals).
 //! - [`metrics`]: Prometheus metrics per server on an admin port.
 //! - [`pg`]: PostgreSQL pools, error classification and the database health check.
-//! - [`cli`]: the common shape of every service's `main`.
-//! - [`config`]: command-line/env argument groups every service flattens into its own.
+//! - [`config`]: the configuration every service shares, and the shape of each one's.
 
 pub mod auth;
 pub mod balance;
-pub mod cli;
 pub mod config;
 pub mod deadline;
 pub mod error;
@@ -23,4 +23,6 @@ pub mod health;
 pub mod metrics;
 pub mod pg;
 pub mod server;
+pub mod service;
 pub mod telemetry;
+pub mod upstream;

@@ -10,16 +10,11 @@
 //! that are states rather than events (pool sizes, balancer endpoints) are
 //! read when Prometheus scrapes, by [collectors](Metrics::add_collector).
 
-use std::{
-    future::Future,
-    net::SocketAddr,
-    sync::{Arc, Mutex},
-};
+use std::sync::{Arc, Mutex};
 
 use axum::{Router, http::header, response::IntoResponse, routing::get};
 use metrics::{Counter, Gauge, Histogram, Key, Label, Metadata, Recorder as _, Unit};
 use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusRecorder};
-use tokio::net::TcpListener;
 
 /// Latency buckets (seconds), those of go-grpc-prometheus.
 const LATENCY_BUCKETS: [f64; 11] = [
@@ -159,6 +154,11 @@ impl Metrics {
             "Calls the balancer handed to each upstream address.".into(),
         );
         r.describe_counter(
+            "shop_upstream_retries_total".into(),
+            None,
+            "Idempotent calls to another service sent again after UNAVAILABLE.".into(),
+        );
+        r.describe_counter(
             "http_server_requests_total".into(),
             None,
             "HTTP requests served, by route and status.".into(),
@@ -256,14 +256,9 @@ impl Metrics {
     }
 }
 
-/// Serves `/metrics` (and `/healthz`) on `listener` until `shutdown`.
-pub async fn serve(
-    listener: TcpListener,
-    metrics: Metrics,
-    shutdown: impl Future<Output = ()> + Send + 'static,
-) -> std::io::Result<()> {
-    let addr: Option<SocketAddr> = listener.local_addr().ok();
-    let app = Router::new()
+/// `/metrics` (and `/healthz`, for the admin port's own probes).
+pub fn router(metrics: Metrics) -> Router {
+    Router::new()
         .route(
             "/metrics",
             get(move || {
@@ -280,13 +275,7 @@ pub async fn serve(
                 }
             }),
         )
-        .route("/healthz", get(|| async { "ok" }));
-    if let Some(addr) = addr {
-        tracing::info!(%addr, "metrics listening");
-    }
-    axum::serve(listener, app)
-        .with_graceful_shutdown(shutdown)
-        .await
+        .route("/healthz", get(|| async { "ok" }))
 }
 
 #[cfg(test)]

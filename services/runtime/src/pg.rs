@@ -17,7 +17,7 @@ use sqlx::{
     pool::PoolConnection,
     postgres::{PgConnectOptions, PgConnection, PgPoolOptions},
 };
-use tokio::{sync::oneshot, task::JoinHandle};
+use tokio::sync::oneshot;
 use tonic_health::pb::health_check_response::ServingStatus;
 
 use crate::{config::DbArgs, health::HealthRegistry};
@@ -76,7 +76,7 @@ pub async fn connect_patiently(
     loop {
         match options.connect().await {
             Ok(conn) => return Ok(conn),
-            Err(e) if is_unavailable(&e) && started.elapsed() < wait => {
+            Err(e) if unavailable(&e) && started.elapsed() < wait => {
                 tracing::warn!(database = %target, error = %e, "database not reachable yet; retrying");
                 tokio::time::sleep(Duration::from_secs(1)).await;
             }
@@ -127,7 +127,7 @@ pub async fn migrate(
 /// of a query is safe to reuse: sqlx reads the rest of the answer before the
 /// next statement. One dropped with unsent bytes or an open transaction goes
 /// back through sqlx (which finishes it or closes it). When a database error
-/// says connections may be broken ([`is_unavailable`]), kept connections
+/// says connections may be broken ([`DbError`]), kept connections
 /// are no longer reused without that check.
 #[derive(Clone, Debug)]
 pub struct Db {
@@ -307,17 +307,59 @@ impl Drop for DbConn {
     }
 }
 
-/// Whether a database error means "the database is not reachable right now"
-/// (the call may succeed later: `UNAVAILABLE`) rather than a bug (`INTERNAL`).
-///
-/// Such an error (or a protocol error) also stops [`Db`] from reusing its
-/// kept connections without sqlx testing them first.
-pub fn is_unavailable(error: &sqlx::Error) -> bool {
-    let unavailable = unavailable(error);
-    if unavailable || matches!(error, sqlx::Error::Protocol(_)) {
-        note_trouble();
+/// A database error, sorted once for every service: the database is not
+/// reachable right now (the call may succeed later: `UNAVAILABLE`), or
+/// anything else (a bug: `INTERNAL`). Each service's error enum wraps it.
+#[derive(Debug, thiserror::Error)]
+pub enum DbError {
+    #[error("database unavailable")]
+    Unavailable(#[source] sqlx::Error),
+    #[error("database error")]
+    Other(#[source] sqlx::Error),
+}
+
+impl From<sqlx::Error> for DbError {
+    /// Sorts `error`. An "unavailable" (or protocol) error also stops [`Db`]
+    /// from reusing its kept connections without sqlx testing them first:
+    /// they may be broken too.
+    fn from(error: sqlx::Error) -> Self {
+        let unavailable = unavailable(&error);
+        if unavailable || matches!(error, sqlx::Error::Protocol(_)) {
+            note_trouble();
+        }
+        if unavailable {
+            DbError::Unavailable(error)
+        } else {
+            DbError::Other(error)
+        }
     }
-    unavailable
+}
+
+impl DbError {
+    /// Whether the database was not reachable.
+    pub fn is_unavailable(&self) -> bool {
+        matches!(self, DbError::Unavailable(_))
+    }
+
+    /// The underlying error, for matching on what the database said.
+    pub fn source_error(&self) -> &sqlx::Error {
+        match self {
+            DbError::Unavailable(e) | DbError::Other(e) => e,
+        }
+    }
+}
+
+impl From<DbError> for tonic::Status {
+    /// "Try again later", or an opaque internal error with the cause logged.
+    fn from(e: DbError) -> Self {
+        match e {
+            DbError::Unavailable(cause) => {
+                tracing::warn!(error = %crate::error::ErrorChain(&cause), "database unavailable");
+                tonic::Status::unavailable("the database is unavailable; try again later")
+            }
+            e @ DbError::Other(_) => crate::error::internal(&e),
+        }
+    }
 }
 
 fn unavailable(error: &sqlx::Error) -> bool {
@@ -347,50 +389,45 @@ pub fn violated_constraint(error: &sqlx::Error) -> Option<&str> {
 /// Checks every `interval` whether the database answers and holds every
 /// migration of `migrator` (so a pod is not ready before its schema is),
 /// on a connection of its own (a busy pool must not make a healthy service
-/// look dead), and sets `services` SERVING or NOT_SERVING accordingly. Stops
-/// once the registry shuts down. The first check runs at once.
-pub fn spawn_health_check(
+/// look dead), and sets `services` SERVING or NOT_SERVING accordingly. The
+/// first check runs at once; it runs until the service's task group stops it.
+pub async fn health_check(
     options: PgConnectOptions,
     migrator: &'static sqlx::migrate::Migrator,
     health: HealthRegistry,
     services: Vec<String>,
     interval: Duration,
-) -> JoinHandle<()> {
+) {
     let required = migrator.iter().map(|m| m.version).max().unwrap_or(0);
-    tokio::spawn(async move {
-        let timeout = interval.max(Duration::from_secs(1));
-        let mut conn: Option<PgConnection> = None;
-        let mut last: Option<bool> = None;
-        loop {
-            let ok = tokio::time::timeout(timeout, check(&options, &mut conn, required))
-                .await
-                .unwrap_or(false);
-            if !ok {
-                conn = None;
-                note_trouble();
-            }
-            if health.is_shutting_down() {
-                break;
-            }
-            if last != Some(ok) {
-                if ok {
-                    tracing::info!("database reachable and migrated: SERVING");
-                } else {
-                    tracing::warn!("database unreachable or not migrated: NOT_SERVING");
-                }
-                last = Some(ok);
-            }
-            let status = if ok {
-                ServingStatus::Serving
-            } else {
-                ServingStatus::NotServing
-            };
-            for service in &services {
-                health.set(service, status);
-            }
-            tokio::time::sleep(interval).await;
+    let timeout = interval.max(Duration::from_secs(1));
+    let mut conn: Option<PgConnection> = None;
+    let mut last: Option<bool> = None;
+    loop {
+        let ok = tokio::time::timeout(timeout, check(&options, &mut conn, required))
+            .await
+            .unwrap_or(false);
+        if !ok {
+            conn = None;
+            note_trouble();
         }
-    })
+        if last != Some(ok) {
+            if ok {
+                tracing::info!("database reachable and migrated: SERVING");
+            } else {
+                tracing::warn!("database unreachable or not migrated: NOT_SERVING");
+            }
+            last = Some(ok);
+        }
+        let status = if ok {
+            ServingStatus::Serving
+        } else {
+            ServingStatus::NotServing
+        };
+        for service in &services {
+            health.set(service, status);
+        }
+        tokio::time::sleep(interval).await;
+    }
 }
 
 async fn check(options: &PgConnectOptions, conn: &mut Option<PgConnection>, required: i64) -> bool {
@@ -489,13 +526,14 @@ mod tests {
             let mut conn = db.acquire().await.unwrap();
             let result = backend_pid(&mut conn).await;
             drop(conn);
-            // As the services do: every error is sorted by is_unavailable.
+            // As the services do: every error is sorted into a DbError.
+            let result = result.map_err(DbError::from);
             if let Err(e) = &result {
-                assert!(is_unavailable(e), "{e:?}");
+                assert!(e.is_unavailable(), "{e:?}");
             }
             results.push(result);
         }
-        let failed: Vec<&sqlx::Error> = results.iter().filter_map(|r| r.as_ref().err()).collect();
+        let failed: Vec<&DbError> = results.iter().filter_map(|r| r.as_ref().err()).collect();
         assert!(failed.len() <= 1, "{failed:?}");
         let last = results.last().unwrap().as_ref().unwrap();
         assert_ne!(*last, kept_pid);

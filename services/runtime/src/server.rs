@@ -1,25 +1,30 @@
-//! Every gRPC server of the shop starts and stops the same way.
+//! Every listener of a service is served and drained here: the gRPC server
+//! (the one place a tonic server is built), the web shop where there is one
+//! and `/metrics` (through [`serve_http`], the one place an HTTP listener is
+//! served).
 //!
-//! [`Server::serve`] takes an already-bound listener (tests bind
-//! `127.0.0.1:0`), the service's own routes and a shutdown future
-//! (production passes [`shutdown_signal`], tests a oneshot). With
-//! [`Server::routes`] it adds:
+//! The gRPC server gets, besides the service's own routes:
 //!
 //! - `grpc.health.v1.Health` (no token needed: probes must work);
 //! - server reflection in both `grpc.reflection.v1` and `v1alpha` (grpcurl
 //!   1.8.6 and older only speak v1alpha), describing the contract, the health
 //!   service, reflection itself and `google.rpc` error details;
 //! - the [`RpcLayer`](crate::telemetry::rpc::RpcLayer) that traces, counts
-//!   and logs every call, and `/metrics` on its own port.
+//!   and logs every call.
 //!
-//! Shutdown, in order: every service goes NOT_SERVING and health watchers are
-//! told; after `drain_delay` the listener closes and HTTP/2 GOAWAY tells
-//! clients to go elsewhere; calls in flight get up to `shutdown_grace` to
-//! finish; whatever is still running then is cut.
+//! Shutdown, in order, for gRPC and HTTP alike: every service goes
+//! NOT_SERVING and health watchers are told; for `drain_delay` every
+//! listener keeps serving (Kubernetes takes the pod out of its endpoints and
+//! Ingresses meanwhile); then the listeners close (HTTP/2 GOAWAY tells gRPC
+//! clients to go elsewhere) and long-lived streams are told to end; calls in
+//! flight get up to `shutdown_grace` to finish; whatever is still running
+//! then is cut. `/metrics` answers until the very end.
 
 use std::{future::Future, net::SocketAddr, path::PathBuf, time::Duration};
 
-use tokio::net::TcpListener;
+use anyhow::Context as _;
+use tokio::{net::TcpListener, task::JoinHandle};
+use tokio_util::sync::CancellationToken;
 use tonic::{
     service::Routes,
     transport::{Server as TonicServer, server::TcpIncoming},
@@ -29,19 +34,18 @@ use crate::{
     config::ServerArgs,
     health::HealthRegistry,
     metrics::Metrics,
+    service::{Endpoints, Listeners},
     telemetry::{Methods, rpc::RpcLayer},
 };
 
-/// How a server runs and drains.
+/// How a server drains, and where it says it listens.
 #[derive(Debug, Clone)]
 pub struct ServeOptions {
-    /// Time between going NOT_SERVING and closing the listener.
+    /// Time between going NOT_SERVING and closing the listeners.
     pub drain_delay: Duration,
-    /// Time calls in flight get to finish once the listener is closed.
+    /// Time calls in flight get to finish once the listeners are closed.
     pub grace: Duration,
-    /// Where `/metrics` is served; `None` for nowhere.
-    pub metrics_addr: Option<SocketAddr>,
-    /// A file to write the server's address to once it listens.
+    /// A file to write the bound addresses to once listening.
     pub addr_file: Option<PathBuf>,
 }
 
@@ -50,14 +54,13 @@ impl From<&ServerArgs> for ServeOptions {
         Self {
             drain_delay: args.drain_delay,
             grace: args.shutdown_grace,
-            metrics_addr: args.metrics_addr.0,
             addr_file: args.addr_file.clone(),
         }
     }
 }
 
-/// One gRPC server of the shop: its health, its metrics, and the contract
-/// it serves (for reflection and for telling streaming methods apart).
+/// One service's server: its health, its metrics, and the contract it
+/// serves (for reflection and for telling streaming methods apart).
 #[derive(Debug, Clone)]
 pub struct Server {
     /// What `grpc.health.v1.Health` reports.
@@ -68,10 +71,11 @@ pub struct Server {
     descriptor_sets: Vec<&'static [u8]>,
 }
 
+type Served = JoinHandle<anyhow::Result<()>>;
+
 impl Server {
     /// A server for `service` (its metrics say so) serving the contracts in
-    /// the encoded `descriptor_sets` (for the shop:
-    /// `shop_proto::FILE_DESCRIPTOR_SET`).
+    /// the encoded `descriptor_sets`.
     pub fn new(service: &str, descriptor_sets: &[&'static [u8]]) -> Self {
         Self {
             health: HealthRegistry::new(),
@@ -81,13 +85,8 @@ impl Server {
         }
     }
 
-    /// The methods of the contracts served, by path.
-    pub fn methods(&self) -> &Methods {
-        &self.methods
-    }
-
     /// Health, reflection (v1 and v1alpha) and the service's own routes together.
-    pub fn routes(&self, routes: Routes) -> Result<Routes, tonic_reflection::server::Error> {
+    fn routes(&self, routes: Routes) -> Result<Routes, tonic_reflection::server::Error> {
         let reflection = || {
             let mut builder = tonic_reflection::server::Builder::configure()
                 .include_reflection_service(false)
@@ -108,102 +107,131 @@ impl Server {
             .add_service(reflection().build_v1alpha()?))
     }
 
-    /// Serves `routes` on `listener` (and `/metrics` on its own port) until
-    /// `shutdown` completes, then drains as the module documentation
-    /// describes. Returns when the server has stopped.
+    /// Serves `endpoints` on `listeners` until `shutdown` completes, then
+    /// drains as the module documentation describes; `stopping` is cancelled
+    /// when the listeners close. Returns when every listener has stopped.
     pub async fn serve(
         self,
-        listener: TcpListener,
-        routes: Routes,
+        listeners: Listeners,
+        endpoints: Endpoints,
         options: ServeOptions,
         shutdown: impl Future<Output = ()> + Send,
+        stopping: CancellationToken,
     ) -> anyhow::Result<()> {
-        let addr = listener.local_addr()?;
-        let (metrics_stop, metrics_task) = match options.metrics_addr {
-            Some(metrics_addr) => {
-                let metrics_listener = TcpListener::bind(metrics_addr).await.map_err(|e| {
-                    anyhow::anyhow!("cannot listen on {metrics_addr} for metrics: {e}")
-                })?;
-                let (tx, rx) = tokio::sync::oneshot::channel::<()>();
-                let task = tokio::spawn(crate::metrics::serve(
-                    metrics_listener,
-                    self.metrics.clone(),
-                    async {
-                        let _ = rx.await;
-                    },
-                ));
-                (Some(tx), Some(task))
+        let addrs = listeners.addrs()?;
+        match (&listeners.web, &endpoints.web) {
+            (Some(_), None) => {
+                anyhow::bail!("a web listener was given to a service without web pages")
             }
-            None => (None, None),
-        };
-        let incoming = TcpIncoming::from(listener).with_nodelay(Some(true));
-        let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
-        let health = self.health.clone();
-        let mut server = tokio::spawn(
-            TonicServer::builder()
+            (None, Some(_)) => {
+                anyhow::bail!("the service serves web pages but has no web listener")
+            }
+            _ => {}
+        }
+        let metrics_stop = CancellationToken::new();
+        let metrics = listeners.metrics.map(|listener| {
+            tokio::spawn(serve_http(
+                listener,
+                crate::metrics::router(self.metrics.clone()),
+                metrics_stop.clone(),
+            ))
+        });
+        let routes = self.routes(endpoints.grpc)?;
+        let incoming = TcpIncoming::from(listeners.grpc).with_nodelay(Some(true));
+        let grpc: Served = tokio::spawn({
+            let stop = stopping.clone().cancelled_owned();
+            let serving = TonicServer::builder()
                 .http2_keepalive_interval(Some(Duration::from_secs(30)))
                 .http2_keepalive_timeout(Some(Duration::from_secs(10)))
                 .layer(RpcLayer::new(self.metrics.clone(), self.methods.clone()))
                 .add_routes(routes)
-                .serve_with_incoming_shutdown(incoming, async {
-                    let _ = stop_rx.await;
-                }),
-        );
+                .serve_with_incoming_shutdown(incoming, stop);
+            async move { Ok(serving.await?) }
+        });
+        let web: Option<Served> = listeners
+            .web
+            .zip(endpoints.web)
+            .map(|(listener, router)| tokio::spawn(serve_http(listener, router, stopping.clone())));
         if let Some(path) = &options.addr_file {
-            std::fs::write(path, addr.to_string())
-                .map_err(|e| anyhow::anyhow!("cannot write {}: {e}", path.display()))?;
+            std::fs::write(path, addrs.to_file_text())
+                .with_context(|| format!("cannot write {}", path.display()))?;
         }
-        tracing::info!(%addr, "gRPC server listening");
+        tracing::info!(grpc = %addrs.grpc, web = ?addrs.web, metrics = ?addrs.metrics, "listening");
 
+        let mut servers: Vec<Served> = std::iter::once(grpc).chain(web).collect();
         let result = tokio::select! {
-            () = shutdown => drain(&health, options, stop_tx, &mut server).await,
-            result = &mut server => {
-                // The server stopped on its own: that is an error worth reporting.
-                health.shutdown();
-                match result {
-                    Ok(Ok(())) => Err(anyhow::anyhow!("gRPC server stopped unexpectedly")),
-                    Ok(Err(e)) => Err(e.into()),
+            () = shutdown => drain(&self.health, &options, &stopping, &mut servers).await,
+            (stopped, _, _) = futures::future::select_all(servers.iter_mut()) => {
+                // A listener stopped on its own: that is an error worth reporting.
+                self.health.shutdown();
+                stopping.cancel();
+                for server in &servers {
+                    server.abort();
+                }
+                match stopped {
+                    Ok(Ok(())) => Err(anyhow::anyhow!("a listener stopped unexpectedly")),
+                    Ok(Err(e)) => Err(e),
                     Err(e) => Err(e.into()),
                 }
             }
         };
-        if let Some(tx) = metrics_stop {
-            let _ = tx.send(());
-        }
-        if let Some(task) = metrics_task {
+        metrics_stop.cancel();
+        if let Some(task) = metrics {
             let _ = task.await;
         }
         result
     }
 }
 
-type ServerTask = tokio::task::JoinHandle<Result<(), tonic::transport::Error>>;
-
 async fn drain(
     health: &HealthRegistry,
-    options: ServeOptions,
-    stop: tokio::sync::oneshot::Sender<()>,
-    server: &mut ServerTask,
+    options: &ServeOptions,
+    stopping: &CancellationToken,
+    servers: &mut [Served],
 ) -> anyhow::Result<()> {
-    tracing::info!("shutting down: NOT_SERVING");
+    tracing::info!(
+        drain_delay_ms = options.drain_delay.as_millis() as u64,
+        "shutting down: NOT_SERVING"
+    );
     health.shutdown();
-    if !options.drain_delay.is_zero() {
-        tokio::time::sleep(options.drain_delay).await;
-    }
-    let _ = stop.send(());
-    match tokio::time::timeout(options.grace, &mut *server).await {
-        Ok(result) => {
-            result??;
-            tracing::info!("gRPC server stopped; every call finished");
+    tokio::time::sleep(options.drain_delay).await;
+    tracing::info!("drain delay over: listeners closed");
+    stopping.cancel();
+    let all = futures::future::join_all(servers.iter_mut());
+    match tokio::time::timeout(options.grace, all).await {
+        Ok(results) => {
+            for result in results {
+                result??;
+            }
+            tracing::info!("every call finished");
         }
         Err(_) => {
-            server.abort();
+            for server in servers.iter() {
+                server.abort();
+            }
             tracing::warn!(
                 grace_ms = options.grace.as_millis() as u64,
                 "shutdown grace expired; calls still running were cut"
             );
         }
     }
+    Ok(())
+}
+
+/// Serves `router` over HTTP on `listener` (with the client's address
+/// available as `ConnectInfo<SocketAddr>`) until `stop` is cancelled, then
+/// lets requests in flight finish.
+pub async fn serve_http(
+    listener: TcpListener,
+    router: axum::Router,
+    stop: CancellationToken,
+) -> anyhow::Result<()> {
+    axum::serve(
+        listener,
+        router.into_make_service_with_connect_info::<SocketAddr>(),
+    )
+    .with_graceful_shutdown(stop.cancelled_owned())
+    .await?;
     Ok(())
 }
 

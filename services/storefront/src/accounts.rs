@@ -102,10 +102,10 @@ pub async fn hash_password(password: String) -> Result<String, Error> {
         Argon2::default()
             .hash_password(password.as_bytes())
             .map(|h| h.to_string())
-            .map_err(|e| Error::Internal(format!("hashing failed: {e}")))
+            .map_err(|e| Error::Internal(anyhow::anyhow!("hashing failed: {e}")))
     })
     .await
-    .map_err(|e| Error::Internal(format!("hashing task failed: {e}")))?
+    .map_err(|e| Error::Internal(anyhow::Error::new(e).context("the hashing task failed")))?
 }
 
 /// Whether `password` matches `hash` (a PHC string).

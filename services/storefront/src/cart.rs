@@ -6,7 +6,7 @@ use shop_proto::{
     ecommerce::{self, Money},
     money::format_minor,
 };
-use shop_runtime::pg::Db;
+use shop_runtime::{deadline::Deadline, pg::Db};
 use uuid::Uuid;
 
 use crate::{
@@ -76,13 +76,21 @@ impl Priced {
 }
 
 /// `owner`'s cart with the catalog's current prices.
-pub async fn priced(pool: &Db, upstreams: &Upstreams, owner: &CartOwner) -> Result<Priced, Error> {
+pub async fn priced(
+    pool: &Db,
+    upstreams: &Upstreams,
+    deadline: Deadline,
+    owner: &CartOwner,
+) -> Result<Priced, Error> {
     let items = db::cart_items(pool, owner).await?;
     if items.is_empty() {
         return Ok(Priced::default());
     }
     let products = upstreams
-        .products(items.iter().map(|(id, _)| id.to_string()).collect())
+        .products(
+            deadline,
+            items.iter().map(|(id, _)| id.to_string()).collect(),
+        )
         .await?;
     let mut cart = Priced::default();
     let mut currencies = std::collections::BTreeSet::new();
@@ -94,7 +102,7 @@ pub async fn priced(pool: &Db, upstreams: &Upstreams, owner: &CartOwner) -> Resu
         let price = product.unit_price.clone().unwrap_or_default();
         let unit_minor = price
             .to_minor()
-            .map_err(|e| Error::Internal(format!("catalog price: {e}")))?;
+            .map_err(|e| Error::Internal(anyhow::Error::new(e).context("a catalog price")))?;
         currencies.insert(price.currency_code.clone());
         cart.lines.push(Line {
             product_id,

@@ -5,8 +5,8 @@
 //! chosen, and an idempotency key so a double submit places one order.
 
 use shop_proto::ecommerce::{Order, OrderLine};
-use shop_runtime::error::FieldViolations;
 use shop_runtime::pg::Db;
+use shop_runtime::{deadline::Deadline, error::FieldViolations};
 
 use crate::{
     accounts::User,
@@ -22,6 +22,7 @@ pub const MAX_KEY: usize = 100;
 pub async fn checkout(
     pool: &Db,
     upstreams: &Upstreams,
+    deadline: Deadline,
     user: &User,
     destination: &str,
     idempotency_key: &str,
@@ -65,7 +66,7 @@ pub async fn checkout(
         idempotency_key: idempotency_key.to_owned(),
         ..Default::default()
     };
-    let id = upstreams.add_order(user, order).await?;
+    let id = upstreams.add_order(deadline, user, order).await?;
     db::clear_cart(pool, &owner).await?;
     tracing::info!(order.id = %id, "checked out");
     Ok(id)

@@ -1,67 +1,35 @@
-//! Configuration of `storefront`: flags, each with an environment variable
-//! fallback; `storefront serve --help` prints this documentation.
+//! Configuration of `storefront`: its own flags, each with an environment
+//! variable fallback, after the ones every service has
+//! ([`shop_runtime::config::Config`]); `storefront serve --help` prints this
+//! documentation.
 
-use std::{net::SocketAddr, path::PathBuf, time::Duration};
+use std::{path::PathBuf, time::Duration};
 
 use shop_runtime::{
     balance::Target,
-    config::{AuthArgs, DbArgs, LogArgs, ServerArgs, parse_duration},
+    config::{UpstreamArgs, WebArgs, parse_duration},
 };
 
-/// The shop's web shop and storefront API, with accounts, sessions and carts
-/// in its own PostgreSQL database.
-#[derive(clap::Parser, Debug, Clone)]
-#[command(name = "storefront", version)]
-pub struct Cli {
-    #[command(subcommand)]
-    pub command: Command,
-}
+/// `storefront serve` and `storefront check-config` take this.
+pub type Config = shop_runtime::config::Config<Args>;
 
-/// What to do.
-#[derive(clap::Subcommand, Debug, Clone)]
-pub enum Command {
-    /// Serve the web shop (HTTP) and ecommerce.Storefront (gRPC) until SIGTERM/SIGINT.
-    Serve(Box<Config>),
-    /// Apply the database migrations and exit (run by a Kubernetes Job
-    /// before each install or upgrade).
-    Migrate {
-        #[command(flatten)]
-        db: DbArgs,
-        #[command(flatten)]
-        log: LogArgs,
-    },
-    /// Check the serving configuration (flags, environment, key and password
-    /// files, database URL, upstream targets) and exit 0 if it is usable;
-    /// nothing is contacted.
-    CheckConfig(Box<Config>),
-}
-
-/// Everything the server needs.
+/// The storefront's own flags.
 #[derive(clap::Args, Debug, Clone)]
-pub struct Config {
+pub struct Args {
     #[command(flatten)]
-    pub server: ServerArgs,
+    pub web: WebArgs,
 
-    /// Address the web shop (HTTP) listens on.
-    #[arg(long, env = "HTTP_LISTEN_ADDR", default_value = "0.0.0.0:8080")]
-    pub http_listen: SocketAddr,
+    /// Where productinfo runs: dns:///host:port (a headless Service),
+    /// host:port[,host:port...], or file:///path.
+    #[arg(long, env = "PRODUCTINFO_TARGET")]
+    pub productinfo_target: Target,
 
-    #[command(flatten)]
-    pub auth: AuthArgs,
-
-    #[command(flatten)]
-    pub db: DbArgs,
-
-    #[command(flatten)]
-    pub log: LogArgs,
+    /// Where the order service runs, in the same forms.
+    #[arg(long, env = "ORDER_TARGET")]
+    pub order_target: Target,
 
     #[command(flatten)]
     pub upstream: UpstreamArgs,
-
-    /// Apply database migrations at start-up (handy locally; in Kubernetes a
-    /// Job runs `storefront migrate` instead).
-    #[arg(long, env = "MIGRATE_ON_START")]
-    pub migrate: bool,
 
     /// Mark cookies Secure (sent over HTTPS only): set it whenever the shop
     /// is served over TLS, for example behind an Ingress with TLS.
@@ -87,38 +55,11 @@ pub struct Config {
     /// no default password anywhere.
     #[arg(long, env = "ADMIN_PASSWORD_FILE", requires = "admin_email")]
     pub admin_password_file: Option<PathBuf>,
-
-    /// Also write the HTTP address to this file once listening.
-    #[arg(long, env = "HTTP_ADDR_FILE")]
-    pub http_addr_file: Option<PathBuf>,
 }
 
-/// How the storefront reaches the catalog and the order service, and as whom.
-#[derive(clap::Args, Debug, Clone)]
-pub struct UpstreamArgs {
-    /// Where productinfo runs: dns:///host:port (a headless Service),
-    /// host:port[,host:port...], or file:///path.
-    #[arg(long, env = "PRODUCTINFO_TARGET")]
-    pub productinfo_target: Target,
-
-    /// Where the order service runs, in the same forms.
-    #[arg(long, env = "ORDER_TARGET")]
-    pub order_target: Target,
-
-    /// The storefront's Ed25519 private key (PEM): it signs the tokens of
-    /// people who log in and the storefront's own service token.
-    #[arg(long, env = "SIGNING_KEY_FILE")]
-    pub signing_key_file: PathBuf,
-
-    /// The issuer name on tokens this storefront signs.
-    #[arg(long, env = "TOKEN_ISSUER", default_value = "storefront")]
-    pub token_issuer: String,
-
-    /// Deadline of each call to productinfo and order.
-    #[arg(long, env = "UPSTREAM_TIMEOUT", default_value = "2s", value_parser = parse_duration)]
-    pub upstream_timeout: Duration,
-
-    /// How often upstream addresses are resolved again.
-    #[arg(long, env = "RESOLVE_INTERVAL", default_value = "30s", value_parser = parse_duration)]
-    pub resolve_interval: Duration,
+/// The service's flags and the shared ones have distinct names (clap checks).
+#[cfg(test)]
+#[test]
+fn flags_are_distinct() {
+    shop_runtime::service::command::<crate::Storefront>().debug_assert();
 }

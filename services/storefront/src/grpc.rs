@@ -11,6 +11,7 @@ use shop_proto::ecommerce::{
 use shop_runtime::pg::Db;
 use shop_runtime::{
     auth::{Principal, Role, Signer},
+    deadline::Deadline,
     error::FieldViolations,
 };
 use tonic::{Request, Response, Status};
@@ -82,8 +83,14 @@ impl StorefrontService {
         }
     }
 
-    async fn priced(&self, user: &User) -> Result<Response<Cart>, Status> {
-        let cart = cart::priced(&self.pool, &self.upstreams, &CartOwner::User(user.id)).await?;
+    async fn priced(&self, deadline: Deadline, user: &User) -> Result<Response<Cart>, Status> {
+        let cart = cart::priced(
+            &self.pool,
+            &self.upstreams,
+            deadline,
+            &CartOwner::User(user.id),
+        )
+        .await?;
         Ok(Response::new(cart.into()))
     }
 }
@@ -124,38 +131,41 @@ impl Storefront for StorefrontService {
 
     async fn get_cart(&self, request: Request<GetCartRequest>) -> Result<Response<Cart>, Status> {
         let user = self.caller(&request).await?;
-        self.priced(&user).await
+        self.priced(Deadline::of(&request), &user).await
     }
 
     async fn add_to_cart(
         &self,
         request: Request<CartItemRequest>,
     ) -> Result<Response<Cart>, Status> {
+        let deadline = Deadline::of(&request);
         let user = self.caller(&request).await?;
         let (product, quantity) = parse_item(request.get_ref(), 1)?;
         if self
             .upstreams
-            .product(&product.to_string())
+            .product(deadline, &product.to_string())
             .await?
             .is_none()
         {
             return Err(Error::NotFound(format!("product {product}")).into());
         }
         db::add_to_cart(&self.pool, &CartOwner::User(user.id), product, quantity).await?;
-        self.priced(&user).await
+        self.priced(deadline, &user).await
     }
 
     async fn set_cart_item(
         &self,
         request: Request<CartItemRequest>,
     ) -> Result<Response<Cart>, Status> {
+        let deadline = Deadline::of(&request);
         let user = self.caller(&request).await?;
         let (product, quantity) = parse_item(request.get_ref(), 0)?;
         db::set_cart_item(&self.pool, &CartOwner::User(user.id), product, quantity).await?;
-        self.priced(&user).await
+        self.priced(deadline, &user).await
     }
 
     async fn checkout(&self, request: Request<CheckoutRequest>) -> Result<Response<Order>, Status> {
+        let deadline = Deadline::of(&request);
         let user = self.caller(&request).await?;
         let req = request.into_inner();
         let key = if req.idempotency_key.is_empty() {
@@ -163,9 +173,16 @@ impl Storefront for StorefrontService {
         } else {
             req.idempotency_key
         };
-        let id =
-            checkout::checkout(&self.pool, &self.upstreams, &user, &req.destination, &key).await?;
-        match self.upstreams.order(&user, &id).await? {
+        let id = checkout::checkout(
+            &self.pool,
+            &self.upstreams,
+            deadline,
+            &user,
+            &req.destination,
+            &key,
+        )
+        .await?;
+        match self.upstreams.order(deadline, &user, &id).await? {
             Some(order) => Ok(Response::new(order)),
             None => Err(Status::internal("the order just placed cannot be read")),
         }

@@ -1,10 +1,13 @@
 //! The UI-facing service of the shop: the web shop for browsers (HTTP) and
 //! `ecommerce.Storefront` for scripts (gRPC), over its own PostgreSQL
 //! database of accounts, sessions and carts. It reaches productinfo and
-//! order only over gRPC, through round-robin clients.
+//! order only over gRPC, through the shop's one upstream client.
 //!
-//! [`run`] is the whole server; `main.rs` only parses arguments and calls
-//! [`main`]. Tests call [`run`] with listeners on port 0.
+//! It starts, serves and stops through the shop's one skeleton
+//! ([`shop_runtime::service`]), which drains the web listener exactly like
+//! the gRPC one; what is its own is [`Storefront`]: its flags, its routes,
+//! its web pages and the session cleanup task. Tests call [`run`] with
+//! listeners on port 0.
 
 mod accounts;
 mod cart;
@@ -16,202 +19,162 @@ mod grpc;
 mod upstream;
 mod web;
 
-use std::{future::Future, net::SocketAddr, process::ExitCode, sync::Arc, time::Duration};
+use std::{future::Future, path::PathBuf, sync::Arc, time::Duration};
 
+use anyhow::Context as _;
 use shop_proto::ecommerce::storefront_server::{SERVICE_NAME, StorefrontServer};
 use shop_runtime::{
-    auth::{AuthInterceptor, Signer, Verifier},
-    health::HealthRegistry,
-    pg, server,
+    balance::Target,
+    config::WebArgs,
+    pg::Db,
+    service::{Context, Endpoints, Listeners, Service},
+    upstream::Caller,
 };
 use sqlx::migrate::Migrator;
-use tokio::net::TcpListener;
 use tonic::{
     codec::CompressionEncoding, service::Routes, service::interceptor::InterceptedService,
 };
 
-pub use config::{Cli, Command, Config};
-
-/// The name this service answers to in token audiences and logs.
-pub const NAME: &str = "storefront";
+pub use config::{Args, Config};
 
 /// The storefront's schema migrations, embedded in the binary.
-pub static MIGRATOR: Migrator = sqlx::migrate!();
+static MIGRATOR: Migrator = sqlx::migrate!();
 
 /// How often expired sessions and old login failures are removed.
 const CLEANUP_INTERVAL: Duration = Duration::from_secs(600);
 
-/// What `main.rs` runs: logs, then serve, migrate or check the configuration.
-pub async fn main(cli: Cli) -> ExitCode {
-    match cli.command {
-        Command::Serve(config) => {
-            let log = config.log.clone();
-            shop_runtime::cli::run(NAME, &log, async move {
-                let grpc = shop_runtime::cli::listen(config.server.listen).await?;
-                let http = shop_runtime::cli::listen(config.http_listen).await?;
-                run(*config, grpc, http, server::shutdown_signal()).await
-            })
-            .await
-        }
-        Command::Migrate { db, log } => {
-            shop_runtime::cli::migrate(NAME, &db, &log, &MIGRATOR).await
-        }
-        Command::CheckConfig(config) => {
-            shop_runtime::cli::check_config(NAME, &config.log, || check_config(&config)).await
-        }
+/// The storefront, its configuration checked.
+#[derive(Debug)]
+pub struct Storefront {
+    productinfo: Target,
+    order: Target,
+    caller: Caller,
+    admin: Option<FirstAdmin>,
+    cookie_secure: bool,
+    trust_forwarded_for: bool,
+    session_ttl: Duration,
+}
+
+/// The first admin account, from `--admin-email` and `--admin-password-file`.
+struct FirstAdmin {
+    email: String,
+    password: String,
+}
+
+impl std::fmt::Debug for FirstAdmin {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        // Never the password.
+        f.debug_struct("FirstAdmin")
+            .field("email", &self.email)
+            .finish_non_exhaustive()
     }
 }
 
-/// The first admin's password, from its file.
-fn admin_password(config: &Config) -> anyhow::Result<Option<(String, String)>> {
-    match (&config.admin_email, &config.admin_password_file) {
-        (Some(email), Some(file)) => {
-            let password = std::fs::read_to_string(file).map_err(|e| {
-                anyhow::anyhow!("cannot read --admin-password-file {}: {e}", file.display())
-            })?;
-            let password = password.trim_end_matches(['\n', '\r']).to_owned();
-            if password.chars().count() < accounts::MIN_PASSWORD {
-                anyhow::bail!(
-                    "the admin password in {} is shorter than {} characters",
-                    file.display(),
-                    accounts::MIN_PASSWORD
-                );
-            }
-            Ok(Some((email.clone(), password)))
+impl FirstAdmin {
+    fn read(email: Option<String>, file: Option<PathBuf>) -> anyhow::Result<Option<Self>> {
+        let (Some(email), Some(file)) = (email, file) else {
+            return Ok(None);
+        };
+        let password = std::fs::read_to_string(&file)
+            .with_context(|| format!("cannot read --admin-password-file {}", file.display()))?;
+        let password = password.trim_end_matches(['\n', '\r']).to_owned();
+        if password.chars().count() < accounts::MIN_PASSWORD {
+            anyhow::bail!(
+                "the admin password in {} is shorter than {} characters",
+                file.display(),
+                accounts::MIN_PASSWORD
+            );
         }
-        _ => Ok(None),
+        Ok(Some(Self { email, password }))
     }
 }
 
-/// Everything `run` would refuse, found without contacting anything.
-pub fn check_config(config: &Config) -> anyhow::Result<()> {
-    pg::connect_options(&config.db, NAME)?;
-    config.auth.issuers()?;
-    Signer::from_file(
-        config.upstream.token_issuer.clone(),
-        &config.upstream.signing_key_file,
-    )?;
-    admin_password(config)?;
-    Ok(())
+impl Service for Storefront {
+    const NAME: &'static str = "storefront";
+    const ABOUT: &'static str = "The shop's web shop and storefront API, with accounts, sessions and carts in its own PostgreSQL database.";
+    const GRPC_SERVICE: &'static str = SERVICE_NAME;
+    const DESCRIPTOR_SETS: &'static [&'static [u8]] = &[shop_proto::FILE_DESCRIPTOR_SET];
+    type Args = Args;
+
+    fn migrator() -> &'static Migrator {
+        &MIGRATOR
+    }
+
+    fn web(args: &Args) -> Option<&WebArgs> {
+        Some(&args.web)
+    }
+
+    fn prepare(args: Args) -> anyhow::Result<Self> {
+        Ok(Self {
+            caller: Caller::prepare(&args.upstream, Self::NAME)?,
+            admin: FirstAdmin::read(args.admin_email, args.admin_password_file)?,
+            productinfo: args.productinfo_target,
+            order: args.order_target,
+            cookie_secure: args.cookie_secure,
+            trust_forwarded_for: args.trust_forwarded_for,
+            session_ttl: args.session_ttl,
+        })
+    }
+
+    async fn start(self, ctx: &mut Context) -> anyhow::Result<Endpoints> {
+        if let Some(admin) = &self.admin {
+            // Needs the schema: retried by the caller's restart policy if the
+            // database is not migrated yet.
+            accounts::ensure_admin(&ctx.db, &admin.email, &admin.password)
+                .await
+                .context("cannot create the first admin")?;
+        }
+        let upstreams =
+            upstream::Upstreams::new(&self.caller, self.productinfo, self.order, &ctx.metrics);
+        ctx.spawn("session cleanup", cleanup(ctx.db.clone()));
+
+        let service = StorefrontServer::new(grpc::StorefrontService::new(
+            ctx.db.clone(),
+            upstreams.clone(),
+            self.caller.signer().clone(),
+        ))
+        .accept_compressed(CompressionEncoding::Gzip)
+        .send_compressed(CompressionEncoding::Gzip);
+        let grpc = Routes::new(InterceptedService::new(
+            service,
+            ctx.auth_allowing_anonymous(),
+        ));
+        let web = web::router(web::AppState {
+            inner: Arc::new(web::Inner {
+                pool: ctx.db.clone(),
+                metrics: ctx.metrics.clone(),
+                upstreams,
+                stopping: ctx.stopping.clone(),
+                cookie_secure: self.cookie_secure,
+                session_ttl: self.session_ttl,
+                trust_forwarded_for: self.trust_forwarded_for,
+            }),
+        });
+        Ok(Endpoints {
+            grpc,
+            web: Some(web),
+        })
+    }
 }
 
-/// Serves the web shop on `http` and the gRPC API on `grpc` until
-/// `shutdown` completes, then drains both.
+/// Serves the web shop and the gRPC API on `listeners` until `shutdown`
+/// completes, then drains both (see [`shop_runtime::service`]).
 pub async fn run(
     config: Config,
-    grpc: TcpListener,
-    http: TcpListener,
+    listeners: Listeners,
     shutdown: impl Future<Output = ()> + Send,
 ) -> anyhow::Result<()> {
-    check_config(&config)?;
-    let options = pg::connect_options(&config.db, NAME)?;
-    if config.migrate {
-        pg::migrate(&options, &MIGRATOR).await?;
-    }
-    let server = server::Server::new(NAME, &[shop_proto::FILE_DESCRIPTOR_SET]);
-    let pool = pg::Db::new(pg::pool(&config.db, options.clone()), Some(&server.metrics));
-    if let Some((email, password)) = admin_password(&config)? {
-        // Needs the schema: retried by the caller's restart policy if the
-        // database is not migrated yet.
-        accounts::ensure_admin(&pool, &email, &password)
-            .await
-            .map_err(|e| anyhow::anyhow!("cannot create the first admin: {e}"))?;
-    }
-    let verifier = Arc::new(Verifier::new(NAME, config.auth.issuers()?));
-    let upstreams = upstream::Upstreams::new(&config.upstream, &server.metrics)?;
-    let health = server.health.clone();
-    let checker = pg::spawn_health_check(
-        options,
-        &MIGRATOR,
-        health.clone(),
-        vec![String::new(), SERVICE_NAME.to_owned()],
-        config.db.db_health_interval,
-    );
-    let cleaner = spawn_cleanup(pool.clone(), health.clone());
-
-    let service = StorefrontServer::new(grpc::StorefrontService::new(
-        pool.clone(),
-        upstreams.clone(),
-        Signer::from_file(
-            config.upstream.token_issuer.clone(),
-            &config.upstream.signing_key_file,
-        )?,
-    ))
-    .accept_compressed(CompressionEncoding::Gzip)
-    .send_compressed(CompressionEncoding::Gzip);
-    let routes = server.routes(Routes::new(InterceptedService::new(
-        service,
-        AuthInterceptor::allowing_anonymous(verifier),
-    )))?;
-
-    let app = web::router(web::AppState {
-        inner: Arc::new(web::Inner {
-            pool: pool.clone(),
-            metrics: server.metrics.clone(),
-            upstreams,
-            health: health.clone(),
-            cookie_secure: config.cookie_secure,
-            session_ttl: config.session_ttl,
-            trust_forwarded_for: config.trust_forwarded_for,
-        }),
-    });
-    if let Some(path) = &config.http_addr_file {
-        std::fs::write(path, http.local_addr()?.to_string())?;
-    }
-    tracing::info!(addr = %http.local_addr()?, "web shop listening");
-
-    // One shutdown signal for both servers: the gRPC side turns health
-    // NOT_SERVING and drains; the web side stops accepting and lets requests
-    // (and live status streams, which end at shutdown) finish.
-    let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
-    let mut web_stop = stop_rx.clone();
-    let grace = config.server.shutdown_grace;
-    let web = tokio::spawn(async move {
-        let serving = axum::serve(
-            http,
-            app.into_make_service_with_connect_info::<SocketAddr>(),
-        )
-        .with_graceful_shutdown(async move {
-            let _ = web_stop.wait_for(|stop| *stop).await;
-        });
-        serving.await
-    });
-    let mut grpc_stop = stop_rx;
-    let result = server.serve(grpc, routes, (&config.server).into(), async move {
-        let _ = grpc_stop.wait_for(|stop| *stop).await;
-    });
-    let signal = async move {
-        shutdown.await;
-        let _ = stop_tx.send(true);
-    };
-    let (result, ()) = tokio::join!(result, signal);
-    match tokio::time::timeout(grace, web).await {
-        Ok(Ok(Ok(()))) => {}
-        Ok(Ok(Err(e))) => tracing::warn!(error = %e, "web server stopped with an error"),
-        Ok(Err(e)) => tracing::warn!(error = %e, "web server task failed"),
-        Err(_) => tracing::warn!("web requests still running after the grace period were cut"),
-    }
-    checker.abort();
-    cleaner.abort();
-    pool.close().await;
-    result
+    shop_runtime::service::run::<Storefront>(config, listeners, shutdown).await
 }
 
-fn spawn_cleanup(
-    pool: shop_runtime::pg::Db,
-    health: HealthRegistry,
-) -> tokio::task::JoinHandle<()> {
-    tokio::spawn(async move {
-        loop {
-            tokio::select! {
-                () = tokio::time::sleep(CLEANUP_INTERVAL) => {}
-                () = health.on_shutdown() => return,
-            }
-            match db::delete_expired(&pool, accounts::FAILURE_WINDOW).await {
-                Ok(0) => {}
-                Ok(n) => tracing::info!(sessions = n, "expired sessions removed"),
-                Err(e) => tracing::warn!(error = %e, "session cleanup failed"),
-            }
+/// Removes expired sessions and old login failures every [`CLEANUP_INTERVAL`].
+async fn cleanup(pool: Db) {
+    loop {
+        tokio::time::sleep(CLEANUP_INTERVAL).await;
+        match db::delete_expired(&pool, accounts::FAILURE_WINDOW).await {
+            Ok(0) => {}
+            Ok(n) => tracing::info!(sessions = n, "expired sessions removed"),
+            Err(e) => tracing::warn!(error = %e, "session cleanup failed"),
         }
-    })
+    }
 }

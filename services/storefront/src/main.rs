@@ -1,9 +1,8 @@
-//! `storefront`: the shop's web shop and storefront API. Everything but
-//! argument parsing lives in the library, so tests drive the same code.
-
-use clap::Parser as _;
+//! `storefront`: the shop's web shop and storefront API. Everything but this
+//! line lives in the library and the shared skeleton, so tests drive the
+//! same code.
 
 #[tokio::main]
 async fn main() -> std::process::ExitCode {
-    storefront::main(storefront::config::Cli::parse()).await
+    shop_runtime::service::main::<storefront::Storefront>().await
 }

@@ -1,6 +1,6 @@
-//! The storefront's clients of the catalog and the order service, built once
-//! at start-up over [`Balanced`] channels (round-robin over every ready
-//! replica).
+//! The storefront's clients of the catalog and the order service: typed
+//! facades over the shop's one upstream client ([`Upstream`]), which
+//! balances, sets deadlines, sorts failures and retries what is safe.
 //!
 //! Who the storefront is on each call:
 //! - catalog reads: itself, with its own service token;
@@ -8,7 +8,8 @@
 //!   that person, with a short-lived token the storefront signs for them,
 //!   so the order service and the catalog check the person's own role.
 //!
-//! Every call has a deadline ([`Upstreams::timeout`]).
+//! Every call takes the deadline of the request being served (a gRPC
+//! caller's, or [`Deadline::NONE`] for a web page: the default timeout).
 
 use std::{
     collections::HashMap,
@@ -24,32 +25,47 @@ use shop_proto::ecommerce::{
     product_info_server::SERVICE_NAME as CATALOG_SERVICE,
 };
 use shop_runtime::{
-    auth::{Role, ServiceAuth, ServiceToken, Signer},
-    balance::{BalanceConfig, Balanced},
+    auth::{Role, Signer},
+    balance::{Balanced, Target},
+    deadline::Deadline,
     metrics::Metrics,
-    telemetry::{Methods, client::Observed},
+    telemetry::client::Observed,
+    upstream::{Call, Caller, Peer, Upstream, found},
 };
-use tonic::{
-    Request, Status, Streaming, metadata::AsciiMetadataValue,
-    service::interceptor::InterceptedService,
-};
+use tonic::{Streaming, metadata::AsciiMetadataValue};
 use uuid::Uuid;
 
-use crate::{accounts::User, config::UpstreamArgs, error::Error};
+use crate::{accounts::User, error::Error};
 
 /// How long tokens signed for people live; reused until half-life.
 const USER_TOKEN_TTL: Duration = Duration::from_secs(600);
-const SERVICE_TOKEN_TTL: Duration = Duration::from_secs(600);
+
+/// Calls that read or write many orders get this long (never past the
+/// caller's own deadline).
+const LONG_CALL: Duration = Duration::from_secs(10);
+
+/// A live order page's stream ends after this long; the browser's
+/// EventSource connects again by itself.
+const WATCH_LIFETIME: Duration = Duration::from_secs(30 * 60);
+
+const CATALOG: Peer = Peer {
+    name: "productinfo",
+    health_service: CATALOG_SERVICE,
+    contract: &[shop_proto::FILE_DESCRIPTOR_SET],
+};
+
+const ORDERS: Peer = Peer {
+    name: "order",
+    health_service: ORDER_SERVICE,
+    contract: &[shop_proto::FILE_DESCRIPTOR_SET],
+};
 
 /// The catalog and order clients.
 #[derive(Clone)]
 pub struct Upstreams {
-    order_channel: Balanced,
-    catalog: ProductInfoClient<InterceptedService<Observed<Balanced>, ServiceAuth>>,
-    catalog_as_user: ProductInfoClient<Observed<Balanced>>,
-    orders: OrderManagementClient<Observed<Balanced>>,
+    catalog: Upstream<ProductInfoClient<Observed<Balanced>>>,
+    orders: Upstream<OrderManagementClient<Observed<Balanced>>>,
     tokens: Arc<UserTokens>,
-    timeout: Duration,
 }
 
 /// Tokens the storefront signs for people, cached per user and role.
@@ -78,10 +94,10 @@ impl UserTokens {
                 &["order", "productinfo"],
                 USER_TOKEN_TTL,
             )
-            .map_err(|e| Error::Internal(e.to_string()))?;
-        let value: AsciiMetadataValue = format!("Bearer {token}")
-            .parse()
-            .map_err(|_| Error::Internal("token is not ASCII".into()))?;
+            .map_err(|e| Error::Internal(anyhow::Error::new(e).context("cannot sign a token")))?;
+        let value: AsciiMetadataValue = format!("Bearer {token}").parse().map_err(|e| {
+            Error::Internal(anyhow::Error::new(e).context("a token that is not ASCII"))
+        })?;
         let mut cache = self.cache.lock().unwrap_or_else(|p| p.into_inner());
         if cache.len() > 10_000 {
             cache.clear();
@@ -91,206 +107,180 @@ impl UserTokens {
     }
 }
 
-fn catalog_error(status: Status) -> Error {
-    Error::Upstream {
-        service: "productinfo",
-        status,
-    }
-}
-
-fn order_error(status: Status) -> Error {
-    Error::Upstream {
-        service: "order",
-        status,
-    }
-}
-
-/// An upstream's answer, `None` when it has no such thing (not found, or an
-/// id it cannot parse), other failures through `error`.
-fn found<T>(
-    answer: Result<tonic::Response<T>, Status>,
-    error: fn(Status) -> Error,
-) -> Result<Option<T>, Error> {
-    match answer {
-        Ok(r) => Ok(Some(r.into_inner())),
-        Err(status)
-            if matches!(
-                status.code(),
-                tonic::Code::NotFound | tonic::Code::InvalidArgument
-            ) =>
-        {
-            Ok(None)
-        }
-        Err(status) => Err(error(status)),
-    }
-}
-
 impl Upstreams {
-    /// Clients for the configured targets, signing as the storefront, traced
-    /// and counted into `metrics`.
-    pub fn new(args: &UpstreamArgs, metrics: &Metrics) -> anyhow::Result<Self> {
-        let catalog_channel = Balanced::new(
-            args.productinfo_target.clone(),
-            BalanceConfig {
-                refresh: args.resolve_interval,
-                ..BalanceConfig::new("productinfo", CATALOG_SERVICE)
-            },
-        );
-        let order_channel = Balanced::new(
-            args.order_target.clone(),
-            BalanceConfig {
-                refresh: args.resolve_interval,
-                ..BalanceConfig::new("order", ORDER_SERVICE)
-            },
-        );
-        metrics.watch_balancer("productinfo", &catalog_channel);
-        metrics.watch_balancer("order", &order_channel);
-        let methods = Methods::from_descriptor_sets(&[shop_proto::FILE_DESCRIPTOR_SET]);
-        let catalog_observed =
-            Observed::new(catalog_channel, "productinfo", metrics, methods.clone());
-        let order_observed = Observed::new(order_channel.clone(), "order", metrics, methods);
-        let signer = Signer::from_file(args.token_issuer.clone(), &args.signing_key_file)?;
-        let service_token = ServiceToken::new(
-            signer.clone(),
-            vec!["productinfo".into()],
-            SERVICE_TOKEN_TTL,
-        );
-        Ok(Self {
-            catalog: ProductInfoClient::with_interceptor(
-                catalog_observed.clone(),
-                ServiceAuth::new(service_token),
+    /// Clients of the replicas at the given targets, calling as `caller`
+    /// (whose key also signs people's tokens), recording into `metrics`.
+    pub fn new(caller: &Caller, productinfo: Target, order: Target, metrics: &Metrics) -> Self {
+        Self {
+            catalog: Upstream::new(
+                caller,
+                CATALOG,
+                productinfo,
+                metrics,
+                ProductInfoClient::new,
             ),
-            catalog_as_user: ProductInfoClient::new(catalog_observed),
-            orders: OrderManagementClient::new(order_observed),
-            order_channel,
+            orders: Upstream::new(caller, ORDERS, order, metrics, OrderManagementClient::new),
             tokens: Arc::new(UserTokens {
-                signer,
+                signer: caller.signer().clone(),
                 cache: Mutex::new(HashMap::new()),
             }),
-            timeout: args.upstream_timeout,
-        })
+        }
     }
 
     /// Whether some order service replica is ready (its health says SERVING).
     pub fn ordering_available(&self) -> bool {
-        self.order_channel.has_ready()
+        self.orders.has_ready()
     }
 
-    fn request<T>(&self, message: T) -> Request<T> {
-        let mut request = Request::new(message);
-        request.set_timeout(self.timeout);
-        request
-    }
-
-    fn request_as<T>(&self, user: &User, message: T) -> Result<Request<T>, Error> {
-        self.authorized(user, self.request(message))
-    }
-
-    /// `request` carrying a token signed for `user`.
-    fn authorized<T>(&self, user: &User, mut request: Request<T>) -> Result<Request<T>, Error> {
-        request
-            .metadata_mut()
-            .insert("authorization", self.tokens.bearer(user)?);
-        Ok(request)
+    /// A call for `user`, with a token signed for them.
+    fn as_user(&self, deadline: Deadline, user: &User) -> Result<Call, Error> {
+        Ok(Call::within(deadline).on_behalf(self.tokens.bearer(user)?))
     }
 
     /// One page of the catalog.
     pub async fn list_products(
         &self,
+        deadline: Deadline,
         query: &str,
         category: &str,
         page_size: i32,
         page_token: &str,
     ) -> Result<ListProductsResponse, Error> {
-        let request = self.request(ListProductsRequest {
+        let request = ListProductsRequest {
             query: query.to_owned(),
             category: category.to_owned(),
             page_size,
             page_token: page_token.to_owned(),
-        });
-        self.catalog
-            .clone()
-            .list_products(request)
-            .await
-            .map(|r| r.into_inner())
-            .map_err(catalog_error)
+        };
+        let call = Call::within(deadline).idempotent();
+        Ok(self
+            .catalog
+            .call(
+                call,
+                request,
+                |mut c, r| async move { c.list_products(r).await },
+            )
+            .await?)
     }
 
     /// One product; `None` when the catalog does not have it.
-    pub async fn product(&self, id: &str) -> Result<Option<Product>, Error> {
-        let request = self.request(ProductId {
+    pub async fn product(&self, deadline: Deadline, id: &str) -> Result<Option<Product>, Error> {
+        let request = ProductId {
             value: id.to_owned(),
-        });
-        found(
-            self.catalog.clone().get_product(request).await,
-            catalog_error,
-        )
+        };
+        let call = Call::within(deadline).idempotent();
+        Ok(found(
+            self.catalog
+                .call(
+                    call,
+                    request,
+                    |mut c, r| async move { c.get_product(r).await },
+                )
+                .await,
+        )?)
     }
 
     /// Products by id, in one call; missing ones are simply absent.
-    pub async fn products(&self, ids: Vec<String>) -> Result<Vec<Product>, Error> {
+    pub async fn products(
+        &self,
+        deadline: Deadline,
+        ids: Vec<String>,
+    ) -> Result<Vec<Product>, Error> {
         if ids.is_empty() {
             return Ok(Vec::new());
         }
-        let request = self.request(GetProductsRequest { ids, names: vec![] });
-        self.catalog
-            .clone()
-            .get_products(request)
-            .await
-            .map(|r| r.into_inner().products)
-            .map_err(catalog_error)
+        let request = GetProductsRequest { ids, names: vec![] };
+        let call = Call::within(deadline).idempotent();
+        Ok(self
+            .catalog
+            .call(
+                call,
+                request,
+                |mut c, r| async move { c.get_products(r).await },
+            )
+            .await?
+            .products)
     }
 
     /// Adds a product, as `admin`.
-    pub async fn add_product(&self, admin: &User, product: Product) -> Result<String, Error> {
-        let request = self.request_as(admin, product)?;
-        self.catalog_as_user
-            .clone()
-            .add_product(request)
-            .await
-            .map(|r| r.into_inner().value)
-            .map_err(catalog_error)
+    pub async fn add_product(
+        &self,
+        deadline: Deadline,
+        admin: &User,
+        product: Product,
+    ) -> Result<String, Error> {
+        let call = self.as_user(deadline, admin)?;
+        Ok(self
+            .catalog
+            .call_once(
+                call,
+                product,
+                |mut c, r| async move { c.add_product(r).await },
+            )
+            .await?
+            .value)
     }
 
     /// Adjusts stock, as `admin`.
     pub async fn adjust_stock(
         &self,
+        deadline: Deadline,
         admin: &User,
         product_id: &str,
         delta: i64,
         reason: &str,
     ) -> Result<Product, Error> {
-        let request = self.request_as(
-            admin,
-            AdjustStockRequest {
-                product_id: product_id.to_owned(),
-                delta,
-                reason: reason.to_owned(),
-            },
-        )?;
-        self.catalog_as_user
-            .clone()
-            .adjust_stock(request)
-            .await
-            .map(|r| r.into_inner())
-            .map_err(catalog_error)
+        let request = AdjustStockRequest {
+            product_id: product_id.to_owned(),
+            delta,
+            reason: reason.to_owned(),
+        };
+        let call = self.as_user(deadline, admin)?;
+        Ok(self
+            .catalog
+            .call_once(
+                call,
+                request,
+                |mut c, r| async move { c.adjust_stock(r).await },
+            )
+            .await?)
     }
 
-    /// Places an order for `user`; returns its id.
-    pub async fn add_order(&self, user: &User, order: Order) -> Result<String, Error> {
-        let request = self.request_as(user, order)?;
-        self.orders
-            .clone()
-            .add_order(request)
-            .await
-            .map(|r| r.into_inner())
-            .map_err(order_error)
+    /// Places an order for `user`; returns its id. The order carries an
+    /// idempotency key, so sending it twice places it once.
+    pub async fn add_order(
+        &self,
+        deadline: Deadline,
+        user: &User,
+        order: Order,
+    ) -> Result<String, Error> {
+        let call = self.as_user(deadline, user)?;
+        let call = if order.idempotency_key.is_empty() {
+            call
+        } else {
+            call.idempotent()
+        };
+        Ok(self
+            .orders
+            .call(call, order, |mut c, r| async move { c.add_order(r).await })
+            .await?)
     }
 
     /// One of `user`'s orders (any order for an admin).
-    pub async fn order(&self, user: &User, id: &str) -> Result<Option<Order>, Error> {
-        let request = self.request_as(user, id.to_owned())?;
-        found(self.orders.clone().get_order(request).await, order_error)
+    pub async fn order(
+        &self,
+        deadline: Deadline,
+        user: &User,
+        id: &str,
+    ) -> Result<Option<Order>, Error> {
+        let call = self.as_user(deadline, user)?.idempotent();
+        Ok(found(
+            self.orders
+                .call(call, id.to_owned(), |mut c, r| async move {
+                    c.get_order(r).await
+                })
+                .await,
+        )?)
     }
 
     /// Up to `limit` of `user`'s orders (everyone's for an admin) matching
@@ -298,21 +288,23 @@ impl Upstreams {
     /// newest `limit` are kept, so memory stays bounded.
     pub async fn orders(
         &self,
+        deadline: Deadline,
         user: &User,
         query: &str,
         limit: usize,
     ) -> Result<Vec<Order>, Error> {
-        let mut request = self.request_as(user, query.to_owned())?;
-        request.set_timeout(self.timeout * 5);
+        let call = self
+            .as_user(deadline, user)?
+            .idempotent()
+            .timeout(LONG_CALL);
         let mut stream = self
             .orders
-            .clone()
-            .search_orders(request)
-            .await
-            .map_err(order_error)?
-            .into_inner();
+            .call(call, query.to_owned(), |mut c, r| async move {
+                c.search_orders(r).await
+            })
+            .await?;
         let mut newest = std::collections::VecDeque::with_capacity(limit + 1);
-        while let Some(order) = stream.message().await.map_err(order_error)? {
+        while let Some(order) = self.orders.next(&mut stream).await? {
             newest.push_back(order);
             if newest.len() > limit {
                 newest.pop_front();
@@ -321,53 +313,60 @@ impl Upstreams {
         Ok(newest.into_iter().rev().collect())
     }
 
-    /// A live stream of one order's changes, for `user`. No deadline: it
-    /// lasts until the order is final or the page goes away.
+    /// A live stream of one order's changes, for `user`: it lasts until the
+    /// order is final, the page goes away, or [`WATCH_LIFETIME`] passes.
     pub async fn watch_order(&self, user: &User, id: &str) -> Result<Streaming<Order>, Error> {
-        let request = self.authorized(user, Request::new(id.to_owned()))?;
-        self.orders
-            .clone()
-            .watch_order(request)
-            .await
-            .map(|r| r.into_inner())
-            .map_err(order_error)
+        let call = self
+            .as_user(Deadline::NONE, user)?
+            .idempotent()
+            .timeout(WATCH_LIFETIME);
+        Ok(self
+            .orders
+            .call(call, id.to_owned(), |mut c, r| async move {
+                c.watch_order(r).await
+            })
+            .await?)
     }
 
-    /// Cancels one of `user`'s orders.
-    pub async fn cancel_order(&self, user: &User, id: &str) -> Result<Order, Error> {
-        let request = self.request_as(
-            user,
-            CancelOrderRequest {
-                order_id: id.to_owned(),
-                reason: "cancelled in the web shop".into(),
-            },
-        )?;
-        self.orders
-            .clone()
-            .cancel_order(request)
-            .await
-            .map(|r| r.into_inner())
-            .map_err(order_error)
+    /// Cancels one of `user`'s orders (cancelling twice changes nothing).
+    pub async fn cancel_order(
+        &self,
+        deadline: Deadline,
+        user: &User,
+        id: &str,
+    ) -> Result<Order, Error> {
+        let request = CancelOrderRequest {
+            order_id: id.to_owned(),
+            reason: "cancelled in the web shop".into(),
+        };
+        let call = self.as_user(deadline, user)?.idempotent();
+        Ok(self
+            .orders
+            .call(
+                call,
+                request,
+                |mut c, r| async move { c.cancel_order(r).await },
+            )
+            .await?)
     }
 
     /// Ships `ids`, as `admin`: every shipment and rejection the order
     /// service sends back.
     pub async fn process_orders(
         &self,
+        deadline: Deadline,
         admin: &User,
         ids: Vec<String>,
     ) -> Result<Vec<CombinedShipment>, Error> {
-        let mut request = self.request_as(admin, futures::stream::iter(ids))?;
-        request.set_timeout(self.timeout * 5);
+        let call = self.as_user(deadline, admin)?.timeout(LONG_CALL);
         let mut stream = self
             .orders
-            .clone()
-            .process_orders(request)
-            .await
-            .map_err(order_error)?
-            .into_inner();
+            .call_once(call, futures::stream::iter(ids), |mut c, r| async move {
+                c.process_orders(r).await
+            })
+            .await?;
         let mut shipments = Vec::new();
-        while let Some(s) = stream.message().await.map_err(order_error)? {
+        while let Some(s) = self.orders.next(&mut stream).await? {
             shipments.push(s);
         }
         Ok(shipments)

@@ -25,8 +25,8 @@ use axum::{
     response::{Html, IntoResponse, Redirect, Response},
     routing::{get, post},
 };
-use shop_runtime::health::HealthRegistry;
-use shop_runtime::pg::Db;
+use shop_runtime::{pg::Db, upstream::Fault};
+use tokio_util::sync::CancellationToken;
 
 pub use session::Session;
 
@@ -42,7 +42,8 @@ pub struct Inner {
     pub pool: Db,
     pub metrics: shop_runtime::metrics::Metrics,
     pub upstreams: Upstreams,
-    pub health: HealthRegistry,
+    /// Cancelled when the listeners close: live status streams end then.
+    pub stopping: CancellationToken,
     pub cookie_secure: bool,
     pub session_ttl: Duration,
     pub trust_forwarded_for: bool,
@@ -249,14 +250,13 @@ pub async fn page_error(
         "/",
     );
     let (page_status, heading, message, retry): (_, _, Cow<'_, str>, _) = match &error {
-        Error::Upstream { service, status }
-            if matches!(
-                status.code(),
-                tonic::Code::Unavailable | tonic::Code::DeadlineExceeded | tonic::Code::Cancelled
-            ) =>
-        {
-            tracing::warn!(%service, message = status.message(), "upstream unavailable for a page");
-            let what = if *service == "productinfo" {
+        Error::Upstream(e) if e.fault == Fault::Unavailable => {
+            tracing::warn!(
+                upstream = e.upstream,
+                message = e.status.message(),
+                "upstream unavailable for a page"
+            );
+            let what = if e.upstream == "productinfo" {
                 "catalog"
             } else {
                 "order service"
@@ -272,22 +272,22 @@ pub async fn page_error(
             )
         }
         Error::NotFound(_) => not_found,
-        Error::Upstream { status, .. } if status.code() == tonic::Code::NotFound => not_found,
-        // Our services word these for people: they may be shown.
-        Error::Upstream { status, .. } if status.code() == tonic::Code::FailedPrecondition => (
+        Error::Upstream(e) if e.fault == Fault::NotFound => not_found,
+        // Our services word refusals for people: they may be shown.
+        Error::Upstream(e) if e.fault == Fault::Refused => (
             StatusCode::CONFLICT,
             "That cannot be done",
-            status.message().into(),
+            e.status.message().into(),
             retry,
         ),
-        Error::Upstream { status, .. } if status.code() == tonic::Code::PermissionDenied => (
+        Error::Upstream(e) if e.fault == Fault::Denied => (
             StatusCode::FORBIDDEN,
             "Not allowed",
             "Your account may not do that.".into(),
             "/",
         ),
-        Error::Unavailable(_) => {
-            tracing::warn!(error = %error, "database unavailable for a page");
+        Error::Db(e) if e.is_unavailable() => {
+            tracing::warn!(error = %shop_runtime::error::ErrorChain(e), "database unavailable for a page");
             (
                 StatusCode::SERVICE_UNAVAILABLE,
                 "We'll be right back",
@@ -296,7 +296,7 @@ pub async fn page_error(
             )
         }
         _ => {
-            let _ = shop_runtime::error::internal(&error);
+            shop_runtime::error::log_internal(&error);
             (
                 StatusCode::INTERNAL_SERVER_ERROR,
                 "Something went wrong",

@@ -26,7 +26,7 @@
 use std::{
     collections::BTreeMap,
     fmt::Write as _,
-    net::{SocketAddr, TcpListener},
+    net::SocketAddr,
     path::{Path, PathBuf},
     process::Stdio,
     sync::{Arc, Mutex},
@@ -40,6 +40,7 @@ use shop_proto::ecommerce::{Money, Product, product_info_client::ProductInfoClie
 use shop_runtime::{
     auth::{Role, Signer, ensure_keypair},
     config::parse_duration,
+    service::Addrs,
 };
 use tokio::{
     io::{AsyncReadExt as _, AsyncWriteExt as _},
@@ -283,7 +284,6 @@ async fn run(
                     ("PRODUCTINFO_TARGET", catalog),
                     ("ORDER_TARGET", order_addr),
                     ("SIGNING_KEY_FILE", path_str(&storefront_key)),
-                    ("HTTP_LISTEN_ADDR", format!("127.0.0.1:{}", free_port()?)),
                     ("ADMIN_EMAIL", "admin@bench.local".into()),
                     ("ADMIN_PASSWORD_FILE", path_str(&admin_password)),
                 ],
@@ -542,15 +542,17 @@ async fn start(
     service: &str,
     env: &[(&str, String)],
 ) -> anyhow::Result<Service> {
-    let addr: SocketAddr = format!("127.0.0.1:{}", free_port()?).parse()?;
-    let metrics: SocketAddr = format!("127.0.0.1:{}", free_port()?).parse()?;
     let log = std::fs::File::create(logs.join(format!("{name}.log")))?;
+    let addr_file = logs.join(format!("{name}.addr"));
+    let _ = std::fs::remove_file(&addr_file);
     let began = Instant::now();
     let mut child = Command::new(bin)
         .arg("serve")
         .envs(env.iter().map(|(k, v)| (*k, v.as_str())))
-        .env("LISTEN_ADDR", addr.to_string())
-        .env("METRICS_ADDR", metrics.to_string())
+        .env("LISTEN_ADDR", "127.0.0.1:0")
+        .env("METRICS_ADDR", "127.0.0.1:0")
+        .env("HTTP_LISTEN_ADDR", "127.0.0.1:0")
+        .env("ADDR_FILE", &addr_file)
         .env("LOG_FORMAT", "json")
         .env("SHUTDOWN_GRACE", "5s")
         .stdin(Stdio::null())
@@ -560,10 +562,17 @@ async fn start(
         .kill_on_drop(true)
         .spawn()
         .with_context(|| format!("cannot start {}", bin.display()))?;
-    let endpoint = Endpoint::from_shared(format!("http://{addr}"))?
-        .connect_timeout(Duration::from_millis(100));
+    let mut addrs = None;
     loop {
-        if let Ok(channel) = endpoint.connect().await {
+        if addrs.is_none() {
+            addrs = Addrs::read(&addr_file);
+        }
+        if let Some(addrs) = addrs
+            && let Ok(channel) = Endpoint::from_shared(format!("http://{}", addrs.grpc))?
+                .connect_timeout(Duration::from_millis(100))
+                .connect()
+                .await
+        {
             let status = HealthClient::new(channel)
                 .check(HealthCheckRequest {
                     service: service.to_owned(),
@@ -589,11 +598,12 @@ async fn start(
     }
     let start_ms = began.elapsed().as_secs_f64() * 1000.0;
     eprintln!("bench: {name} SERVING after {start_ms:.1} ms");
+    let addrs = addrs.context("no address file")?;
     Ok(Service {
         name: name.to_owned(),
         child,
-        addr,
-        metrics,
+        addr: addrs.grpc,
+        metrics: addrs.metrics.context("no metrics address")?,
         start_ms,
     })
 }
@@ -891,10 +901,6 @@ fn render(r: &BenchReport) -> String {
             .join(", ")
     );
     s
-}
-
-fn free_port() -> anyhow::Result<u16> {
-    Ok(TcpListener::bind("127.0.0.1:0")?.local_addr()?.port())
 }
 
 fn path_str(path: &Path) -> String {

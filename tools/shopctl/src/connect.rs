@@ -19,7 +19,7 @@ use shop_runtime::{
     balance::{BalanceConfig, Balanced, Target},
     config::parse_duration,
 };
-use tonic::{Request, Status, metadata::AsciiMetadataValue, service::Interceptor};
+use tonic::Request;
 
 /// Where the services are and who the caller is.
 #[derive(clap::Args, Debug, Clone)]
@@ -83,20 +83,7 @@ pub struct ConnectArgs {
     pub timeout: Duration,
 }
 
-/// Sends `authorization: Bearer <token>` on every call.
-#[derive(Clone, Debug)]
-pub struct Bearer(Option<AsciiMetadataValue>);
-
-impl Interceptor for Bearer {
-    fn call(&mut self, mut request: Request<()>) -> Result<Request<()>, Status> {
-        if let Some(value) = &self.0 {
-            request
-                .metadata_mut()
-                .insert("authorization", value.clone());
-        }
-        Ok(request)
-    }
-}
+pub use shop_runtime::auth::Bearer;
 
 type Channel = tonic::service::interceptor::InterceptedService<Balanced, Bearer>;
 
@@ -141,7 +128,7 @@ impl ConnectArgs {
     /// on the first call.
     pub fn clients(&self) -> anyhow::Result<Clients> {
         let bearer = match self.bearer()? {
-            Some(token) => Bearer::new(&token)?,
+            Some(token) => Bearer::new(&token).context("the token is not valid ASCII")?,
             None => Bearer::none(),
         };
         self.clients_with(bearer)
@@ -182,22 +169,6 @@ impl ConnectArgs {
             storefront_channel: storefront,
             timeout: self.timeout,
         })
-    }
-}
-
-impl Bearer {
-    /// No token: each request carries its own (the load generator's customers).
-    pub fn none() -> Self {
-        Bearer(None)
-    }
-
-    /// A bearer for `token`.
-    pub fn new(token: &str) -> anyhow::Result<Self> {
-        Ok(Bearer(Some(
-            format!("Bearer {token}")
-                .parse()
-                .context("the token is not valid ASCII")?,
-        )))
     }
 }
 

@@ -27,7 +27,10 @@ use shop_proto::ecommerce::{
     Money, Product, RegisterRequest, product_info_client::ProductInfoClient,
     storefront_client::StorefrontClient,
 };
-use shop_runtime::auth::{Role, Signer, ensure_keypair};
+use shop_runtime::{
+    auth::{Role, Signer, ensure_keypair},
+    service::Addrs,
+};
 use tokio::{
     io::{AsyncBufReadExt as _, BufReader},
     process::{Child, Command},
@@ -69,6 +72,8 @@ struct Service {
     name: String,
     child: Child,
     addr: SocketAddr,
+    /// The web shop's address (storefront only).
+    web: Option<SocketAddr>,
     /// Port of `/metrics` (0: a random one, the preferred was taken).
     metrics_port: u16,
 }
@@ -178,10 +183,6 @@ pub async fn up(args: UpArgs) -> anyhow::Result<()> {
                     "HTTP_LISTEN_ADDR",
                     &format!("127.0.0.1:{}", preferred_port(HTTP_PORT)),
                 ),
-                (
-                    "HTTP_ADDR_FILE",
-                    run_dir.join("storefront.http").to_str().unwrap_or_default(),
-                ),
                 ("ADMIN_EMAIL", DEMO_ADMIN),
                 (
                     "ADMIN_PASSWORD_FILE",
@@ -230,7 +231,11 @@ pub async fn up(args: UpArgs) -> anyhow::Result<()> {
         }
     }
 
-    let web = std::fs::read_to_string(run_dir.join("storefront.http")).unwrap_or_default();
+    let web = services
+        .iter()
+        .find_map(|s| s.web)
+        .map(|w| w.to_string())
+        .unwrap_or_default();
     if let Err(e) = ensure_demo_customer(&services, &customer_password).await {
         stop_all(&mut services).await;
         return Err(e.context("creating the demo customer"));
@@ -384,11 +389,9 @@ async fn spawn(
     }
 
     let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
-    let addr = loop {
-        if let Ok(text) = std::fs::read_to_string(&addr_file)
-            && let Ok(addr) = text.trim().parse::<SocketAddr>()
-        {
-            break addr;
+    let addrs = loop {
+        if let Some(addrs) = Addrs::read(&addr_file) {
+            break addrs;
         }
         if let Some(status) = child.try_wait()? {
             bail!("{name} exited during start-up ({status}); its log is above");
@@ -401,8 +404,9 @@ async fn spawn(
     Ok(Service {
         name: name.to_owned(),
         child,
-        addr,
-        metrics_port,
+        addr: addrs.grpc,
+        web: addrs.web,
+        metrics_port: addrs.metrics.map_or(0, |m| m.port()),
     })
 }
 

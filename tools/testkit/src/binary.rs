@@ -8,6 +8,7 @@ use std::{
     time::Duration,
 };
 
+use shop_runtime::service::Addrs;
 use tonic::transport::Endpoint;
 use tonic_health::pb::health_check_response::ServingStatus;
 
@@ -39,29 +40,36 @@ pub fn text(bytes: &[u8]) -> String {
 /// A service binary running as a child process.
 pub struct Process {
     pub child: Child,
-    /// Where it listens (from its ADDR_FILE).
+    /// Where it listens for gRPC (from its ADDR_FILE).
     pub addr: String,
+    /// Every address it listens on (from its ADDR_FILE).
+    pub addrs: Addrs,
     /// Its stdout and stderr.
     pub log: PathBuf,
 }
 
 impl Process {
-    /// Starts `bin serve` with `env` plus LISTEN_ADDR=127.0.0.1:0, an
-    /// ADDR_FILE and JSON logs into `dir`, and waits until `health_service`
-    /// is SERVING.
+    /// Starts `bin serve` with LISTEN_ADDR, METRICS_ADDR and HTTP_LISTEN_ADDR
+    /// on port 0 (unless `env` says otherwise), then `env`, an ADDR_FILE and
+    /// JSON logs into `dir`, and waits until `health_service` is SERVING.
     pub async fn serve(
         bin: &str,
         dir: &Path,
-        env: &[(&str, &str)],
+        env_overrides: &[(&str, &str)],
         health_service: &str,
     ) -> Process {
         let addr_file = dir.join("addr");
         let log = dir.join("log");
         let out = std::fs::File::create(&log).expect("log file");
         let addr_file_text = addr_file.display().to_string();
-        let mut env = env.to_vec();
-        env.extend([
+        let mut env = [
             ("LISTEN_ADDR", "127.0.0.1:0"),
+            ("METRICS_ADDR", "127.0.0.1:0"),
+            ("HTTP_LISTEN_ADDR", "127.0.0.1:0"),
+        ]
+        .to_vec();
+        env.extend_from_slice(env_overrides);
+        env.extend([
             ("ADDR_FILE", addr_file_text.as_str()),
             ("LOG_FORMAT", "json"),
         ]);
@@ -74,14 +82,17 @@ impl Process {
         let mut process = Process {
             child,
             addr: String::new(),
+            addrs: Addrs {
+                grpc: ([0, 0, 0, 0], 0).into(),
+                web: None,
+                metrics: None,
+            },
             log,
         };
-        process.addr = tokio::time::timeout(Duration::from_secs(30), async {
+        process.addrs = tokio::time::timeout(Duration::from_secs(30), async {
             loop {
-                if let Ok(addr) = std::fs::read_to_string(&addr_file)
-                    && !addr.is_empty()
-                {
-                    return addr;
+                if let Some(addrs) = Addrs::read(&addr_file) {
+                    return addrs;
                 }
                 if let Ok(Some(status)) = process.child.try_wait() {
                     panic!("{bin} exited early ({status}):\n{}", process.log_text());
@@ -91,6 +102,7 @@ impl Process {
         })
         .await
         .unwrap_or_else(|_| panic!("{bin} did not write its address"));
+        process.addr = process.addrs.grpc.to_string();
         let channel = Endpoint::from_shared(format!("http://{}", process.addr))
             .expect("endpoint")
             .connect_lazy();

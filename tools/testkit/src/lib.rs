@@ -4,6 +4,8 @@
 //! each service spawned in-process exactly as its binary runs it.
 
 pub mod binary;
+pub mod drain;
+pub mod fake;
 pub mod services;
 pub mod web;
 
@@ -11,9 +13,7 @@ use std::{path::PathBuf, sync::OnceLock, time::Duration};
 
 use shop_devdb::Cluster;
 use shop_runtime::auth::{Role, Signer, ensure_keypair};
-use tonic::{
-    Request, Status, metadata::AsciiMetadataValue, service::Interceptor, transport::Channel,
-};
+use tonic::transport::Channel;
 use tonic_health::pb::{
     HealthCheckRequest, health_check_response::ServingStatus, health_client::HealthClient,
 };
@@ -120,38 +120,11 @@ pub fn order_service_token() -> String {
         .expect("sign")
 }
 
-/// Adds `authorization: Bearer <token>` (or exactly what it is given) to
-/// every call.
-#[derive(Clone)]
-pub struct Bearer(Option<AsciiMetadataValue>);
+pub use shop_runtime::auth::Bearer;
 
-impl Bearer {
-    pub fn new(token: &str) -> Self {
-        Bearer(Some(
-            format!("Bearer {token}").parse().expect("ascii token"),
-        ))
-    }
-
-    /// Sends no token at all.
-    pub fn none() -> Self {
-        Bearer(None)
-    }
-
-    /// Sends this exact `authorization` value.
-    pub fn raw(value: &str) -> Self {
-        Bearer(Some(value.parse().expect("ascii")))
-    }
-}
-
-impl Interceptor for Bearer {
-    fn call(&mut self, mut request: Request<()>) -> Result<Request<()>, Status> {
-        if let Some(value) = &self.0 {
-            request
-                .metadata_mut()
-                .insert("authorization", value.clone());
-        }
-        Ok(request)
-    }
+/// An interceptor sending `token` as `authorization: Bearer <token>`.
+pub fn bearer(token: &str) -> Bearer {
+    Bearer::new(token).expect("an ASCII token")
 }
 
 /// Waits (up to 10 s) until `service`'s health at `channel` is `status`,
@@ -181,6 +154,23 @@ pub async fn wait_for_health(channel: Channel, service: &str, status: ServingSta
     tokio::time::timeout(Duration::from_secs(10), wait)
         .await
         .unwrap_or_else(|_| panic!("health of {service:?} did not become {status:?} within 10 s"));
+}
+
+/// Waits (checking every 20 ms, up to `timeout`) until `check` says yes:
+/// for states that show up in a database or a log, where there is no
+/// stream to follow. Panics naming `what` when time runs out.
+pub async fn eventually<F, Fut>(what: &str, timeout: Duration, mut check: F)
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = bool>,
+{
+    let waited = tokio::time::timeout(timeout, async {
+        while !check().await {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    })
+    .await;
+    assert!(waited.is_ok(), "{what} did not happen within {timeout:?}");
 }
 
 /// The root of the workspace.

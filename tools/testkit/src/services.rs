@@ -2,8 +2,13 @@
 
 use std::{future::Future, net::SocketAddr, time::Duration};
 
-use shop_runtime::config::{AuthArgs, DbArgs, LogArgs, ServerArgs};
-use shop_runtime::telemetry::LogFormat;
+use std::path::PathBuf;
+
+use shop_runtime::{
+    config::{AuthArgs, Config, DbArgs, LogArgs, ServerArgs, UpstreamArgs, WebArgs},
+    service::Listeners,
+    telemetry::LogFormat,
+};
 use tokio::{net::TcpListener, sync::oneshot, task::JoinHandle};
 use tonic::transport::{Channel, Endpoint};
 use tonic_health::pb::health_check_response::ServingStatus;
@@ -15,6 +20,8 @@ pub struct Running {
     pub addr: SocketAddr,
     /// The web shop's address (storefront only).
     pub http_addr: Option<SocketAddr>,
+    /// Where `/metrics` is served.
+    pub metrics_addr: SocketAddr,
     pub database_url: String,
     /// A channel to it (connects lazily).
     pub channel: Channel,
@@ -23,42 +30,35 @@ pub struct Running {
 }
 
 impl Running {
-    /// Starts `run(listener, shutdown)` and waits until it is SERVING.
-    pub async fn start<F, Fut>(database_url: String, run: F) -> Running
+    /// Binds port 0 for gRPC, `/metrics` and (with `web`) the web shop,
+    /// starts `run(listeners, shutdown)` and waits until it is SERVING.
+    pub async fn start<F, Fut>(database_url: String, web: bool, run: F) -> Running
     where
-        F: FnOnce(TcpListener, oneshot::Receiver<()>) -> Fut,
+        F: FnOnce(Listeners, oneshot::Receiver<()>) -> Fut,
         Fut: Future<Output = anyhow::Result<()>> + Send + 'static,
     {
         crate::init_logs();
-        let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
-        let addr = listener.local_addr().expect("addr");
+        let listeners = Listeners {
+            grpc: bind().await,
+            web: if web { Some(bind().await) } else { None },
+            metrics: Some(bind().await),
+        };
+        let addrs = listeners.addrs().expect("bound addresses");
         let (tx, rx) = oneshot::channel();
-        let task = tokio::spawn(run(listener, rx));
-        let channel = Endpoint::from_shared(format!("http://{addr}"))
+        let task = tokio::spawn(run(listeners, rx));
+        let channel = Endpoint::from_shared(format!("http://{}", addrs.grpc))
             .expect("endpoint")
             .connect_lazy();
         let running = Running {
-            addr,
-            http_addr: None,
+            addr: addrs.grpc,
+            http_addr: addrs.web,
+            metrics_addr: addrs.metrics.expect("metrics bound"),
             database_url,
             channel,
             shutdown: Some(tx),
             task: Some(task),
         };
         running.wait_for(ServingStatus::Serving).await;
-        running
-    }
-
-    /// Like [`start`](Self::start) for a service that also serves HTTP.
-    pub async fn start_with_http<F, Fut>(database_url: String, run: F) -> Running
-    where
-        F: FnOnce(TcpListener, TcpListener, oneshot::Receiver<()>) -> Fut,
-        Fut: Future<Output = anyhow::Result<()>> + Send + 'static,
-    {
-        let http = TcpListener::bind("127.0.0.1:0").await.expect("bind");
-        let http_addr = http.local_addr().expect("addr");
-        let mut running = Running::start(database_url, |grpc, stop| run(grpc, http, stop)).await;
-        running.http_addr = Some(http_addr);
         running
     }
 
@@ -90,6 +90,10 @@ impl Drop for Running {
     }
 }
 
+async fn bind() -> TcpListener {
+    TcpListener::bind("127.0.0.1:0").await.expect("bind")
+}
+
 fn server_args() -> ServerArgs {
     ServerArgs {
         listen: "127.0.0.1:0".parse().expect("addr"),
@@ -117,19 +121,41 @@ fn log_args() -> LogArgs {
     }
 }
 
-/// A productinfo configuration for `database_url`.
-pub fn productinfo_config(database_url: String) -> productinfo::Config {
-    productinfo::Config {
+/// The flags every service has, for `database_url` trusting `trusted_issuers`.
+fn config<A: clap::Args>(database_url: String, trusted_issuers: &str, service: A) -> Config<A> {
+    Config {
         server: server_args(),
         auth: AuthArgs {
-            trusted_issuers: keys().productinfo_trusts.clone(),
+            trusted_issuers: trusted_issuers.to_owned(),
         },
         db: db_args(database_url),
         log: log_args(),
         migrate: true,
-        default_currency: "USD".into(),
-        reserve_callers: vec!["order".into()],
+        service,
     }
+}
+
+/// How a service calls the others: as `issuer`, with the tests' patience.
+fn upstream_args(signing_key_file: PathBuf, issuer: &str) -> UpstreamArgs {
+    UpstreamArgs {
+        signing_key_file,
+        token_issuer: Some(issuer.into()),
+        upstream_timeout: TEST_PATIENCE,
+        upstream_retries: 2,
+        resolve_interval: Duration::from_secs(1),
+    }
+}
+
+/// A productinfo configuration for `database_url`.
+pub fn productinfo_config(database_url: String) -> productinfo::Config {
+    config(
+        database_url,
+        &keys().productinfo_trusts,
+        productinfo::Args {
+            default_currency: "USD".into(),
+            reserve_callers: vec!["order".into()],
+        },
+    )
 }
 
 /// productinfo on a fresh database.
@@ -143,8 +169,8 @@ pub async fn productinfo() -> Running {
 /// productinfo with this exact configuration.
 pub async fn productinfo_with(config: productinfo::Config) -> Running {
     let url = config.db.database_url.clone();
-    Running::start(url, |listener, stop| {
-        productinfo::run(config, listener, async {
+    Running::start(url, false, |listeners, stop| {
+        productinfo::run(config, listeners, async {
             let _ = stop.await;
         })
     })
@@ -158,25 +184,17 @@ const TEST_PATIENCE: Duration = Duration::from_secs(15);
 /// An order configuration for `database_url`, calling productinfo at
 /// `productinfo_target`.
 pub fn order_config(database_url: String, productinfo_target: &str) -> order::Config {
-    order::Config {
-        server: server_args(),
-        auth: AuthArgs {
-            trusted_issuers: keys().order_trusts.clone(),
-        },
-        db: db_args(database_url),
-        log: log_args(),
-        upstream: order::config::UpstreamArgs {
+    config(
+        database_url,
+        &keys().order_trusts,
+        order::Args {
             productinfo_target: productinfo_target.parse().expect("target"),
-            signing_key_file: keys().order_key.clone(),
-            token_issuer: "order".into(),
-            upstream_timeout: TEST_PATIENCE,
-            resolve_interval: Duration::from_secs(1),
+            upstream: upstream_args(keys().order_key.clone(), "order"),
+            shipment_batch_size: 3,
+            release_interval: Duration::from_millis(200),
+            abandoned_after: Duration::from_secs(60),
         },
-        migrate: true,
-        shipment_batch_size: 3,
-        release_interval: Duration::from_millis(200),
-        abandoned_after: Duration::from_secs(60),
-    }
+    )
 }
 
 /// A storefront configuration for `database_url`, calling productinfo and
@@ -186,37 +204,30 @@ pub fn storefront_config(
     productinfo_target: &str,
     order_target: &str,
 ) -> storefront::Config {
-    storefront::Config {
-        server: server_args(),
-        http_listen: "127.0.0.1:0".parse().expect("addr"),
-        auth: AuthArgs {
-            trusted_issuers: keys().storefront_trusts.clone(),
-        },
-        db: db_args(database_url),
-        log: log_args(),
-        upstream: storefront::config::UpstreamArgs {
+    config(
+        database_url,
+        &keys().storefront_trusts,
+        storefront::Args {
+            web: WebArgs {
+                http_listen: "127.0.0.1:0".parse().expect("addr"),
+            },
             productinfo_target: productinfo_target.parse().expect("target"),
             order_target: order_target.parse().expect("target"),
-            signing_key_file: keys().storefront_key.clone(),
-            token_issuer: "storefront".into(),
-            upstream_timeout: TEST_PATIENCE,
-            resolve_interval: Duration::from_secs(1),
+            upstream: upstream_args(keys().storefront_key.clone(), "storefront"),
+            cookie_secure: false,
+            trust_forwarded_for: false,
+            session_ttl: Duration::from_secs(3600),
+            admin_email: None,
+            admin_password_file: None,
         },
-        migrate: true,
-        cookie_secure: false,
-        trust_forwarded_for: false,
-        session_ttl: Duration::from_secs(3600),
-        admin_email: None,
-        admin_password_file: None,
-        http_addr_file: None,
-    }
+    )
 }
 
 /// storefront with this exact configuration.
 pub async fn storefront_with(config: storefront::Config) -> Running {
     let url = config.db.database_url.clone();
-    Running::start_with_http(url, |grpc, http, stop| {
-        storefront::run(config, grpc, http, async {
+    Running::start(url, true, |listeners, stop| {
+        storefront::run(config, listeners, async {
             let _ = stop.await;
         })
     })
@@ -226,8 +237,8 @@ pub async fn storefront_with(config: storefront::Config) -> Running {
 /// order with this exact configuration.
 pub async fn order_with(config: order::Config) -> Running {
     let url = config.db.database_url.clone();
-    Running::start(url, |listener, stop| {
-        order::run(config, listener, async {
+    Running::start(url, false, |listeners, stop| {
+        order::run(config, listeners, async {
             let _ = stop.await;
         })
     })

@@ -3,7 +3,7 @@
 
 use futures::StreamExt as _;
 use shop_proto::book::ecommerce::{Order, order_management_client::OrderManagementClient};
-use shop_testkit::{Bearer, admin_token, customer_token};
+use shop_testkit::{admin_token, bearer, customer_token};
 
 use crate::helpers::Shop;
 
@@ -20,12 +20,10 @@ async fn the_books_client_flow_runs_end_to_end() {
     }
     let mut customer = OrderManagementClient::with_interceptor(
         shop.order.channel.clone(),
-        Bearer::new(&customer_token()),
+        bearer(&customer_token()),
     );
-    let mut admin = OrderManagementClient::with_interceptor(
-        shop.order.channel.clone(),
-        Bearer::new(&admin_token()),
-    );
+    let mut admin =
+        OrderManagementClient::with_interceptor(shop.order.channel.clone(), bearer(&admin_token()));
 
     // addOrder, as the book sends it: its own id, item names, a price.
     let order1 = Order {

@@ -3,7 +3,7 @@
 
 use shop_proto::ecommerce::{Money, Product, product_info_client::ProductInfoClient};
 use shop_testkit::{
-    Bearer, admin_token,
+    admin_token, bearer,
     binary::{Process, command, grpcurl, text},
     customer_token, keys, services,
 };
@@ -15,18 +15,17 @@ const BIN: &str = env!("CARGO_BIN_EXE_order");
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn grpcurl_places_and_reads_orders_on_the_real_binary() {
     let catalog = services::productinfo().await;
-    let mug =
-        ProductInfoClient::with_interceptor(catalog.channel.clone(), Bearer::new(&admin_token()))
-            .add_product(Product {
-                name: "Grpcurl mug".into(),
-                unit_price: Some(Money::from_minor("USD", 950)),
-                stock: 5,
-                ..Default::default()
-            })
-            .await
-            .unwrap()
-            .into_inner()
-            .value;
+    let mug = ProductInfoClient::with_interceptor(catalog.channel.clone(), bearer(&admin_token()))
+        .add_product(Product {
+            name: "Grpcurl mug".into(),
+            unit_price: Some(Money::from_minor("USD", 950)),
+            stock: 5,
+            ..Default::default()
+        })
+        .await
+        .unwrap()
+        .into_inner()
+        .value;
     let dir = tempfile::tempdir().unwrap();
     let database = shop_testkit::fresh_database("order").await;
     let target = catalog.addr.to_string();

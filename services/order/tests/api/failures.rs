@@ -1,21 +1,11 @@
 //! When the catalog is away or slow: clear errors, nothing half-done, and
 //! replicas that come and go without failed calls.
 
-use std::{
-    sync::{Arc, Mutex},
-    time::Duration,
-};
+use std::time::Duration;
 
-use shop_proto::ecommerce::{
-    AdjustStockRequest, GetProductsRequest, GetProductsResponse, ListProductsRequest,
-    ListProductsResponse, Money, Product, ProductId, ReleaseStockRequest, Reservation,
-    ReservationState, ReserveStockRequest, ReservedLine, SearchProductsRequest,
-    product_info_server::{ProductInfo, ProductInfoServer},
-};
-use shop_runtime::health::Serving as ServingStatus;
-use shop_testkit::services;
+use shop_testkit::{fake::RecordingCatalog, services};
 use sqlx::Connection as _;
-use tonic::{Code, Status};
+use tonic::Code;
 
 use crate::helpers::{Shop, order_of};
 
@@ -49,7 +39,7 @@ async fn with_the_catalog_unreachable_orders_fail_unavailable_and_nothing_is_sto
 #[tokio::test]
 async fn a_reservation_that_times_out_is_released_and_nothing_is_stored() {
     let shop = Shop::start_with(1, |c| {
-        c.upstream.upstream_timeout = Duration::from_millis(500);
+        c.service.upstream.upstream_timeout = Duration::from_millis(500);
     })
     .await;
     let mug = shop.add_product("Mug", 100, 10).await;
@@ -121,147 +111,19 @@ async fn orders_keep_flowing_while_a_catalog_replica_shuts_down() {
     assert_eq!(shop.stock(&mug).await, 1000 - 90);
 }
 
-/// Each call's method and the deadline it came with.
-type Seen = Vec<(String, Option<Duration>)>;
-
-/// A stand-in catalog that records the deadline of each call it gets.
-#[derive(Clone, Default)]
-struct RecordingCatalog {
-    timeouts: Arc<Mutex<Seen>>,
-}
-
-impl RecordingCatalog {
-    fn record<T>(&self, method: &str, request: &tonic::Request<T>) {
-        let timeout = shop_runtime::deadline::grpc_timeout(request.metadata().as_ref());
-        self.timeouts
-            .lock()
-            .unwrap()
-            .push((method.to_owned(), timeout));
-    }
-}
-
-#[tonic::async_trait]
-impl ProductInfo for RecordingCatalog {
-    async fn add_product(
-        &self,
-        _: tonic::Request<Product>,
-    ) -> Result<tonic::Response<ProductId>, Status> {
-        Err(Status::unimplemented("not in this test"))
-    }
-    async fn get_product(
-        &self,
-        _: tonic::Request<ProductId>,
-    ) -> Result<tonic::Response<Product>, Status> {
-        Err(Status::unimplemented("not in this test"))
-    }
-    async fn get_products(
-        &self,
-        request: tonic::Request<GetProductsRequest>,
-    ) -> Result<tonic::Response<GetProductsResponse>, Status> {
-        self.record("getProducts", &request);
-        let products = request
-            .into_inner()
-            .ids
-            .into_iter()
-            .map(|id| Product {
-                id,
-                name: "Mug".into(),
-                unit_price: Some(Money::from_minor("USD", 100)),
-                ..Default::default()
-            })
-            .collect();
-        Ok(tonic::Response::new(GetProductsResponse {
-            products,
-            missing: vec![],
-        }))
-    }
-    async fn list_products(
-        &self,
-        _: tonic::Request<ListProductsRequest>,
-    ) -> Result<tonic::Response<ListProductsResponse>, Status> {
-        Err(Status::unimplemented("not in this test"))
-    }
-    type searchProductsStream = futures::stream::Empty<Result<Product, Status>>;
-    async fn search_products(
-        &self,
-        _: tonic::Request<SearchProductsRequest>,
-    ) -> Result<tonic::Response<Self::searchProductsStream>, Status> {
-        Err(Status::unimplemented("not in this test"))
-    }
-    async fn adjust_stock(
-        &self,
-        _: tonic::Request<AdjustStockRequest>,
-    ) -> Result<tonic::Response<Product>, Status> {
-        Err(Status::unimplemented("not in this test"))
-    }
-    async fn reserve_stock(
-        &self,
-        request: tonic::Request<ReserveStockRequest>,
-    ) -> Result<tonic::Response<Reservation>, Status> {
-        self.record("reserveStock", &request);
-        let request = request.into_inner();
-        Ok(tonic::Response::new(Reservation {
-            order_id: request.order_id,
-            state: ReservationState::Held as i32,
-            lines: request
-                .lines
-                .into_iter()
-                .map(|l| ReservedLine {
-                    product_id: l.product_id,
-                    quantity: l.quantity,
-                    unit_price: Some(Money::from_minor("USD", 100)),
-                    name: "Mug".into(),
-                })
-                .collect(),
-            create_time: None,
-        }))
-    }
-    async fn release_stock(
-        &self,
-        request: tonic::Request<ReleaseStockRequest>,
-    ) -> Result<tonic::Response<Reservation>, Status> {
-        self.record("releaseStock", &request);
-        Ok(tonic::Response::new(Reservation::default()))
-    }
-}
-
 #[tokio::test]
 async fn the_callers_deadline_bounds_every_call_to_the_catalog() {
-    let catalog = RecordingCatalog::default();
-    let server =
-        shop_runtime::server::Server::new("fake-catalog", &[shop_proto::FILE_DESCRIPTOR_SET]);
-    server.health.set("", ServingStatus::Serving);
-    server
-        .health
-        .set("ecommerce.ProductInfo", ServingStatus::Serving);
-    let routes = server
-        .routes(tonic::service::Routes::new(ProductInfoServer::new(
-            catalog.clone(),
-        )))
-        .unwrap();
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = listener.local_addr().unwrap();
-    tokio::spawn(server.serve(
-        listener,
-        routes,
-        shop_runtime::server::ServeOptions {
-            drain_delay: Duration::ZERO,
-            grace: Duration::from_secs(1),
-            metrics_addr: None,
-            addr_file: None,
-        },
-        futures::future::pending(),
-    ));
+    let (addr, catalog) = RecordingCatalog::spawn().await;
     let mut config = services::order_config(
         shop_testkit::fresh_database("order").await,
         &addr.to_string(),
     );
-    config.upstream.upstream_timeout = Duration::from_secs(30);
+    config.service.upstream.upstream_timeout = Duration::from_secs(30);
     let order = services::order_with(config).await;
     let mut client =
         shop_proto::ecommerce::order_management_client::OrderManagementClient::with_interceptor(
             order.channel.clone(),
-            shop_testkit::Bearer::new(&shop_testkit::customer_token()),
+            shop_testkit::bearer(&shop_testkit::customer_token()),
         );
     let product = uuid::Uuid::now_v7().to_string();
 
@@ -273,7 +135,7 @@ async fn the_callers_deadline_bounds_every_call_to_the_catalog() {
         .await
         .unwrap();
 
-    let seen = catalog.timeouts.lock().unwrap().clone();
+    let seen = catalog.seen();
     let methods: Vec<&str> = seen.iter().map(|(m, _)| m.as_str()).collect();
     assert_eq!(
         methods,
@@ -293,4 +155,24 @@ async fn the_callers_deadline_bounds_every_call_to_the_catalog() {
             "{method}: {t:?} is the configured default when the caller sets none"
         );
     }
+}
+
+#[tokio::test]
+async fn orders_placed_during_the_drain_delay_are_served() {
+    let drain_delay = Duration::from_secs(5);
+    let shop = Shop::start_with(1, |c| c.server.drain_delay = drain_delay).await;
+    let mug = shop.add_product("Mug", 100, 10).await;
+
+    let Shop { productinfo, order } = shop;
+    shop_testkit::drain::served_while_draining(order, drain_delay, "/", |channel| async move {
+        let mut client =
+            shop_proto::ecommerce::order_management_client::OrderManagementClient::with_interceptor(
+                channel,
+                shop_testkit::bearer(&shop_testkit::customer_token()),
+            );
+        client.add_order(order_of(&mug, 2, "Home")).await?;
+        Ok(())
+    })
+    .await;
+    drop(productinfo);
 }

@@ -7,7 +7,7 @@ use shop_proto::ecommerce::{
 };
 use shop_runtime::auth::Role;
 use shop_testkit::services;
-pub use shop_testkit::{Bearer, admin_token, customer_token, services::Running, token};
+pub use shop_testkit::{Bearer, admin_token, bearer, customer_token, services::Running, token};
 use tonic::{service::interceptor::InterceptedService, transport::Channel};
 
 pub type OrderClient = OrderManagementClient<InterceptedService<Channel, Bearer>>;
@@ -45,7 +45,7 @@ impl Shop {
     }
 
     pub fn orders(&self, token: &str) -> OrderClient {
-        OrderManagementClient::with_interceptor(self.order.channel.clone(), Bearer::new(token))
+        OrderManagementClient::with_interceptor(self.order.channel.clone(), bearer(token))
     }
 
     /// The customer "customer-1".
@@ -75,7 +75,7 @@ impl Shop {
     pub fn catalog(&self) -> CatalogClient {
         ProductInfoClient::with_interceptor(
             self.productinfo[0].channel.clone(),
-            Bearer::new(&admin_token()),
+            bearer(&admin_token()),
         )
     }
 

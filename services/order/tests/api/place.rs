@@ -301,3 +301,150 @@ async fn two_hundred_concurrent_orders_sell_exactly_the_fifty_in_stock() {
     .unwrap();
     assert_eq!(catalog_held, 50, "one held reservation per confirmed order");
 }
+
+/// Sessions of `db`'s database waiting on a lock, running SQL that starts
+/// with `sql`.
+async fn lock_waiters(db: &sqlx::PgPool, sql: &str) -> i64 {
+    sqlx::query_scalar(
+        "SELECT count(*) FROM pg_stat_activity \
+         WHERE wait_event_type = 'Lock' AND datname = current_database() AND query LIKE $1",
+    )
+    .bind(format!("{sql}%"))
+    .fetch_one(db)
+    .await
+    .unwrap()
+}
+
+/// The two racers for a placement's intent row, by their statements.
+const CONFIRM: &str = "DELETE FROM reservation_intents";
+const SWEEP: &str = "UPDATE reservation_intents";
+
+/// Which of the two racers reaches the placement's intent row first.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+enum First {
+    Confirm,
+    AbandonedSweep,
+}
+
+/// Places an order of 3 mugs (of 10) and makes its confirmation and the
+/// abandoned-placement sweep (abandoned after 3 s) queue on its intent row
+/// in the order `first` says, then lets them go. Returns the shop, the
+/// mug, and what the client was told.
+async fn race_confirm_and_sweep(first: First) -> (Shop, String, Result<String, tonic::Status>) {
+    use sqlx::Connection as _;
+    let shop = Shop::start_with(1, |c| {
+        c.service.abandoned_after = std::time::Duration::from_secs(3);
+        c.service.release_interval = std::time::Duration::from_millis(50);
+    })
+    .await;
+    let mug = shop.add_product("Mug", 100, 10).await;
+    let (catalog_db, order_db) = (shop.catalog_db().await, shop.order_db().await);
+    let patience = std::time::Duration::from_secs(20);
+
+    // The catalog's product row held: the reservation waits inside productinfo.
+    let mut catalog_conn = sqlx::PgConnection::connect(&shop.productinfo[0].database_url)
+        .await
+        .unwrap();
+    let mut lock = catalog_conn.begin().await.unwrap();
+    sqlx::query("SELECT 1 FROM products WHERE id = $1::uuid FOR UPDATE")
+        .bind(&mug)
+        .execute(&mut *lock)
+        .await
+        .unwrap();
+    let mut catalog_lock = Some(lock);
+    async fn release(lock: &mut Option<sqlx::Transaction<'_, sqlx::Postgres>>) {
+        if let Some(lock) = lock.take() {
+            lock.commit().await.unwrap();
+        }
+    }
+    let placing = {
+        let mut customer = shop.customer();
+        let order = order_of(&mug, 3, "Home");
+        tokio::spawn(async move { customer.add_order(order).await.map(|r| r.into_inner()) })
+    };
+    shop_testkit::eventually("the reservation waits in the catalog", patience, || async {
+        lock_waiters(&catalog_db, "SELECT").await == 1
+    })
+    .await;
+
+    // The placement's intent row held: both racers will queue on it.
+    let intent: uuid::Uuid =
+        sqlx::query_scalar("SELECT order_id FROM reservation_intents WHERE state = 'reserving'")
+            .fetch_one(&order_db)
+            .await
+            .unwrap();
+    let mut order_conn = sqlx::PgConnection::connect(&shop.order.database_url)
+        .await
+        .unwrap();
+    let mut intent_lock = order_conn.begin().await.unwrap();
+    sqlx::query("SELECT 1 FROM reservation_intents WHERE order_id = $1 FOR UPDATE")
+        .bind(intent)
+        .execute(&mut *intent_lock)
+        .await
+        .unwrap();
+
+    let queued = |sql: &'static str| {
+        let order_db = order_db.clone();
+        move || {
+            let order_db = order_db.clone();
+            async move { lock_waiters(&order_db, sql).await == 1 }
+        }
+    };
+    let (one, other) = match first {
+        First::Confirm => {
+            release(&mut catalog_lock).await;
+            (CONFIRM, SWEEP)
+        }
+        First::AbandonedSweep => (SWEEP, CONFIRM),
+    };
+    shop_testkit::eventually(one, patience, queued(one)).await;
+    assert_eq!(
+        lock_waiters(&order_db, other).await,
+        0,
+        "{other} queued before {one}: the test lost control of the race"
+    );
+    release(&mut catalog_lock).await;
+    shop_testkit::eventually(other, patience, queued(other)).await;
+    intent_lock.commit().await.unwrap();
+    let told = placing.await.unwrap();
+
+    shop_testkit::eventually("the release outbox drains", patience, || async {
+        shop.count("SELECT count(*) FROM reservation_intents").await == 0
+    })
+    .await;
+    (shop, mug, told)
+}
+
+/// What the catalog holds for `order_id`: its reservation's state, if any.
+async fn reservation_state(shop: &Shop, order_id: &str) -> Option<String> {
+    sqlx::query_scalar("SELECT state FROM reservations WHERE order_id = $1")
+        .bind(order_id)
+        .fetch_optional(&shop.catalog_db().await)
+        .await
+        .unwrap()
+}
+
+#[tokio::test]
+async fn a_placement_confirmed_before_the_sweep_keeps_its_reservation() {
+    let (shop, mug, told) = race_confirm_and_sweep(First::Confirm).await;
+
+    let id = told.expect("the order is confirmed");
+    assert_eq!(shop.count("SELECT count(*) FROM orders").await, 1);
+    assert_eq!(reservation_state(&shop, &id).await.as_deref(), Some("held"));
+    assert_eq!(shop.stock(&mug).await, 7, "the 3 mugs stay reserved");
+}
+
+#[tokio::test]
+async fn a_placement_the_sweep_abandons_first_cannot_confirm_and_is_released() {
+    let (shop, mug, told) = race_confirm_and_sweep(First::AbandonedSweep).await;
+
+    let status = told.expect_err("the placement is abandoned");
+    assert_eq!(status.code(), Code::Aborted, "{status:?}");
+    assert_eq!(shop.count("SELECT count(*) FROM orders").await, 0);
+    let held: i64 = sqlx::query_scalar("SELECT count(*) FROM reservations WHERE state = 'held'")
+        .fetch_one(&shop.catalog_db().await)
+        .await
+        .unwrap();
+    assert_eq!(held, 0, "no reservation is held without an order");
+    assert_eq!(shop.stock(&mug).await, 10, "every mug is back");
+}

@@ -11,7 +11,7 @@ use shop_runtime::auth::{Claims, Role, Signer, generate_keypair, now_secs};
 use tonic::Code;
 use tonic_health::pb::{HealthCheckRequest, health_client::HealthClient};
 
-use crate::helpers::{Bearer, TestApp, keys};
+use crate::helpers::{Bearer, TestApp, bearer, keys};
 
 async fn get_with(app: &TestApp, bearer: Bearer) -> tonic::Status {
     let mut client = ProductInfoClient::with_interceptor(app.channel.clone(), bearer);
@@ -46,13 +46,13 @@ async fn calls_without_a_valid_token_are_unauthenticated() {
         ("no token", Bearer::none(), "missing bearer token"),
         (
             "not a bearer",
-            Bearer::raw("Basic dXNlcjpwYXNz"),
+            Bearer::raw("Basic dXNlcjpwYXNz").unwrap(),
             "malformed",
         ),
-        ("garbage", Bearer::new("abc.def.ghi"), "malformed"),
+        ("garbage", bearer("abc.def.ghi"), "malformed"),
         (
             "bad signature",
-            Bearer::new(
+            bearer(
                 &forger
                     .sign_claims(&claims(Role::Admin, "productinfo", hour))
                     .unwrap(),
@@ -61,7 +61,7 @@ async fn calls_without_a_valid_token_are_unauthenticated() {
         ),
         (
             "unknown issuer",
-            Bearer::new(
+            bearer(
                 &unknown
                     .sign_claims(&Claims {
                         iss: "mallory".into(),
@@ -73,7 +73,7 @@ async fn calls_without_a_valid_token_are_unauthenticated() {
         ),
         (
             "expired",
-            Bearer::new(
+            bearer(
                 &keys()
                     .storefront
                     .sign_claims(&claims(Role::Admin, "productinfo", now_secs() - 3600))
@@ -83,7 +83,7 @@ async fn calls_without_a_valid_token_are_unauthenticated() {
         ),
         (
             "wrong audience",
-            Bearer::new(
+            bearer(
                 &keys()
                     .storefront
                     .sign_claims(&claims(Role::Admin, "order", hour))
@@ -93,7 +93,7 @@ async fn calls_without_a_valid_token_are_unauthenticated() {
         ),
         (
             "order may only grant service",
-            Bearer::new(
+            bearer(
                 &keys()
                     .order
                     .sign(

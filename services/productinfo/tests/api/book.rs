@@ -4,7 +4,7 @@
 use prost::Message as _;
 use shop_proto::{book, ecommerce};
 
-use crate::helpers::{Bearer, TestApp, admin_token, customer_token};
+use crate::helpers::{TestApp, admin_token, bearer, customer_token};
 
 #[test]
 fn book_messages_decode_as_shop_messages_and_back() {
@@ -59,11 +59,11 @@ async fn the_books_client_adds_a_product_and_reads_it_back() {
     let app = TestApp::spawn().await;
     let mut admin = book::ecommerce::product_info_client::ProductInfoClient::with_interceptor(
         app.channel.clone(),
-        Bearer::new(&admin_token()),
+        bearer(&admin_token()),
     );
     let mut customer = book::ecommerce::product_info_client::ProductInfoClient::with_interceptor(
         app.channel.clone(),
-        Bearer::new(&customer_token()),
+        bearer(&customer_token()),
     );
 
     let id = admin

@@ -8,7 +8,7 @@ use shop_proto::ecommerce::Product;
 use shop_testkit::binary::{Process, grpcurl, text};
 use tonic::transport::Endpoint;
 
-use crate::helpers::{Bearer, admin_token, cluster, customer_token, keys};
+use crate::helpers::{admin_token, bearer, cluster, customer_token, keys};
 
 const BIN: &str = env!("CARGO_BIN_EXE_productinfo");
 
@@ -75,7 +75,7 @@ async fn grpcurl_lists_describes_and_calls_the_real_binary_which_stops_cleanly_o
         .connect_lazy();
     let id = shop_proto::ecommerce::product_info_client::ProductInfoClient::with_interceptor(
         channel,
-        Bearer::new(&admin_token()),
+        bearer(&admin_token()),
     )
     .add_product(Product {
         name: "Grpcurl mug".into(),

@@ -1,17 +1,20 @@
 //! Health tells the truth: SERVING only while the database answers, and
-//! NOT_SERVING as soon as shutdown starts, while calls in flight still finish.
+//! NOT_SERVING as soon as shutdown starts, while calls in flight still finish
+//! and new ones are served until the drain delay ends.
 
 use std::time::Duration;
 
 use shop_devdb::Cluster;
-use shop_proto::ecommerce::{AdjustStockRequest, ProductId};
+use shop_proto::ecommerce::{
+    AdjustStockRequest, ProductId, product_info_client::ProductInfoClient,
+};
 use sqlx::Connection as _;
 use tonic::Code;
 use tonic_health::pb::{
     HealthCheckRequest, health_check_response::ServingStatus, health_client::HealthClient,
 };
 
-use crate::helpers::{TestApp, config};
+use crate::helpers::{TestApp, bearer, config, customer_token};
 
 #[tokio::test]
 async fn health_follows_the_database_down_and_back_up() {
@@ -136,4 +139,21 @@ async fn shutdown_turns_health_not_serving_at_once_and_lets_a_call_in_flight_fin
 
     let refused = tokio::net::TcpStream::connect(addr).await;
     assert!(refused.is_err(), "the listener is closed after shutdown");
+}
+
+#[tokio::test]
+async fn calls_and_scrapes_arriving_during_the_drain_delay_are_served() {
+    let drain_delay = Duration::from_secs(5);
+    let mut cfg = config(shop_testkit::fresh_database("productinfo").await);
+    cfg.server.drain_delay = drain_delay;
+    let app = TestApp::spawn_with(cfg).await;
+    let id = app.add_product("Mug", 500, 1).await;
+
+    shop_testkit::drain::served_while_draining(app.running, drain_delay, "/", |channel| async {
+        let mut client = ProductInfoClient::with_interceptor(channel, bearer(&customer_token()));
+        let product = client.get_product(ProductId { value: id }).await?;
+        assert_eq!(product.into_inner().name, "Mug");
+        Ok(())
+    })
+    .await;
 }

@@ -4,7 +4,8 @@
 
 use shop_proto::ecommerce::{Money, Product, product_info_client::ProductInfoClient};
 pub use shop_testkit::{
-    Bearer, admin_token, cluster, customer_token, keys, order_service_token, services::Running,
+    Bearer, admin_token, bearer, cluster, customer_token, keys, order_service_token,
+    services::Running,
 };
 use tonic::{service::interceptor::InterceptedService, transport::Channel};
 
@@ -47,7 +48,7 @@ impl TestApp {
 
     /// A client sending `token` as its bearer token.
     pub fn client(&self, token: &str) -> Client {
-        ProductInfoClient::with_interceptor(self.channel.clone(), Bearer::new(token))
+        ProductInfoClient::with_interceptor(self.channel.clone(), bearer(token))
     }
 
     pub fn admin(&self) -> Client {

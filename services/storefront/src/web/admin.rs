@@ -10,6 +10,7 @@ use axum::{
 };
 use serde::Deserialize;
 use shop_proto::ecommerce::{Money, Product};
+use shop_runtime::{deadline::Deadline, upstream::Fault};
 
 use super::{
     AppState, Session, error_page, page_error, render, require_login, see_other, urlencode,
@@ -58,7 +59,11 @@ async fn products_page(
     errors: FormErrors,
     problem: Option<String>,
 ) -> Response {
-    let page = match state.upstreams.list_products("", "", 50, page_token).await {
+    let page = match state
+        .upstreams
+        .list_products(Deadline::NONE, "", "", 50, page_token)
+        .await
+    {
         Ok(page) => page,
         Err(e) => return page_error(session, state, e, "/admin").await,
     };
@@ -151,15 +156,14 @@ pub async fn add_product(
             category: form.category.trim().to_lowercase(),
             ..Default::default()
         };
-        match state.upstreams.add_product(&user, product).await {
+        match state
+            .upstreams
+            .add_product(Deadline::NONE, &user, product)
+            .await
+        {
             Ok(_) => return see_other("/admin?notice=product-added"),
-            Err(Error::Upstream { status, .. })
-                if matches!(
-                    status.code(),
-                    tonic::Code::InvalidArgument | tonic::Code::AlreadyExists
-                ) =>
-            {
-                errors = FormErrors::from_status(&status);
+            Err(Error::Upstream(e)) if matches!(e.fault, Fault::Invalid | Fault::Refused) => {
+                errors = FormErrors::from_status(&e.status);
             }
             Err(e) => return page_error(&session, &state, e, "/admin").await,
         }
@@ -192,19 +196,14 @@ pub async fn adjust_stock(
         Err(_) => "Units must be a whole number, negative to remove.".to_owned(),
         Ok(delta) => match state
             .upstreams
-            .adjust_stock(&user, &id, delta, &form.reason)
+            .adjust_stock(Deadline::NONE, &user, &id, delta, &form.reason)
             .await
         {
             Ok(_) => return see_other("/admin?notice=stock-adjusted"),
-            Err(Error::Upstream { status, .. })
-                if matches!(
-                    status.code(),
-                    tonic::Code::InvalidArgument
-                        | tonic::Code::FailedPrecondition
-                        | tonic::Code::NotFound
-                ) =>
+            Err(Error::Upstream(e))
+                if matches!(e.fault, Fault::Invalid | Fault::Refused | Fault::NotFound) =>
             {
-                status.message().to_owned()
+                e.status.message().to_owned()
             }
             Err(e) => return page_error(&session, &state, e, "/admin").await,
         },
@@ -236,7 +235,11 @@ async fn orders_page(
     query: &str,
     shipments: Vec<ShipmentView>,
 ) -> Response {
-    let (orders, problem) = match state.upstreams.orders(user, query, ADMIN_ORDERS).await {
+    let (orders, problem) = match state
+        .upstreams
+        .orders(Deadline::NONE, user, query, ADMIN_ORDERS)
+        .await
+    {
         Ok(orders) => (orders.into_iter().map(OrderView::from).collect(), None),
         Err(e) if e.is_upstream_unavailable("order") => (
             Vec::new(),
@@ -287,7 +290,11 @@ pub async fn ship(
     if ids.is_empty() {
         return see_other("/admin/orders");
     }
-    match state.upstreams.process_orders(&user, ids).await {
+    match state
+        .upstreams
+        .process_orders(Deadline::NONE, &user, ids)
+        .await
+    {
         Ok(shipments) => {
             let shipments = shipments.into_iter().map(ShipmentView::from).collect();
             orders_page(&session, &state, &user, "", shipments).await

@@ -12,6 +12,7 @@ use axum::{
 use futures::StreamExt as _;
 use serde::Deserialize;
 use shop_proto::ecommerce::OrderStatus;
+use shop_runtime::{deadline::Deadline, upstream::Fault};
 
 use super::{
     AppState, Session, page_error, render, require_login, see_other,
@@ -27,7 +28,7 @@ pub async fn list(session: Session, State(state): State<AppState>) -> Response {
         Ok(user) => user,
         Err(redirect) => return redirect,
     };
-    let (orders, problem) = match state.upstreams.orders(&user, "", MY_ORDERS).await {
+    let (orders, problem) = match state.upstreams.orders(Deadline::NONE, &user, "", MY_ORDERS).await {
         Ok(orders) => (orders.into_iter().map(OrderView::from).collect(), None),
         Err(e) if e.is_upstream_unavailable("order") => (
             Vec::new(),
@@ -61,7 +62,7 @@ pub async fn show(
         Ok(user) => user,
         Err(redirect) => return redirect,
     };
-    match state.upstreams.order(&user, &id).await {
+    match state.upstreams.order(Deadline::NONE, &user, &id).await {
         Ok(Some(order)) => render(&OrderPage {
             layout: Layout::new(&session, &state, "")
                 .await
@@ -86,7 +87,7 @@ pub async fn events(
     };
     let watch = match state.upstreams.watch_order(&user, &id).await {
         Ok(stream) => stream,
-        Err(Error::Upstream { status, .. }) if status.code() == tonic::Code::NotFound => {
+        Err(Error::Upstream(e)) if e.fault == Fault::NotFound => {
             return axum::http::StatusCode::NOT_FOUND.into_response();
         }
         Err(e) => {
@@ -94,9 +95,8 @@ pub async fn events(
             return axum::http::StatusCode::SERVICE_UNAVAILABLE.into_response();
         }
     };
-    let health = state.health.clone();
     let updates = watch
-        .take_until(Box::pin(async move { health.on_shutdown().await }))
+        .take_until(state.stopping.clone().cancelled_owned())
         .filter_map(|order| async move {
             let order = order.ok()?;
             let (label, css) = status_label(order.status);
@@ -128,7 +128,11 @@ pub async fn cancel(
         Ok(user) => user,
         Err(redirect) => return redirect,
     };
-    match state.upstreams.cancel_order(&user, &id).await {
+    match state
+        .upstreams
+        .cancel_order(Deadline::NONE, &user, &id)
+        .await
+    {
         Ok(_) => see_other(&format!("/orders/{id}?notice=cancelled")),
         Err(e) => page_error(&session, &state, e, &next).await,
     }

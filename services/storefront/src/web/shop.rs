@@ -7,6 +7,10 @@ use axum::{
     response::{IntoResponse, Response},
 };
 use serde::Deserialize;
+use shop_runtime::{
+    deadline::Deadline,
+    upstream::{Fault, UpstreamError},
+};
 use tonic::Code;
 use tonic_types::StatusExt as _;
 use uuid::Uuid;
@@ -61,12 +65,12 @@ pub async fn catalog(
     let category = query.category.trim().chars().take(100).collect::<String>();
     let page = match state
         .upstreams
-        .list_products(&q, &category, PAGE_SIZE, &query.page)
+        .list_products(Deadline::NONE, &q, &category, PAGE_SIZE, &query.page)
         .await
     {
         Ok(page) => page,
         // A stale or edited page token: start over rather than fail.
-        Err(Error::Upstream { status, .. }) if status.code() == Code::InvalidArgument => {
+        Err(Error::Upstream(e)) if e.fault == Fault::Invalid => {
             return see_other(&catalog_url(&q, &category, ""));
         }
         Err(e) => {
@@ -107,7 +111,7 @@ pub async fn product(
     Path(id): Path<String>,
     Query(query): Query<NoticeQuery>,
 ) -> Response {
-    match state.upstreams.product(&id).await {
+    match state.upstreams.product(Deadline::NONE, &id).await {
         Ok(Some(product)) => render(&ProductPage {
             layout: Layout::new(&session, &state, "")
                 .await
@@ -186,7 +190,14 @@ pub async fn cart(
     State(state): State<AppState>,
     Query(query): Query<NoticeQuery>,
 ) -> Response {
-    match cart::priced(&state.pool, &state.upstreams, &session.cart_owner()).await {
+    match cart::priced(
+        &state.pool,
+        &state.upstreams,
+        Deadline::NONE,
+        &session.cart_owner(),
+    )
+    .await
+    {
         Ok(cart) => render(&CartPage {
             layout: Layout::new(&session, &state, "")
                 .await
@@ -205,6 +216,7 @@ pub async fn checkout_page(session: Session, State(state): State<AppState>) -> R
     let cart = match cart::priced(
         &state.pool,
         &state.upstreams,
+        Deadline::NONE,
         &crate::db::CartOwner::User(user.id),
     )
     .await
@@ -244,6 +256,7 @@ pub async fn checkout(
     let error = match place_order(
         &state.pool,
         &state.upstreams,
+        Deadline::NONE,
         &user,
         &form.destination,
         &form.idempotency_key,
@@ -287,10 +300,11 @@ pub async fn checkout(
             page.ordering_available = false;
             StatusCode::SERVICE_UNAVAILABLE
         }
-        Error::Upstream {
-            service: "order",
+        Error::Upstream(UpstreamError {
+            upstream: "order",
             status,
-        } if status.code() == Code::FailedPrecondition => {
+            ..
+        }) if status.code() == Code::FailedPrecondition => {
             page.problem = Some(
                 "Some items do not have enough stock. Please change the quantities and try again:"
                     .into(),
@@ -302,10 +316,11 @@ pub async fn checkout(
             page.idempotency_key = Uuid::new_v4().to_string();
             StatusCode::CONFLICT
         }
-        Error::Upstream {
-            service: "order",
+        Error::Upstream(UpstreamError {
+            upstream: "order",
             status,
-        } if matches!(status.code(), Code::InvalidArgument | Code::Aborted) => {
+            ..
+        }) if matches!(status.code(), Code::InvalidArgument | Code::Aborted) => {
             page.problem = Some(
                 "Your order could not be placed; please check your cart and try again.".into(),
             );
@@ -318,6 +333,7 @@ pub async fn checkout(
     match cart::priced(
         &state.pool,
         &state.upstreams,
+        Deadline::NONE,
         &crate::db::CartOwner::User(user.id),
     )
     .await

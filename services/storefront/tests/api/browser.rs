@@ -194,6 +194,8 @@ async fn a_visitor_shops_end_to_end_and_an_admin_ships_the_order() {
     fill(&admin, "input[name=email]", ADMIN_EMAIL).await;
     fill(&admin, "input[name=password]", ADMIN_PASSWORD).await;
     click(&admin, "form.stack button[type=submit]").await;
+    // The login lands (its page says so) before the next page is asked for.
+    assert!(text(&admin, ".notice").await.contains("Welcome back"));
     admin.goto(&format!("{base}/admin")).await.unwrap();
     fill(
         &admin,

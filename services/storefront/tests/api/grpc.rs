@@ -4,7 +4,9 @@ use shop_proto::ecommerce::{
     CartItemRequest, CheckoutRequest, GetCartRequest, LoginRequest, OrderStatus, RegisterRequest,
     storefront_client::StorefrontClient,
 };
-use shop_testkit::Bearer;
+use std::time::Duration;
+
+use shop_testkit::{bearer, fake::RecordingCatalog, services};
 use tonic::Code;
 use tonic_types::StatusExt as _;
 
@@ -31,10 +33,8 @@ async fn a_script_registers_fills_a_cart_and_checks_out() {
         .into_inner();
     assert_eq!(session.user.as_ref().unwrap().email, "fay@example.com");
     assert_eq!(session.user.as_ref().unwrap().role, "customer");
-    let mut fay = StorefrontClient::with_interceptor(
-        shop.storefront.channel.clone(),
-        Bearer::new(&session.token),
-    );
+    let mut fay =
+        StorefrontClient::with_interceptor(shop.storefront.channel.clone(), bearer(&session.token));
 
     fay.add_to_cart(CartItemRequest {
         product_id: mug.clone(),
@@ -84,7 +84,7 @@ async fn a_script_registers_fills_a_cart_and_checks_out() {
     let direct =
         shop_proto::ecommerce::order_management_client::OrderManagementClient::with_interceptor(
             shop.order.as_ref().unwrap().channel.clone(),
-            Bearer::new(&session.token),
+            bearer(&session.token),
         )
         .get_order(order.id.clone())
         .await
@@ -166,4 +166,58 @@ async fn bad_requests_get_the_right_codes() {
         .await
         .unwrap_err();
     assert_eq!(locked.code(), Code::ResourceExhausted);
+}
+
+#[tokio::test]
+async fn a_callers_deadline_reaches_the_catalog_and_a_spent_one_is_not_sent_there() {
+    let (catalog_addr, catalog) = RecordingCatalog::spawn().await;
+    let nowhere = "127.0.0.1:9";
+    let storefront = services::storefront_with(services::storefront_config(
+        shop_testkit::fresh_database("storefront").await,
+        &catalog_addr.to_string(),
+        nowhere,
+    ))
+    .await;
+    let session = StorefrontClient::new(storefront.channel.clone())
+        .register(RegisterRequest {
+            email: "quick@shop.test".into(),
+            password: "a long enough password".into(),
+            name: "Quick".into(),
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    let mut quick =
+        StorefrontClient::with_interceptor(storefront.channel.clone(), bearer(&session.token));
+
+    let mut within = tonic::Request::new(CartItemRequest {
+        product_id: uuid::Uuid::now_v7().to_string(),
+        quantity: 1,
+    });
+    within.set_timeout(Duration::from_millis(1500));
+    quick.add_to_cart(within).await.unwrap();
+
+    let seen = catalog.seen();
+    let methods: Vec<&str> = seen.iter().map(|(m, _)| m.as_str()).collect();
+    assert_eq!(methods, ["getProduct", "getProducts"]);
+    for (method, timeout) in &seen {
+        let t = timeout.unwrap_or_else(|| panic!("{method} had no deadline"));
+        assert!(
+            t < Duration::from_millis(1500),
+            "{method}: {t:?}, inside the caller's 1.5 s (not the 15 s default)"
+        );
+    }
+
+    let mut spent = tonic::Request::new(GetCartRequest::default());
+    spent.set_timeout(Duration::from_millis(5));
+    let status = quick.get_cart(spent).await.unwrap_err();
+    assert!(
+        matches!(status.code(), Code::DeadlineExceeded | Code::Cancelled),
+        "{status:?}"
+    );
+    assert_eq!(
+        catalog.seen().len(),
+        2,
+        "a call with no time left is not sent upstream"
+    );
 }

@@ -7,7 +7,7 @@ use std::path::PathBuf;
 use shop_proto::ecommerce::{Money, Product, product_info_client::ProductInfoClient};
 pub use shop_testkit::services::Running;
 pub use shop_testkit::web::Web;
-use shop_testkit::{Bearer, admin_token, services};
+use shop_testkit::{admin_token, bearer, services};
 
 /// The first admin's credentials in every test shop.
 pub const ADMIN_EMAIL: &str = "boss@shop.test";
@@ -41,8 +41,8 @@ impl Shop {
             &productinfo.addr.to_string(),
             &order.addr.to_string(),
         );
-        config.admin_email = Some(ADMIN_EMAIL.into());
-        config.admin_password_file = Some(password_file);
+        config.service.admin_email = Some(ADMIN_EMAIL.into());
+        config.service.admin_password_file = Some(password_file);
         tweak(&mut config);
         let storefront = services::storefront_with(config).await;
         Shop {
@@ -67,7 +67,7 @@ impl Shop {
     pub async fn add_product(&self, name: &str, cents: i64, stock: i64) -> String {
         ProductInfoClient::with_interceptor(
             self.productinfo.channel.clone(),
-            Bearer::new(&admin_token()),
+            bearer(&admin_token()),
         )
         .add_product(Product {
             name: name.into(),

@@ -63,7 +63,7 @@ async fn pages_carry_security_headers_and_a_private_session_cookie() {
     );
     assert!(!cookie.contains("Secure"));
 
-    let secure = Shop::start_with(|c| c.cookie_secure = true).await;
+    let secure = Shop::start_with(|c| c.service.cookie_secure = true).await;
     let cookie = secure.visitor().get("/").await.headers["set-cookie"]
         .to_str()
         .unwrap()

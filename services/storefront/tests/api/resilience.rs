@@ -1,7 +1,10 @@
 //! When an upstream is down: the rest of the shop keeps working and pages
-//! say what is wrong without leaking internals.
+//! say what is wrong without leaking internals. When the storefront itself
+//! drains: pages and calls keep being served until the drain delay ends.
 
 use std::time::Duration;
+
+use shop_proto::ecommerce::{RegisterRequest, storefront_client::StorefrontClient};
 
 use crate::helpers::Shop;
 
@@ -79,4 +82,31 @@ async fn with_the_catalog_down_pages_are_a_friendly_503_without_internals() {
             page.body
         );
     }
+}
+
+#[tokio::test]
+async fn pages_and_calls_arriving_during_the_drain_delay_are_served() {
+    let drain_delay = Duration::from_secs(5);
+    let shop = Shop::start_with(|c| c.server.drain_delay = drain_delay).await;
+    shop.add_product("Tea pot", 3950, 5).await;
+
+    let Shop {
+        storefront,
+        productinfo,
+        order,
+        ..
+    } = shop;
+    shop_testkit::drain::served_while_draining(storefront, drain_delay, "/", |channel| async {
+        let session = StorefrontClient::new(channel)
+            .register(RegisterRequest {
+                email: "late@shop.test".into(),
+                password: "a password long enough".into(),
+                name: "Late".into(),
+            })
+            .await?;
+        assert!(!session.into_inner().token.is_empty());
+        Ok(())
+    })
+    .await;
+    drop((productinfo, order));
 }

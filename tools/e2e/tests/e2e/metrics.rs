@@ -9,7 +9,7 @@ use shop_proto::ecommerce::{
     Order, OrderLine, ProductId, SearchProductsRequest,
     order_management_client::OrderManagementClient, product_info_client::ProductInfoClient,
 };
-use shop_testkit::{Bearer, admin_token, customer_token};
+use shop_testkit::{admin_token, bearer, customer_token};
 use tonic::transport::Endpoint;
 
 use crate::shop::{RealShop, scrape};
@@ -105,13 +105,10 @@ async fn grpc_metrics_count_every_call_with_its_code_on_servers_and_clients() {
         .unwrap()
         .connect_lazy();
     let mut catalog =
-        ProductInfoClient::with_interceptor(catalog_channel, Bearer::new(&customer_token()));
-    let mut customer = OrderManagementClient::with_interceptor(
-        order_channel.clone(),
-        Bearer::new(&customer_token()),
-    );
-    let mut admin =
-        OrderManagementClient::with_interceptor(order_channel, Bearer::new(&admin_token()));
+        ProductInfoClient::with_interceptor(catalog_channel, bearer(&customer_token()));
+    let mut customer =
+        OrderManagementClient::with_interceptor(order_channel.clone(), bearer(&customer_token()));
+    let mut admin = OrderManagementClient::with_interceptor(order_channel, bearer(&admin_token()));
 
     let [p_port, o_port, _] = shop.metrics;
     let (p0, o0) = (scrape(p_port).await, scrape(o_port).await);

@@ -3,7 +3,7 @@
 
 use std::{process::Stdio, time::Duration};
 
-use crate::shop::{RealShop, free_port};
+use crate::shop::RealShop;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn prometheus_scrapes_the_three_services_and_finds_them_up() {
@@ -96,4 +96,14 @@ async fn prometheus_scrapes_the_three_services_and_finds_them_up() {
     expected.sort();
     assert_eq!(up, expected);
     shop.stop().await;
+}
+
+/// A free loopback port for Prometheus, which cannot report a port it was
+/// given as 0 (the shop's own services write theirs to an address file).
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
 }

@@ -1,9 +1,9 @@
 //! The three real binaries, started as the shop runs them.
 
-use std::{net::TcpListener, path::PathBuf};
+use std::path::PathBuf;
 
 use shop_proto::ecommerce::{Money, Product, product_info_client::ProductInfoClient};
-use shop_testkit::{Bearer, admin_token, binary::Process, keys};
+use shop_testkit::{admin_token, bearer, binary::Process, keys};
 use tonic::transport::Endpoint;
 
 /// The first admin of every test shop.
@@ -27,15 +27,6 @@ pub fn binary(name: &str) -> String {
     path.display().to_string()
 }
 
-/// A free loopback port.
-pub fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
 pub struct RealShop {
     pub productinfo: Process,
     pub order: Process,
@@ -53,13 +44,9 @@ impl RealShop {
     pub async fn start(extra: &[(&'static str, &str)]) -> RealShop {
         shop_testkit::init_logs();
         let dirs: Vec<tempfile::TempDir> = (0..3).map(|_| tempfile::tempdir().unwrap()).collect();
-        let metrics = [free_port(), free_port(), free_port()];
-        let metrics_addr = |i: usize| format!("127.0.0.1:{}", metrics[i]);
-
-        let common = |service: &'static str, metrics: String| {
+        let common = |service: &'static str| {
             let mut env = vec![
                 ("MIGRATE_ON_START", "true".to_owned()),
-                ("METRICS_ADDR", metrics),
                 ("SHUTDOWN_GRACE", "5s".to_owned()),
                 ("OTEL_SERVICE_NAME", service.to_owned()),
                 ("DB_HEALTH_INTERVAL", "200ms".to_owned()),
@@ -68,7 +55,7 @@ impl RealShop {
             env
         };
 
-        let mut env = common("productinfo", metrics_addr(0));
+        let mut env = common("productinfo");
         env.push((
             "DATABASE_URL",
             shop_testkit::fresh_database("productinfo").await,
@@ -76,7 +63,7 @@ impl RealShop {
         env.push(("TRUSTED_ISSUERS", keys().productinfo_trusts.clone()));
         let productinfo = serve("productinfo", dirs[0].path(), &env, "ecommerce.ProductInfo").await;
 
-        let mut env = common("order", metrics_addr(1));
+        let mut env = common("order");
         env.push(("DATABASE_URL", shop_testkit::fresh_database("order").await));
         env.push(("TRUSTED_ISSUERS", keys().order_trusts.clone()));
         env.push(("PRODUCTINFO_TARGET", productinfo.addr.clone()));
@@ -85,8 +72,7 @@ impl RealShop {
 
         let password = dirs[2].path().join("admin-password");
         std::fs::write(&password, ADMIN_PASSWORD).unwrap();
-        let http_file = dirs[2].path().join("http");
-        let mut env = common("storefront", metrics_addr(2));
+        let mut env = common("storefront");
         env.push((
             "DATABASE_URL",
             shop_testkit::fresh_database("storefront").await,
@@ -98,15 +84,12 @@ impl RealShop {
             "SIGNING_KEY_FILE",
             keys().storefront_key.display().to_string(),
         ));
-        env.push(("HTTP_LISTEN_ADDR", "127.0.0.1:0".to_owned()));
-        env.push(("HTTP_ADDR_FILE", http_file.display().to_string()));
         env.push(("ADMIN_EMAIL", ADMIN_EMAIL.to_owned()));
         env.push(("ADMIN_PASSWORD_FILE", password.display().to_string()));
         let storefront = serve("storefront", dirs[2].path(), &env, "ecommerce.Storefront").await;
-        let web = format!(
-            "http://{}",
-            std::fs::read_to_string(&http_file).unwrap().trim()
-        );
+        let web = format!("http://{}", storefront.addrs.web.expect("web address"));
+        let metrics = [&productinfo, &order, &storefront]
+            .map(|p| p.addrs.metrics.expect("metrics address").port());
 
         RealShop {
             productinfo,
@@ -123,7 +106,7 @@ impl RealShop {
         let channel = Endpoint::from_shared(format!("http://{}", self.productinfo.addr))
             .unwrap()
             .connect_lazy();
-        ProductInfoClient::with_interceptor(channel, Bearer::new(&admin_token()))
+        ProductInfoClient::with_interceptor(channel, bearer(&admin_token()))
             .add_product(Product {
                 name: name.into(),
                 unit_price: Some(Money::from_minor("USD", cents)),

@@ -1,0 +1,136 @@
+//! The server-streaming calls: `searchOrders` (every matching order, read
+//! in batches as the client takes them) and `watchOrder` (an order's status
+//! as it changes).
+
+use std::collections::VecDeque;
+
+use shop_proto::ecommerce::Order;
+use shop_runtime::pg::Db;
+use tokio_util::sync::CancellationToken;
+use tonic::Status;
+use uuid::Uuid;
+
+use crate::{
+    db,
+    grpc::OrderStream,
+    order::{OrderRecord, OrderState},
+};
+
+/// Orders read per query while streaming search results.
+const SEARCH_BATCH: i64 = 256;
+
+/// The SQL `LIKE` pattern matching `query` anywhere, its own `\`, `%` and
+/// `_` taken literally; `None` for an empty query.
+pub fn like_pattern(query: &str) -> Option<String> {
+    let query = query.trim();
+    if query.is_empty() {
+        return None;
+    }
+    let mut pattern = String::from("%");
+    for c in query.chars() {
+        if matches!(c, '\\' | '%' | '_') {
+            pattern.push('\\');
+        }
+        pattern.push(c);
+    }
+    pattern.push('%');
+    Some(pattern)
+}
+
+/// Every matching order, read [`SEARCH_BATCH`] at a time (keyset paging, no
+/// long transaction). The next batch is read only when the client has taken
+/// the previous one, and not at all once it has gone away.
+pub fn search_stream(pool: Db, customer: Option<String>, pattern: Option<String>) -> OrderStream {
+    struct State {
+        pool: Db,
+        customer: Option<String>,
+        pattern: Option<String>,
+        buffer: VecDeque<OrderRecord>,
+        after: Option<db::SearchCursor>,
+        exhausted: bool,
+    }
+    let state = State {
+        pool,
+        customer,
+        pattern,
+        buffer: VecDeque::new(),
+        after: None,
+        exhausted: false,
+    };
+    Box::pin(futures::stream::unfold(state, |mut st| async move {
+        if st.buffer.is_empty() {
+            if st.exhausted {
+                return None;
+            }
+            match db::search(
+                &st.pool,
+                st.customer.as_deref(),
+                st.pattern.as_deref(),
+                st.after,
+                SEARCH_BATCH,
+            )
+            .await
+            {
+                Ok(batch) => {
+                    st.exhausted = (batch.len() as i64) < SEARCH_BATCH;
+                    st.after = batch.last().map(|r| (r.order.created_at, r.order.id));
+                    st.buffer = batch.into();
+                }
+                Err(e) => {
+                    st.exhausted = true;
+                    return Some((Err(Status::from(e)), st));
+                }
+            }
+        }
+        let record = st.buffer.pop_front()?;
+        Some((Ok(Order::from(record)), st))
+    }))
+}
+
+/// The order now, then after each status change, until it is final or the
+/// server shuts down.
+pub fn watch_stream(
+    db: Db,
+    stopping: CancellationToken,
+    first: OrderRecord,
+    changes: tokio::sync::watch::Receiver<u64>,
+) -> OrderStream {
+    struct State {
+        db: Db,
+        stopping: CancellationToken,
+        changes: tokio::sync::watch::Receiver<u64>,
+        next: Option<OrderRecord>,
+        last: Option<OrderState>,
+        id: Uuid,
+    }
+    let state = State {
+        id: first.order.id,
+        db,
+        stopping,
+        changes,
+        next: Some(first),
+        last: None,
+    };
+    Box::pin(futures::stream::unfold(state, |mut st| async move {
+        loop {
+            if let Some(record) = st.next.take() {
+                let status = record.order.status;
+                if st.last != Some(status) {
+                    st.last = Some(status);
+                    return Some((Ok(Order::from(record)), st));
+                }
+            }
+            if st.last.is_some_and(OrderState::is_final) {
+                return None;
+            }
+            tokio::select! {
+                changed = st.changes.changed() => if changed.is_err() { return None },
+                () = st.stopping.cancelled() => return None,
+            }
+            match db::get(&st.db, st.id).await {
+                Ok(record) => st.next = record,
+                Err(e) => return Some((Err(Status::from(e)), st)),
+            }
+        }
+    }))
+}

@@ -1,0 +1,406 @@
+//! The one way a service of the shop calls another: [`Upstream`].
+//!
+//! Built once at start-up and cloned freely (clones share connections).
+//! Every call made through it:
+//!
+//! - goes to the next ready replica, in strict rotation ([`Balanced`]), and
+//!   is traced and counted ([`Observed`]);
+//! - carries a token: the calling service's own service token (audience: the
+//!   called service), or the one the call names ([`Call::on_behalf`], for
+//!   the storefront acting for a person);
+//! - carries a deadline: what is left of the incoming call's deadline, minus
+//!   [`MARGIN`](crate::deadline::MARGIN), and never more than
+//!   `--upstream-timeout`. A call with no time left is not sent at all;
+//! - fails with an [`UpstreamError`] whose [`Fault`] is decided in one place,
+//!   [`Fault::of`], for every service: the caller acts on the fault (pass a
+//!   "no" on, say "try later", report a bug), never on raw status codes;
+//! - if it is [idempotent](Call::idempotent) and failed `UNAVAILABLE`, is
+//!   tried again, at most `--upstream-retries` times, after a random pause
+//!   (full jitter, growing) that must fit in its deadline. The balancer has
+//!   already moved calls that never reached a replica; these retries cover
+//!   a replica that answered `UNAVAILABLE` itself (draining, say).
+
+use std::{future::Future, time::Duration};
+
+use tonic::{Code, Request, Response, Status, Streaming, metadata::AsciiMetadataValue};
+
+use crate::{
+    auth::{ServiceToken, Signer},
+    balance::{BalanceConfig, Balanced, Target},
+    config::UpstreamArgs,
+    deadline::Deadline,
+    metrics::Metrics,
+    telemetry::{Methods, client::Observed},
+};
+
+/// How long the service's own tokens live; a fresh one is minted at half-life.
+const SERVICE_TOKEN_TTL: Duration = Duration::from_secs(600);
+
+/// The first retry waits up to this long; each further one up to twice as long.
+const RETRY_BASE: Duration = Duration::from_millis(25);
+
+/// How a service calls the others, prepared from [`UpstreamArgs`]: its
+/// signing key read, its defaults checked.
+#[derive(Debug, Clone)]
+pub struct Caller {
+    signer: Signer,
+    timeout: Duration,
+    retries: u32,
+    resolve_interval: Duration,
+}
+
+impl Caller {
+    /// Reads the signing key of service `name` (the issuer unless
+    /// `--token-issuer` says otherwise).
+    pub fn prepare(args: &UpstreamArgs, name: &str) -> anyhow::Result<Self> {
+        let issuer = args.token_issuer.clone().unwrap_or_else(|| name.to_owned());
+        Ok(Self {
+            signer: Signer::from_file(issuer, &args.signing_key_file)?,
+            timeout: args.upstream_timeout,
+            retries: args.upstream_retries,
+            resolve_interval: args.resolve_interval,
+        })
+    }
+
+    /// The key this service signs with (the storefront also signs people's
+    /// tokens with it).
+    pub fn signer(&self) -> &Signer {
+        &self.signer
+    }
+}
+
+/// Who is called.
+#[derive(Debug, Clone, Copy)]
+pub struct Peer {
+    /// The service's name: its tokens' audience, and its name in logs and metrics.
+    pub name: &'static str,
+    /// The gRPC service whose health says a replica is ready.
+    pub health_service: &'static str,
+    /// The encoded descriptor sets of its contract (to tell streaming
+    /// methods apart in metrics).
+    pub contract: &'static [&'static [u8]],
+}
+
+/// The client of one other service; `C` is its generated client type.
+#[derive(Clone, Debug)]
+pub struct Upstream<C> {
+    peer: Peer,
+    client: C,
+    balanced: Balanced,
+    token: std::sync::Arc<ServiceToken>,
+    timeout: Duration,
+    retries: u32,
+    retried: metrics::Counter,
+}
+
+/// How one call is made: within which deadline, as whom, and whether it may
+/// be sent twice.
+#[derive(Debug, Clone)]
+pub struct Call {
+    deadline: Deadline,
+    timeout: Option<Duration>,
+    on_behalf: Option<AsciiMetadataValue>,
+    idempotent: bool,
+}
+
+impl Call {
+    /// A call made while serving a call with `deadline` (or
+    /// [`Deadline::NONE`]), as this service, not retried.
+    pub fn within(deadline: Deadline) -> Self {
+        Self {
+            deadline,
+            timeout: None,
+            on_behalf: None,
+            idempotent: false,
+        }
+    }
+
+    /// Safe to send more than once (a read, or a write keyed so a repeat
+    /// changes nothing): retried on `UNAVAILABLE`.
+    pub fn idempotent(mut self) -> Self {
+        self.idempotent = true;
+        self
+    }
+
+    /// Sends `authorization` (`Bearer <token>`) instead of the service's own
+    /// token: the called service checks that person's role.
+    pub fn on_behalf(mut self, authorization: AsciiMetadataValue) -> Self {
+        self.on_behalf = Some(authorization);
+        self
+    }
+
+    /// Allows `timeout` instead of `--upstream-timeout` (long streams),
+    /// still never past the caller's deadline.
+    pub fn timeout(mut self, timeout: Duration) -> Self {
+        self.timeout = Some(timeout);
+        self
+    }
+}
+
+/// What a failed call means to the caller, whatever the service.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Fault {
+    /// The called service has no such thing.
+    NotFound,
+    /// The request was not valid (the caller passed on bad input, or has a bug).
+    Invalid,
+    /// A definite "no" worded for the end user (not enough stock, a state
+    /// that does not allow it, a conflict to retry later): nothing happened.
+    Refused,
+    /// The person the call was made for may not do this.
+    Denied,
+    /// No answer, or not in time: the call may or may not have happened.
+    Unavailable,
+    /// A bug or a misconfiguration (our own token refused, an internal error).
+    Broken,
+}
+
+impl Fault {
+    /// The one place that sorts the status codes of other services.
+    pub fn of(code: Code, on_behalf: bool) -> Fault {
+        match code {
+            Code::NotFound => Fault::NotFound,
+            Code::InvalidArgument => Fault::Invalid,
+            Code::FailedPrecondition | Code::AlreadyExists | Code::OutOfRange | Code::Aborted => {
+                Fault::Refused
+            }
+            Code::PermissionDenied if on_behalf => Fault::Denied,
+            Code::Unavailable
+            | Code::DeadlineExceeded
+            | Code::Cancelled
+            | Code::ResourceExhausted
+            | Code::Unknown => Fault::Unavailable,
+            // Our own token refused, or an upstream bug: nothing the end
+            // user can do about it.
+            Code::Ok
+            | Code::Unauthenticated
+            | Code::PermissionDenied
+            | Code::Internal
+            | Code::Unimplemented
+            | Code::DataLoss => Fault::Broken,
+        }
+    }
+}
+
+/// A failed call to another service.
+#[derive(Debug, thiserror::Error)]
+#[error("{upstream} answered {}: {}", .status.code(), .status.message())]
+pub struct UpstreamError {
+    /// The called service.
+    pub upstream: &'static str,
+    /// What it means to the caller.
+    pub fault: Fault,
+    /// The status as the called service sent it (with its details).
+    pub status: Status,
+}
+
+impl UpstreamError {
+    /// The status for our own caller, in the shop's usual way: a "no" is
+    /// passed on with its details, "unavailable" is said in our words, a
+    /// bug is logged and opaque.
+    pub fn into_status(self) -> Status {
+        match self.fault {
+            Fault::NotFound | Fault::Invalid | Fault::Refused | Fault::Denied => self.status,
+            Fault::Unavailable => {
+                tracing::warn!(upstream = self.upstream, code = ?self.status.code(), message = self.status.message(), "upstream unavailable");
+                if self.status.code() == Code::DeadlineExceeded {
+                    Status::deadline_exceeded(format!("{} did not answer in time", self.upstream))
+                } else {
+                    Status::unavailable(format!(
+                        "{} is unavailable; try again later",
+                        self.upstream
+                    ))
+                }
+            }
+            Fault::Broken => crate::error::internal(&self),
+        }
+    }
+}
+
+/// An answer, or `None` where the called service has no such thing (not
+/// found, or an id it cannot even parse).
+pub fn found<T>(result: Result<T, UpstreamError>) -> Result<Option<T>, UpstreamError> {
+    match result {
+        Ok(answer) => Ok(Some(answer)),
+        Err(e) if matches!(e.fault, Fault::NotFound | Fault::Invalid) => Ok(None),
+        Err(e) => Err(e),
+    }
+}
+
+impl<C: Clone> Upstream<C> {
+    /// A client of `peer` at `target`, calling as `caller`, recording into
+    /// `metrics`; `client` wraps the channel in the generated client.
+    pub fn new(
+        caller: &Caller,
+        peer: Peer,
+        target: Target,
+        metrics: &Metrics,
+        client: impl FnOnce(Observed<Balanced>) -> C,
+    ) -> Self {
+        let balanced = Balanced::new(
+            target,
+            BalanceConfig {
+                refresh: caller.resolve_interval,
+                ..BalanceConfig::new(peer.name, peer.health_service)
+            },
+        );
+        metrics.watch_balancer(peer.name, &balanced);
+        // No compression: the messages are small and the network is local,
+        // so gzip would cost CPU for nothing (servers still accept it).
+        let observed = Observed::new(
+            balanced.clone(),
+            peer.name,
+            metrics,
+            Methods::from_descriptor_sets(peer.contract),
+        );
+        Self {
+            peer,
+            client: client(observed),
+            balanced,
+            token: std::sync::Arc::new(ServiceToken::new(
+                caller.signer.clone(),
+                vec![peer.name.to_owned()],
+                SERVICE_TOKEN_TTL,
+            )),
+            timeout: caller.timeout,
+            retries: caller.retries,
+            retried: metrics.counter("shop_upstream_retries_total", &[("upstream", peer.name)]),
+        }
+    }
+
+    /// Whether some replica is ready to take calls right now.
+    pub fn has_ready(&self) -> bool {
+        self.balanced.has_ready()
+    }
+
+    /// Makes `rpc` with `message`, retrying it as the module documentation
+    /// says when `call` is idempotent.
+    pub async fn call<M, R, F, Fut>(
+        &self,
+        call: Call,
+        message: M,
+        rpc: F,
+    ) -> Result<R, UpstreamError>
+    where
+        M: Clone,
+        F: Fn(C, Request<M>) -> Fut,
+        Fut: Future<Output = Result<Response<R>, Status>>,
+    {
+        let call = self.bounded(call);
+        let mut attempt = 0;
+        loop {
+            if !(call.idempotent && attempt < self.retries) {
+                // The last try sends the message itself, not a copy.
+                return self.send(&call, message, &rpc).await;
+            }
+            match self.send(&call, message.clone(), &rpc).await {
+                Err(e) if e.status.code() == Code::Unavailable => {
+                    let pause = RETRY_BASE
+                        .saturating_mul(1 << attempt.min(8))
+                        .mul_f64(fastrand::f64());
+                    let fits = call
+                        .deadline
+                        .remaining()
+                        .is_some_and(|left| left > pause + crate::deadline::MARGIN * 2);
+                    if !fits {
+                        return Err(e);
+                    }
+                    tracing::debug!(
+                        upstream = self.peer.name,
+                        attempt,
+                        pause_ms = pause.as_millis() as u64,
+                        "retrying an idempotent call"
+                    );
+                    self.retried.increment(1);
+                    tokio::time::sleep(pause).await;
+                    attempt += 1;
+                }
+                other => return other,
+            }
+        }
+    }
+
+    /// Makes `rpc` once (client streams, anything that must not be sent twice).
+    pub async fn call_once<M, R, F, Fut>(
+        &self,
+        call: Call,
+        message: M,
+        rpc: F,
+    ) -> Result<R, UpstreamError>
+    where
+        F: FnOnce(C, Request<M>) -> Fut,
+        Fut: Future<Output = Result<Response<R>, Status>>,
+    {
+        self.send(&self.bounded(call), message, rpc).await
+    }
+
+    /// The next message of a response stream from this upstream, a failure
+    /// mid-stream sorted like any other.
+    pub async fn next<T>(&self, stream: &mut Streaming<T>) -> Result<Option<T>, UpstreamError> {
+        stream.message().await.map_err(|status| UpstreamError {
+            upstream: self.peer.name,
+            fault: Fault::of(status.code(), false),
+            status,
+        })
+    }
+
+    /// `call` with one deadline for all its attempts: the caller's, or one
+    /// timeout from now, whichever comes first.
+    fn bounded(&self, call: Call) -> Call {
+        let own = Deadline::after(call.timeout.unwrap_or(self.timeout));
+        Call {
+            deadline: call.deadline.min(own),
+            ..call
+        }
+    }
+
+    /// One attempt: the request with its timeout and token, sent.
+    async fn send<M, R, F, Fut>(&self, call: &Call, message: M, rpc: F) -> Result<R, UpstreamError>
+    where
+        F: FnOnce(C, Request<M>) -> Fut,
+        Fut: Future<Output = Result<Response<R>, Status>>,
+    {
+        let mut request = Request::new(message);
+        let budget = call
+            .deadline
+            .budget(call.timeout.unwrap_or(self.timeout))
+            .map_err(|status| self.error(call, status))?;
+        request.set_timeout(budget);
+        let authorization = match &call.on_behalf {
+            Some(value) => value.clone(),
+            None => self
+                .token
+                .authorization()
+                .map_err(|status| self.error(call, status))?,
+        };
+        request
+            .metadata_mut()
+            .insert("authorization", authorization);
+        rpc(self.client.clone(), request)
+            .await
+            .map(Response::into_inner)
+            .map_err(|status| self.error(call, status))
+    }
+
+    fn error(&self, call: &Call, status: Status) -> UpstreamError {
+        let on_behalf = call.on_behalf.is_some();
+        let fault = Fault::of(status.code(), on_behalf);
+        if !on_behalf
+            && matches!(
+                status.code(),
+                Code::Unauthenticated | Code::PermissionDenied
+            )
+        {
+            tracing::error!(
+                upstream = self.peer.name,
+                message = status.message(),
+                "the upstream refused this service's own token: check its TRUSTED_ISSUERS (and RESERVE_CALLERS)"
+            );
+        }
+        UpstreamError {
+            upstream: self.peer.name,
+            fault,
+            status,
+        }
+    }
+}
