@@ -237,11 +237,11 @@ impl Metrics {
         let upstream = upstream.to_owned();
         self.add_collector(move |m| {
             let stats = balanced.stats();
-            for state in ["ready", "not_ready", "connecting"] {
+            for state in crate::balance::EndpointState::ALL {
                 let n = stats.iter().filter(|s| s.state == state).count();
                 m.gauge(
                     "shop_balancer_endpoints",
-                    &[("upstream", &upstream), ("state", state)],
+                    &[("upstream", &upstream), ("state", state.as_str())],
                 )
                 .set(n as f64);
             }

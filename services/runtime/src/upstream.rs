@@ -404,3 +404,211 @@ impl<C: Clone> Upstream<C> {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::sync::{
+        Arc,
+        atomic::{AtomicU32, Ordering},
+    };
+
+    use tokio::net::TcpListener;
+    use tonic_health::pb::{
+        HealthCheckRequest, HealthCheckResponse,
+        health_check_response::ServingStatus,
+        health_client::HealthClient,
+        health_server::{Health, HealthServer},
+    };
+
+    use super::*;
+
+    /// A health service whose Check answers UNAVAILABLE the first `failures`
+    /// times and counts every Check it gets; its Watch says SERVING.
+    #[derive(Clone)]
+    struct Flaky {
+        failures: u32,
+        checks: Arc<AtomicU32>,
+    }
+
+    #[tonic::async_trait]
+    impl Health for Flaky {
+        async fn check(
+            &self,
+            _: Request<HealthCheckRequest>,
+        ) -> Result<Response<HealthCheckResponse>, Status> {
+            let n = self.checks.fetch_add(1, Ordering::SeqCst);
+            if n < self.failures {
+                return Err(Status::unavailable("draining"));
+            }
+            Ok(Response::new(HealthCheckResponse {
+                status: ServingStatus::Serving as i32,
+            }))
+        }
+
+        type WatchStream = futures::stream::BoxStream<'static, Result<HealthCheckResponse, Status>>;
+
+        async fn watch(
+            &self,
+            _: Request<HealthCheckRequest>,
+        ) -> Result<Response<Self::WatchStream>, Status> {
+            use futures::StreamExt as _;
+            let serving = HealthCheckResponse {
+                status: ServingStatus::Serving as i32,
+            };
+            Ok(Response::new(
+                futures::stream::once(async move { Ok(serving) })
+                    .chain(futures::stream::pending())
+                    .boxed(),
+            ))
+        }
+    }
+
+    const PEER: Peer = Peer {
+        name: "flaky",
+        health_service: "",
+        contract: &[],
+    };
+
+    /// A flaky server failing `failures` times, and an upstream client of it.
+    async fn flaky(
+        failures: u32,
+    ) -> (
+        Arc<AtomicU32>,
+        Upstream<HealthClient<Observed<Balanced>>>,
+        Metrics,
+    ) {
+        let checks = Arc::new(AtomicU32::new(0));
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        tokio::spawn(
+            tonic::transport::Server::builder()
+                .add_service(HealthServer::new(Flaky {
+                    failures,
+                    checks: checks.clone(),
+                }))
+                .serve_with_incoming(tonic::transport::server::TcpIncoming::from(listener)),
+        );
+        let dir = tempfile::tempdir().unwrap();
+        let (key, _) = crate::auth::ensure_keypair(dir.path(), "caller").unwrap();
+        let caller = Caller::prepare(
+            &UpstreamArgs {
+                signing_key_file: key,
+                token_issuer: None,
+                upstream_timeout: Duration::from_secs(5),
+                upstream_retries: 2,
+                resolve_interval: Duration::from_secs(30),
+            },
+            "caller",
+        )
+        .unwrap();
+        let metrics = Metrics::new("caller");
+        let upstream = Upstream::new(
+            &caller,
+            PEER,
+            Target::Static(vec![addr.to_string()]),
+            &metrics,
+            HealthClient::new,
+        );
+        (checks, upstream, metrics)
+    }
+
+    async fn check(
+        upstream: &Upstream<HealthClient<Observed<Balanced>>>,
+        call: Call,
+    ) -> Result<HealthCheckResponse, UpstreamError> {
+        upstream
+            .call(call, HealthCheckRequest::default(), |mut c, r| async move {
+                c.check(r).await
+            })
+            .await
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn an_idempotent_call_is_retried_on_unavailable_and_counted() {
+        let (checks, upstream, metrics) = flaky(2).await;
+
+        let answer = check(&upstream, Call::within(Deadline::NONE).idempotent()).await;
+
+        assert!(answer.is_ok(), "{answer:?}");
+        assert_eq!(
+            checks.load(Ordering::SeqCst),
+            3,
+            "two retries, then the answer"
+        );
+        assert!(
+            metrics
+                .render()
+                .contains("shop_upstream_retries_total{upstream=\"flaky\"} 2"),
+            "{}",
+            metrics.render()
+        );
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn retries_are_bounded_and_other_calls_are_sent_once() {
+        let (checks, upstream, _) = flaky(10).await;
+
+        let idempotent = check(&upstream, Call::within(Deadline::NONE).idempotent())
+            .await
+            .unwrap_err();
+        assert_eq!(idempotent.fault, Fault::Unavailable);
+        assert_eq!(checks.load(Ordering::SeqCst), 3, "one call and two retries");
+
+        let once = check(&upstream, Call::within(Deadline::NONE))
+            .await
+            .unwrap_err();
+        assert_eq!(once.fault, Fault::Unavailable);
+        assert_eq!(
+            checks.load(Ordering::SeqCst),
+            4,
+            "not idempotent: sent once"
+        );
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_call_whose_deadline_has_passed_is_not_sent() {
+        let (checks, upstream, _) = flaky(0).await;
+        check(&upstream, Call::within(Deadline::NONE))
+            .await
+            .unwrap();
+
+        let late = check(
+            &upstream,
+            Call::within(Deadline::after(Duration::ZERO)).idempotent(),
+        )
+        .await
+        .unwrap_err();
+
+        assert_eq!(late.status.code(), Code::DeadlineExceeded);
+        assert_eq!(
+            checks.load(Ordering::SeqCst),
+            1,
+            "only the first call was sent"
+        );
+    }
+
+    #[test]
+    fn every_code_means_one_thing_to_the_caller() {
+        assert_eq!(Fault::of(Code::NotFound, false), Fault::NotFound);
+        assert_eq!(Fault::of(Code::InvalidArgument, true), Fault::Invalid);
+        assert_eq!(Fault::of(Code::FailedPrecondition, false), Fault::Refused);
+        assert_eq!(Fault::of(Code::Aborted, true), Fault::Refused);
+        assert_eq!(Fault::of(Code::PermissionDenied, true), Fault::Denied);
+        assert_eq!(
+            Fault::of(Code::PermissionDenied, false),
+            Fault::Broken,
+            "our own service token refused is a misconfiguration"
+        );
+        assert_eq!(Fault::of(Code::Unauthenticated, true), Fault::Broken);
+        for code in [
+            Code::Unavailable,
+            Code::DeadlineExceeded,
+            Code::ResourceExhausted,
+            Code::Cancelled,
+            Code::Unknown,
+        ] {
+            assert_eq!(Fault::of(code, false), Fault::Unavailable, "{code:?}");
+        }
+        assert_eq!(Fault::of(Code::Internal, false), Fault::Broken);
+    }
+}

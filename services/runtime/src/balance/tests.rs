@@ -159,7 +159,7 @@ async fn wait_ready(balanced: &Balanced, ready: usize) {
         balanced
             .wait_until(Duration::from_secs(10), |stats| stats
                 .iter()
-                .filter(|s| s.state == "ready")
+                .filter(|s| s.state == EndpointState::Ready)
                 .count()
                 == ready)
             .await,
@@ -257,16 +257,8 @@ async fn a_call_picked_for_an_unreachable_address_goes_to_the_next_one() {
     );
     wait_ready(&balanced, 1).await;
     // Pretend the dead address looks ready (as it would for a moment after
-    // a crash): silence its health watch and put it in the rotation.
-    {
-        let endpoints = balanced.shared.endpoints.lock().unwrap();
-        let endpoint = endpoints[&dead].clone();
-        drop(endpoints);
-        if let Some(watcher) = endpoint.watcher.lock().unwrap().take() {
-            watcher.abort();
-        }
-        balanced.shared.set_state(&endpoint, READY);
-    }
+    // a crash): its health no longer watched, in the rotation.
+    balanced.pretend(dead, EndpointState::Ready);
     wait_ready(&balanced, 2).await;
 
     for i in 0..4 {
@@ -279,7 +271,7 @@ async fn a_call_picked_for_an_unreachable_address_goes_to_the_next_one() {
     let stats = balanced.stats();
     let dead_stats = stats.iter().find(|s| s.addr == dead).unwrap();
     assert_eq!(dead_stats.picks, 1, "picked once, then out of the rotation");
-    assert_eq!(dead_stats.state, "not_ready");
+    assert_eq!(dead_stats.state, EndpointState::NotReady);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
