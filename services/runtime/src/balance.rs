@@ -16,7 +16,7 @@
 //!   `grpc.health.v1.Health/Watch` on that same connection: SERVING puts it
 //!   in the rotation, anything else (NOT_SERVING, a broken stream, a refused
 //!   connection) takes it out until it says SERVING again.
-//! - **Owner** (this file): one task owns the endpoint set. Resolutions,
+//! - **Owner** (`owner.rs`): one task owns the endpoint set. Resolutions,
 //!   health reports and failed calls arrive as events; after each change it
 //!   publishes a new picker. Nothing else mutates anything, so there is no
 //!   lock to reason about. A removed address leaves the rotation at once;
@@ -33,6 +33,7 @@
 //!   the next address. Anything else is returned as it is.
 
 mod endpoint;
+mod owner;
 mod picker;
 mod replay;
 mod target;
@@ -58,7 +59,6 @@ use tower::ServiceExt as _;
 pub use endpoint::EndpointState;
 pub use target::Target;
 
-use endpoint::Endpoint;
 use picker::{Picker, Readiness};
 use replay::Replay;
 
@@ -163,13 +163,13 @@ impl Balanced {
         let (events, inbox) = mpsc::unbounded_channel();
         let (picker, picked) = watch::channel(Arc::new(Picker::new(Vec::new(), false)));
         let resolve_now = Arc::new(Notify::new());
-        let resolver = Task(tokio::spawn(resolve(
+        let resolver = Task(tokio::spawn(owner::resolve(
             target,
             config.clone(),
             events.clone(),
             resolve_now.clone(),
         )));
-        let owner = Owner {
+        let owner = owner::Owner {
             config: config.clone(),
             events: events.clone(),
             endpoints: HashMap::new(),
@@ -237,158 +237,6 @@ fn stats(picker: &Picker) -> Vec<EndpointStats> {
             picks: e.picks(),
         })
         .collect()
-}
-
-/// Resolves `target` at once, then every `refresh`, and when asked (at
-/// most once per `min_refresh`), sending each answer to the owner.
-async fn resolve(
-    target: Target,
-    config: BalanceConfig,
-    events: mpsc::UnboundedSender<Event>,
-    resolve_now: Arc<Notify>,
-) {
-    loop {
-        let resolved_at = Instant::now();
-        if events
-            .send(Event::Resolved(target.resolve().await))
-            .is_err()
-        {
-            return;
-        }
-        tokio::select! {
-            () = tokio::time::sleep(config.refresh) => {}
-            () = resolve_now.notified() => {
-                tokio::time::sleep_until(resolved_at + config.min_refresh).await;
-            }
-        }
-    }
-}
-
-/// The one task that owns a [`Balanced`] channel's endpoints.
-struct Owner {
-    config: BalanceConfig,
-    /// Handed to each endpoint's health task.
-    events: mpsc::UnboundedSender<Event>,
-    endpoints: HashMap<SocketAddr, Owned>,
-    resolved: bool,
-    next_id: u64,
-    picker: watch::Sender<Arc<Picker>>,
-    resolve_now: Arc<Notify>,
-    _resolver: Task,
-}
-
-/// An endpoint, its state, and its health task.
-struct Owned {
-    endpoint: Arc<Endpoint>,
-    state: EndpointState,
-    watcher: Option<Task>,
-}
-
-impl Owner {
-    async fn run(mut self, mut inbox: mpsc::UnboundedReceiver<Event>) {
-        while let Some(event) = inbox.recv().await {
-            let changed = match event {
-                Event::Resolved(Ok(addrs)) => self.apply(&addrs),
-                Event::Resolved(Err(e)) => {
-                    tracing::warn!(upstream = %self.config.name, error = %e, "resolution failed; keeping the last addresses");
-                    !std::mem::replace(&mut self.resolved, true)
-                }
-                Event::Health(id, state) => self.set_state(id, state, true),
-                Event::CallFailed(id) => {
-                    self.resolve_now.notify_one();
-                    self.set_state(id, EndpointState::NotReady, false)
-                }
-                Event::ResolveNow => {
-                    self.resolve_now.notify_one();
-                    false
-                }
-                #[cfg(test)]
-                Event::Pretend(addr, state) => match self.endpoints.get_mut(&addr) {
-                    Some(owned) => {
-                        owned.watcher = None;
-                        owned.state = state;
-                        true
-                    }
-                    None => false,
-                },
-            };
-            if changed {
-                let all = self
-                    .endpoints
-                    .values()
-                    .map(|o| (o.endpoint.clone(), o.state))
-                    .collect();
-                self.picker
-                    .send_replace(Arc::new(Picker::new(all, self.resolved)));
-            }
-        }
-    }
-
-    /// Adds new addresses, drops vanished ones. Whether anything changed.
-    fn apply(&mut self, addrs: &[SocketAddr]) -> bool {
-        let before = self.endpoints.len();
-        self.endpoints.retain(|addr, _| addrs.contains(addr));
-        let removed = before - self.endpoints.len();
-        let mut added = 0;
-        for addr in addrs {
-            if self.endpoints.contains_key(addr) {
-                continue;
-            }
-            self.next_id += 1;
-            let Some(endpoint) = Endpoint::new(self.next_id, *addr, self.config.connect_timeout)
-            else {
-                continue;
-            };
-            let watcher = Task(tokio::spawn(endpoint::watch_health(
-                endpoint.id,
-                endpoint.channel.clone(),
-                self.config.health_service.clone(),
-                self.events.clone(),
-            )));
-            self.endpoints.insert(
-                *addr,
-                Owned {
-                    endpoint: Arc::new(endpoint),
-                    state: EndpointState::Connecting,
-                    watcher: Some(watcher),
-                },
-            );
-            added += 1;
-        }
-        if added + removed > 0 {
-            tracing::info!(
-                upstream = %self.config.name,
-                added,
-                removed,
-                total = addrs.len(),
-                "upstream addresses resolved"
-            );
-        }
-        let first = !std::mem::replace(&mut self.resolved, true);
-        added + removed > 0 || first
-    }
-
-    /// Sets endpoint `id`'s state, as its health task reported (ignored
-    /// once that task is stopped) or a call found. Whether it changed.
-    fn set_state(&mut self, id: u64, state: EndpointState, from_health: bool) -> bool {
-        let Some(owned) = self
-            .endpoints
-            .values_mut()
-            .find(|o| o.endpoint.id == id && (o.watcher.is_some() || !from_health))
-        else {
-            return false;
-        };
-        if std::mem::replace(&mut owned.state, state) == state {
-            return false;
-        }
-        tracing::info!(
-            upstream = %self.config.name,
-            addr = %owned.endpoint.addr,
-            state = state.as_str(),
-            "upstream endpoint changed"
-        );
-        true
-    }
 }
 
 impl tower::Service<http::Request<Body>> for Balanced {
