@@ -80,39 +80,45 @@ app.kubernetes.io/instance: {{ .Release.Name }}
 {{- trimSuffix "s" . | int -}}
 {{- end -}}
 
-{{/*
-A secret value that is generated once and kept on every upgrade.
-Order: the supplied value; the value already in the Secret in the cluster
-(lookup; empty under `helm template`); the value generated earlier in this
-same render (so two objects that carry it agree); a new random one.
-Args: (dict "root" $ "secret" NAME "key" KEY "value" SUPPLIED "kind" "password"|"ed25519")
+{{/* ---------------------------------------------------------------- secrets
+
+Where each key and password comes from:
+  existing   a Secret the admin made (existingSecret values);
+  values     a Secret the chart renders from the values;
+  generated  a Secret the Job in secrets-job.yaml makes once, on the first
+             install, and never replaces (a pre-install/pre-upgrade hook).
+Nothing random and no `lookup` at render time: `helm template` renders the
+same objects every time, so GitOps tools (Argo CD, Flux) see no drift.
 */}}
-{{- define "shop.keep" -}}
-{{- if not (hasKey .root.Values "__generated") -}}
-{{- $_ := set .root.Values "__generated" dict -}}
+
+{{/* Args: (dict "root" $ "issuer" "storefront") */}}
+{{- define "shop.signingKeySource" -}}
+{{- $k := index .root.Values.keys .issuer -}}
+{{- if $k.existingSecret }}existing{{ else if $k.privateKey }}values{{ else }}generated{{ end -}}
 {{- end -}}
-{{- $cache := .root.Values.__generated -}}
-{{- $id := printf "%s/%s" .secret .key -}}
-{{- if .value -}}
-{{- .value -}}
-{{- else if hasKey $cache $id -}}
-{{- get $cache $id -}}
+
+{{/* Args: (dict "root" $ "svc" "order") */}}
+{{- define "shop.dbSecretSource" -}}
+{{- $db := (index .root.Values .svc).database -}}
+{{- if eq $db.mode "internal" -}}
+{{- if $db.internal.existingSecret }}existing{{ else if $db.internal.password }}values{{ else }}generated{{ end -}}
 {{- else -}}
-{{- $v := "" -}}
-{{- $existing := lookup "v1" "Secret" .root.Release.Namespace .secret -}}
-{{- if and $existing (hasKey ($existing.data | default dict) .key) -}}
-{{- $v = index $existing.data .key | b64dec -}}
-{{- else if eq .kind "ed25519" -}}
-{{- $v = genPrivateKey "ed25519" -}}
-{{- else -}}
-{{- $v = randAlphaNum 32 -}}
-{{- end -}}
-{{- $_ := set $cache $id $v -}}
-{{- $v -}}
+{{- if $db.external.existingSecret }}existing{{ else }}values{{ end -}}
 {{- end -}}
 {{- end -}}
 
-{{/* ---------------------------------------------------------------- keys */}}
+{{- define "shop.adminSecretSource" -}}
+{{- $a := .Values.storefront.admin -}}
+{{- if $a.existingSecret }}existing{{ else if $a.password }}values{{ else }}generated{{ end -}}
+{{- end -}}
+
+{{- define "shop.adminSecret" -}}
+{{- .Values.storefront.admin.existingSecret | default (printf "%s-storefront-admin" (include "shop.fullname" .)) -}}
+{{- end -}}
+
+{{- define "shop.adminSecretKey" -}}
+{{- if .Values.storefront.admin.existingSecret }}{{ .Values.storefront.admin.existingSecretKey }}{{ else }}password{{ end -}}
+{{- end -}}
 
 {{- define "shop.signingKeySecret" -}}
 {{- $k := index .root.Values.keys .issuer -}}
@@ -124,46 +130,61 @@ Args: (dict "root" $ "secret" NAME "key" KEY "value" SUPPLIED "kind" "password"|
 {{- if $k.existingSecret }}{{ $k.existingSecretKey }}{{ else }}private.pem{{ end -}}
 {{- end -}}
 
-{{/* The issuer's private key PEM (only when the chart makes its Secret). */}}
-{{- define "shop.signingKey" -}}
-{{- $k := index .root.Values.keys .issuer -}}
-{{- include "shop.keep" (dict "root" .root "secret" (include "shop.signingKeySecret" .) "key" "private.pem" "value" $k.privateKey "kind" "ed25519") -}}
+{{/*
+The ConfigMap with every issuer's public key (storefront.pem, order.pem) the
+verifiers mount: the admin's (keys.existingPublicKeysConfigMap); else, when a
+signing key is generated, "<fullname>-public-keys", made by the secrets Job
+from the keys it holds (and the publicKey values of the others); else
+"<fullname>-issuers", rendered by the chart from the publicKey values. Two
+names, so that neither Helm nor the Job ever meets an object the other made.
+*/}}
+{{- define "shop.issuersConfigMap" -}}
+{{- if .Values.keys.existingPublicKeysConfigMap -}}
+{{- .Values.keys.existingPublicKeysConfigMap -}}
+{{- else if include "shop.generatesKeys" . -}}
+{{- printf "%s-public-keys" (include "shop.fullname" .) -}}
+{{- else -}}
+{{- printf "%s-issuers" (include "shop.fullname" .) -}}
+{{- end -}}
 {{- end -}}
 
-{{- define "shop.issuersConfigMap" -}}
-{{- .Values.keys.existingPublicKeysConfigMap | default (printf "%s-issuers" (include "shop.fullname" .)) -}}
+{{/* Is a signing key generated? */}}
+{{- define "shop.generatesKeys" -}}
+{{- range $issuer := list "storefront" "order" }}
+{{- if eq (include "shop.signingKeySource" (dict "root" $ "issuer" $issuer)) "generated" }}true{{ end }}
+{{- end }}
 {{- end -}}
 
 {{/*
-The issuer's public half: the supplied publicKey, else a self-signed X.509
-certificate of the private key. A certificate already in the cluster is kept
-while the private key it was made from (sha256 in an annotation) is unchanged.
+What the secrets Job makes, one object a line (secrets.sh reads it):
+  password SECRET KEY...          random passwords
+  key ISSUER SECRET               the issuer's Ed25519 key (private.pem)
+  public-keys CONFIGMAP ISSUER... every issuer's public key
+Empty: every key and password is supplied, and there is no Job.
 */}}
-{{- define "shop.publicKey" -}}
-{{- $k := index .root.Values.keys .issuer -}}
-{{- if not (hasKey .root.Values "__generated") -}}
-{{- $_ := set .root.Values "__generated" dict -}}
+{{- define "shop.secretsPlan" -}}
+{{- range $svc := splitList " " (include "shop.services" .) }}
+{{- if eq (include "shop.dbSecretSource" (dict "root" $ "svc" $svc)) "generated" }}
+password {{ include "shop.dbSecret" (dict "root" $ "svc" $svc) }} password postgres-password
+{{- end }}
+{{- end }}
+{{- if eq (include "shop.adminSecretSource" .) "generated" }}
+password {{ include "shop.adminSecret" . }} password
+{{- end }}
+{{- range $issuer := list "storefront" "order" }}
+{{- if eq (include "shop.signingKeySource" (dict "root" $ "issuer" $issuer)) "generated" }}
+key {{ $issuer }} {{ include "shop.signingKeySecret" (dict "root" $ "issuer" $issuer) }}
+{{- end }}
+{{- end }}
+{{- if and (include "shop.generatesKeys" .) (not .Values.keys.existingPublicKeysConfigMap) }}
+public-keys {{ include "shop.issuersConfigMap" . }} storefront order
+{{- end }}
 {{- end -}}
-{{- $cacheKey := printf "public/%s" .issuer -}}
-{{- if $k.publicKey -}}
-{{- $k.publicKey -}}
-{{- else if hasKey .root.Values.__generated $cacheKey -}}
-{{- get .root.Values.__generated $cacheKey -}}
-{{- else -}}
-{{- $key := include "shop.signingKey" . -}}
-{{- $sha := sha256sum $key -}}
-{{- $cm := lookup "v1" "ConfigMap" .root.Release.Namespace (include "shop.issuersConfigMap" .root) -}}
-{{- $annotations := dig "metadata" "annotations" dict ($cm | default dict) -}}
-{{- $file := printf "%s.pem" .issuer -}}
-{{- $cert := "" -}}
-{{- if and $cm (eq (get $annotations (printf "shop.grpc-shop.dev/%s-key-sha256" .issuer)) $sha) (hasKey ($cm.data | default dict) $file) -}}
-{{- $cert = index $cm.data $file -}}
-{{- else -}}
-{{- $cert = (genSelfSignedCertWithKey .issuer nil nil 3650 $key).Cert -}}
-{{- end -}}
-{{- $_ := set .root.Values.__generated $cacheKey $cert -}}
-{{- $cert -}}
-{{- end -}}
+
+{{/* Annotations of the secrets Job's hooks. Args: the hook weight. */}}
+{{- define "shop.secretsHook" -}}
+helm.sh/hook: pre-install,pre-upgrade
+helm.sh/hook-weight: {{ . | quote }}
 {{- end -}}
 
 {{/* ---------------------------------------------------------------- databases */}}
@@ -201,41 +222,21 @@ password
 {{- if $db.external.existingSecret }}{{ $db.external.urlKey }}{{ else }}url{{ end -}}
 {{- end -}}
 
-{{- define "shop.dbPassword" -}}
-{{- $db := (index .root.Values .svc).database -}}
-{{- include "shop.keep" (dict "root" .root "secret" (include "shop.dbSecret" .) "key" "password" "value" $db.internal.password "kind" "password") -}}
-{{- end -}}
-
-{{- define "shop.dbPostgresPassword" -}}
-{{- $db := (index .root.Values .svc).database -}}
-{{- include "shop.keep" (dict "root" .root "secret" (include "shop.dbSecret" .) "key" "postgres-password" "value" $db.internal.postgresPassword "kind" "password") -}}
-{{- end -}}
-
 {{- define "shop.postgresName" -}}
 {{- printf "%s-%s-postgresql" (include "shop.fullname" .root) .svc -}}
 {{- end -}}
 
-{{/* Secret data of the service's database credentials (chart-made Secrets only). */}}
+{{/* Secret data of the service's database credentials when the values hold them. */}}
 {{- define "shop.dbSecretData" -}}
 {{- $db := (index .root.Values .svc).database -}}
 {{- if eq $db.mode "internal" -}}
-password: {{ include "shop.dbPassword" . | b64enc | quote }}
-postgres-password: {{ include "shop.dbPostgresPassword" . | b64enc | quote }}
+password: {{ $db.internal.password | b64enc | quote }}
+postgres-password: {{ $db.internal.postgresPassword | b64enc | quote }}
 {{- else -}}
 url: {{ $db.external.url | b64enc | quote }}
 {{- if $db.external.password }}
 password: {{ $db.external.password | b64enc | quote }}
 {{- end }}
-{{- end -}}
-{{- end -}}
-
-{{/* Does the chart make the service's database Secret? */}}
-{{- define "shop.dbSecretCreated" -}}
-{{- $db := (index .root.Values .svc).database -}}
-{{- if eq $db.mode "internal" -}}
-{{- if not $db.internal.existingSecret }}true{{ end -}}
-{{- else -}}
-{{- if not $db.external.existingSecret }}true{{ end -}}
 {{- end -}}
 {{- end -}}
 
