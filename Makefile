@@ -15,7 +15,8 @@ export PATH := $(TOOLS)/bin:$(PATH)
 HELM := $(TOOLS)/bin/helm
 KUBECTL := $(TOOLS)/bin/kubectl-1.34
 TOOLS_PY := $(TOOLS)/venv/bin/python
-CHECK_ENV := HELM=$(HELM) KUBECTL=$(KUBECTL) PY=$(TOOLS_PY)
+CHECKOV := $(TOOLS)/bin/checkov
+CHECK_ENV := HELM=$(HELM) KUBECTL=$(KUBECTL) PY=$(TOOLS_PY) CHECKOV=$(CHECKOV)
 # Services the binary checks run (all three unless told otherwise).
 SERVICES ?= productinfo order storefront
 # `make images`: docker if its daemon answers, else podman.
@@ -54,10 +55,11 @@ test-rust: build ## Every Rust test: unit, integration, real PostgreSQL, real gr
 
 chart-lint: ## helm lint --strict of helm/shop with the defaults and every test values file
 	@for v in "" deploy/checks/values/native-probes.yaml deploy/checks/values/external-db.yaml \
-	          deploy/checks/values/hpa-ingress.yaml deploy/checks/values/supplied-secrets.yaml k8s/chart-values.yaml; do \
+	          deploy/checks/values/hpa-ingress.yaml deploy/checks/values/supplied-secrets.yaml \
+	          deploy/checks/values/mixed-secrets.yaml k8s/chart-values.yaml; do \
 	  $(HELM) lint --strict helm/shop $${v:+-f $$v} | grep -v '^$$' || exit 1; done
 
-chart-test: ## Chart checks needing no Rust build: lint, render, schema, API validation, policy, k8s/ in sync
+chart-test: ## Chart checks needing no Rust build: lint, render, schema, API validation, checkov, policy, secrets Job, k8s/ in sync
 	$(CHECK_ENV) deploy/checks/chart-test.sh
 
 chart-config-test: build ## The real binaries accept every rendered command, env and mounted key file

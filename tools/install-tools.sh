@@ -20,7 +20,7 @@
 #         kubernetes-validate 1.37.0 (+ PyYAML, jsonschema), pip-installed into
 #         the venv with every file's sha256 pinned (--require-hashes).
 #         checkov 3.3.30 (the chart's and the observability manifests' security
-#         scan, deploy/checks/checkov.py), in a venv of its own with every one
+#         scan, deploy/checks/checkov_scan.py), in a venv of its own with every one
 #         of its 96 wheels pinned by sha256 (--require-hashes).
 #   own : etc/containers.conf, the podman settings that work on these VMs.
 #

@@ -1,18 +1,18 @@
 #!/usr/bin/env python3
-"""What a cluster admin checks in rendered manifests, checked by a program.
+"""What a cluster admin checks in rendered manifests that no scanner knows.
 
     assert_policy.py RENDERED.yaml --mode install|upgrade [-f VALUES.yaml ...] [--objects EXTRA.yaml]
 
 RENDERED.yaml is `helm template` output of helm/shop with the given values
 files (--mode upgrade: rendered with --is-upgrade). EXTRA.yaml holds objects
-the admin creates beforehand (existing Secrets). Exits 1 listing every
-violation. What it checks:
+that exist before the release's own: the admin's (existing Secrets) and those
+the secrets Job made (render-all.sh). Exits 1 listing every violation. The
+pods' security settings, resources and image tags are checkov's (checkov_scan.py);
+what it checks is this chart's own wiring:
 
-  pods       every pod of the release: own ServiceAccount without token automount,
-             no service links, non-root numeric user and group, seccomp
-             RuntimeDefault, read-only root filesystem, no privilege escalation,
-             capabilities drop ALL, cpu+memory requests and a memory limit, a
-             pinned image tag, and every ConfigMap/Secret/key it uses exists
+  pods       every pod of the release: its own ServiceAccount, rendered, without
+             token automount; no service links; numeric user and group; every
+             ConfigMap/Secret/key it uses exists
   services   command /usr/local/bin/<service>, args [serve]; startup and liveness
              probes ask for "liveness", readiness for the service's own name,
              by grpc_health_probe exec or native grpc as probes.type says, with
@@ -20,13 +20,17 @@ violation. What it checks:
              terminationGracePeriodSeconds > DRAIN_DELAY + SHUTDOWN_GRACE;
              ClusterIP + headless Service whose selectors pick its pods; callers'
              *_TARGET names the headless Service; PDB, HPA, spreading as values say
-  migrations one Job per service running `migrate`, with a backoffLimit, as a hook
-             exactly when it must be one, and every object a hook Job needs
-             exists at that point (same hook and a lower weight, or already there)
+  hooks      one migration Job per service running `migrate`, with a backoffLimit,
+             as a hook exactly when it must be one; the secrets Job exactly when
+             something is to be made, before the migrations, its Role no wider
+             than its plan, the API token only in its kubectl containers; and
+             every object a hook Job needs exists at that point (same hook and a
+             lower weight, made by the secrets Job before it, or already there)
   network    evaluates the NetworkPolicies: exactly storefront->order,
              storefront->productinfo, order->productinfo, service and its
-             migration -> its own PostgreSQL, DNS, metrics from the monitoring
-             namespace, storefront HTTP from the allowed peers; nothing else
+             migration -> its own PostgreSQL, the secrets Job -> the API server,
+             DNS, metrics from the monitoring namespace, storefront HTTP from the
+             allowed peers; nothing else
 """
 
 from __future__ import annotations
@@ -43,6 +47,7 @@ import yaml
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import netpol  # noqa: E402
 import rendered  # noqa: E402
+import report  # noqa: E402
 
 CHART = Path(__file__).resolve().parents[2] / "helm" / "shop"
 SERVICES = ("productinfo", "order", "storefront")
@@ -96,8 +101,6 @@ def check_pod(docs: list[dict], doc: dict, sas: dict) -> None:
     what = f"{doc['kind']} {doc['metadata']['name']}"
     pod = rendered.pod_template(doc)
     spec = pod["spec"]
-    if spec.get("automountServiceAccountToken") is not False:
-        fail(f"{what}: automountServiceAccountToken is not false")
     sa = spec.get("serviceAccountName")
     if not sa or sa == "default":
         fail(f"{what}: runs under the default ServiceAccount")
@@ -110,32 +113,10 @@ def check_pod(docs: list[dict], doc: dict, sas: dict) -> None:
     psc = spec.get("securityContext") or {}
     for c in spec["containers"] + (spec.get("initContainers") or []):
         cw = f"{what} container {c['name']}"
-        sc = c.get("securityContext") or {}
-        eff = {**psc, **sc}
-        if eff.get("runAsNonRoot") is not True:
-            fail(f"{cw}: runAsNonRoot is not true")
+        eff = {**psc, **(c.get("securityContext") or {})}
         for k in ("runAsUser", "runAsGroup"):
             if not isinstance(eff.get(k), int) or eff[k] <= 0:
                 fail(f"{cw}: {k} is not a numeric non-root id")
-        if (eff.get("seccompProfile") or {}).get("type") != "RuntimeDefault":
-            fail(f"{cw}: seccompProfile is not RuntimeDefault")
-        if sc.get("readOnlyRootFilesystem") is not True:
-            fail(f"{cw}: root filesystem is writable")
-        if sc.get("allowPrivilegeEscalation") is not False:
-            fail(f"{cw}: allowPrivilegeEscalation is not false")
-        if "ALL" not in ((sc.get("capabilities") or {}).get("drop") or []):
-            fail(f"{cw}: capabilities do not drop ALL")
-        if (sc.get("capabilities") or {}).get("add"):
-            fail(f"{cw}: adds capabilities")
-        res = c.get("resources") or {}
-        for k in ("cpu", "memory"):
-            if k not in (res.get("requests") or {}):
-                fail(f"{cw}: no {k} request")
-        if "memory" not in (res.get("limits") or {}):
-            fail(f"{cw}: no memory limit")
-        image = c["image"]
-        if ":" not in image.rsplit("/", 1)[-1] or image.endswith(":latest"):
-            fail(f"{cw}: image {image} has no pinned tag")
         try:
             rendered.container_view(docs, pod, c)
         except rendered.Missing as e:
@@ -247,7 +228,9 @@ def check_service(docs: list[dict], values: dict, svc: str, fullname: str) -> No
         fail(f"{what}: topologySpread is off but constraints are set")
 
 
-# ------------------------------------------------------------------ migrations
+# ------------------------------------------------------------------ hooks
+
+MADE_BY = "shop.grpc-shop.dev/made-by"  # on what the secrets Job made
 
 
 def hook_of(doc: dict) -> tuple[set, int]:
@@ -256,8 +239,12 @@ def hook_of(doc: dict) -> tuple[set, int]:
     return hooks, int(ann.get("helm.sh/hook-weight", "0"))
 
 
-def check_migrations(docs: list[dict], extra: list[dict], values: dict, svc: str, fullname: str, mode: str) -> None:
-    jobs = [d for d in docs if d["kind"] == "Job" and component(d) == f"{svc}-migrate"]
+def jobs_of(docs: list[dict], comp: str) -> list[dict]:
+    return [d for d in docs if d["kind"] == "Job" and component(d) == comp]
+
+
+def check_migrations(docs: list[dict], values: dict, svc: str, mode: str) -> None:
+    jobs = jobs_of(docs, f"{svc}-migrate")
     if len(jobs) != 1:
         fail(f"{svc}: want exactly one migration Job, found {len(jobs)}")
         return
@@ -269,7 +256,7 @@ def check_migrations(docs: list[dict], extra: list[dict], values: dict, svc: str
     if not isinstance(job["spec"].get("backoffLimit"), int):
         fail(f"{what}: no backoffLimit")
     internal = values[svc]["database"]["mode"] == "internal"
-    hooks, weight = hook_of(job)
+    hooks, _ = hook_of(job)
     if internal and mode == "install":
         want = set()  # an ordinary resource, created with the database
     elif internal:
@@ -278,36 +265,107 @@ def check_migrations(docs: list[dict], extra: list[dict], values: dict, svc: str
         want = {"pre-install", "pre-upgrade"}
     if hooks != want:
         fail(f"{what}: hooks {sorted(hooks) or 'none'}, want {sorted(want) or 'none'}")
-    if not hooks:
+
+
+def check_secrets_job(docs: list[dict], extra: list[dict], fullname: str) -> None:
+    """The secrets Job: there exactly when something is to be made, before the
+    migrations, its Role no wider than its plan, the API token only in its
+    kubectl containers."""
+    jobs = jobs_of(docs, "secrets")
+    made = [d for d in extra if MADE_BY in (d["metadata"].get("annotations") or {})]
+    if not jobs:
+        if made or rendered.find(docs, "Role", f"{fullname}-secrets"):
+            fail("no secrets Job, but objects it would make (or its Role) are there")
         return
-    # A hook Job runs before the release's ordinary objects are created (install)
-    # or changed (upgrade): what it uses must be a hook of the same phase with a
-    # lower weight, an object the admin made, or (upgrade only) an ordinary object.
-    phase = f"pre-{mode}"
+    job = jobs[0]
+    what = f"Job {job['metadata']['name']}"
+    hooks, weight = hook_of(job)
+    if hooks != {"pre-install", "pre-upgrade"}:
+        fail(f"{what}: hooks {sorted(hooks)}, want pre-install and pre-upgrade")
+    for other in (d for d in docs if d["kind"] == "Job" and d is not job and hook_of(d)[0]):
+        if hook_of(other)[1] <= weight:
+            fail(f"{what}: weight {weight} does not come before Job {other['metadata']['name']} ({hook_of(other)[1]})")
+    plan = [line.split() for line in rendered.find(docs, "ConfigMap", job["metadata"]["name"])["data"]["plan"].splitlines() if line.strip()]
+    secrets = {p[1] for p in plan if p[0] == "password"} | {p[2] for p in plan if p[0] == "key"}
+    configmaps = {p[1] for p in plan if p[0] == "public-keys"}
     pod = rendered.pod_template(job)
-    needed = [("ServiceAccount", pod["spec"]["serviceAccountName"])]
-    for vol in pod["spec"].get("volumes") or []:
-        if "secret" in vol:
-            needed.append(("Secret", vol["secret"]["secretName"]))
-        if "configMap" in vol:
-            needed.append(("ConfigMap", vol["configMap"]["name"]))
-    for e in c.get("env") or []:
-        ref = (e.get("valueFrom") or {}).get("secretKeyRef")
-        if ref:
-            needed.append(("Secret", ref["name"]))
-    netpols = [d for d in docs if d["kind"] == "NetworkPolicy" and selects(d["spec"]["podSelector"], job)]
-    for kind, name in needed + [("NetworkPolicy", d["metadata"]["name"]) for d in netpols if component_selector(d) == f"{svc}-migrate"]:
-        obj = rendered.find(docs, kind, name)
-        if obj is None:
-            if rendered.find(extra, kind, name) is None:
-                fail(f"{what}: needs {kind} {name}, which nothing provides")
-            continue
-        h, w = hook_of(obj)
-        if h:
-            if phase not in h or w >= weight:
-                fail(f"{what}: {kind} {name} is hook {sorted(h)} weight {w}; need {phase} with weight < {weight}")
-        elif mode == "install":
-            fail(f"{what}: {kind} {name} is an ordinary object, created only after this pre-install hook")
+    role = rendered.find(docs, "Role", pod["spec"]["serviceAccountName"])
+    binding = rendered.find(docs, "RoleBinding", pod["spec"]["serviceAccountName"])
+    if role is None or binding is None or binding["roleRef"]["name"] != role["metadata"]["name"] or binding["subjects"] != [
+        {"kind": "ServiceAccount", "name": pod["spec"]["serviceAccountName"]}
+    ]:
+        fail(f"{what}: its ServiceAccount is not bound to exactly its own Role")
+        return
+    granted = {("secrets", "get"): set(), ("configmaps", "get"): set(), ("configmaps", "update"): set()}
+    for rule in role["rules"]:
+        for res in rule["resources"]:
+            for verb in rule["verbs"]:
+                if rule.get("apiGroups") != [""] or (res, verb) not in granted and not (verb == "create" and res in ("secrets", "configmaps")):
+                    fail(f"Role {role['metadata']['name']}: grants {verb} on {res}, which the Job never does")
+                elif verb != "create":
+                    if not rule.get("resourceNames"):
+                        fail(f"Role {role['metadata']['name']}: {verb} on every one of {res}")
+                    granted[(res, verb)] |= set(rule.get("resourceNames") or [])
+    want = {("secrets", "get"): secrets, ("configmaps", "get"): configmaps, ("configmaps", "update"): configmaps}
+    for k, names in want.items():
+        if granted[k] != names:
+            fail(f"Role {role['metadata']['name']}: {k[1]} on {k[0]} {sorted(granted[k])}, its plan needs {sorted(names)}")
+    token = "/var/run/secrets/kubernetes.io/serviceaccount"
+    for c in (pod["spec"].get("initContainers") or []) + pod["spec"]["containers"]:
+        mounted = any(m["mountPath"] == token for m in c.get("volumeMounts") or [])
+        if mounted != ("kubectl" in c["image"]):
+            fail(f"{what} container {c['name']} ({c['image']}): the API token is {'mounted' if mounted else 'missing'}")
+    made_names = {(d["kind"], d["metadata"]["name"]) for d in made}
+    planned = {("Secret", n) for n in secrets} | {("ConfigMap", n) for n in configmaps}
+    if not made_names <= planned:
+        fail(f"{what}: made {sorted(made_names - planned)}, which its plan does not name")
+
+
+def check_hook_needs(docs: list[dict], extra: list[dict], mode: str) -> None:
+    """A hook Job runs before the release's ordinary objects are created
+    (install) or changed (upgrade): what it uses must be a hook of the same
+    phase with a lower weight, made by the secrets Job (a hook with a lower
+    weight), an object the admin made, or (upgrade only) an ordinary object."""
+    phase = f"pre-{mode}"
+    secrets_jobs = jobs_of(docs, "secrets")
+    for job in (d for d in docs if d["kind"] == "Job" and hook_of(d)[0]):
+        what = f"Job {job['metadata']['name']}"
+        _, weight = hook_of(job)
+        pod = rendered.pod_template(job)
+        needed = [("ServiceAccount", pod["spec"]["serviceAccountName"])]
+        for vol in pod["spec"].get("volumes") or []:
+            for src in [vol] + [s for s in (vol.get("projected") or {}).get("sources") or []]:
+                if "secret" in src:
+                    needed.append(("Secret", src["secret"].get("secretName") or src["secret"].get("name")))
+                if "configMap" in src and src["configMap"]["name"] not in ("kube-root-ca.crt",):
+                    needed.append(("ConfigMap", src["configMap"]["name"]))
+        for c in (pod["spec"].get("initContainers") or []) + pod["spec"]["containers"]:
+            for e in c.get("env") or []:
+                ref = (e.get("valueFrom") or {}).get("secretKeyRef")
+                if ref:
+                    needed.append(("Secret", ref["name"]))
+        netpols = [d for d in docs if d["kind"] == "NetworkPolicy" and selects(d["spec"]["podSelector"], job)]
+        needed += [("NetworkPolicy", d["metadata"]["name"]) for d in netpols if component_selector(d) == component(job)]
+        binding = rendered.find(docs, "RoleBinding", pod["spec"]["serviceAccountName"])
+        if binding is not None:
+            needed += [("RoleBinding", binding["metadata"]["name"]), ("Role", binding["roleRef"]["name"])]
+        for kind, name in needed:
+            obj = rendered.find(docs, kind, name)
+            if obj is None:
+                made = rendered.find(extra, kind, name)
+                if made is None:
+                    fail(f"{what}: needs {kind} {name}, which nothing provides")
+                elif MADE_BY in (made["metadata"].get("annotations") or {}) and not (
+                    secrets_jobs and phase in hook_of(secrets_jobs[0])[0] and hook_of(secrets_jobs[0])[1] < weight
+                ):
+                    fail(f"{what}: needs {kind} {name}, which the secrets Job makes only after it")
+                continue
+            h, w = hook_of(obj)
+            if h:
+                if phase not in h or w >= weight:
+                    fail(f"{what}: {kind} {name} is hook {sorted(h)} weight {w}; need {phase} with weight < {weight}")
+            elif mode == "install":
+                fail(f"{what}: {kind} {name} is an ordinary object, created only after this pre-install hook")
 
 
 def component_selector(np: dict) -> str:
@@ -346,20 +404,27 @@ def check_network(docs: list[dict], values: dict, fullname: str) -> None:
     stranger = netpol.pod("stranger", "default", {"app": "stranger"})
     ingress_nginx = netpol.pod("controller", "ingress-nginx", {"app": "ingress-nginx"})
     internet = netpol.outside("internet", "203.0.113.7")
+    api_server = netpol.outside("kube-apiserver", "10.0.0.1")
+    api_cidrs = [p["ipBlock"]["cidr"] for p in values["networkPolicy"]["apiServer"] if "ipBlock" in p]
     for comp, p in pods.items():
         if not netpol.connects(policies, p, dns, 53, "UDP") or not netpol.connects(policies, p, dns, 53, "TCP"):
             fail(f"network: {comp} cannot reach cluster DNS")
         svc = comp.removesuffix("-migrate")
         db = values[svc]["database"] if svc in SERVICES else {"mode": "internal"}
-        for port in (443, 80, 5432, 6432, grpc):
-            # An external database's address range is open on its port, and nothing else.
+        for port in (443, 80, 5432, 6432, 6443, grpc):
+            # An external database's address range is open on its port, the
+            # API server's to the secrets Job on its ports, and nothing else.
+            ip = ipaddress.ip_address(internet.ip)
             want = (
                 db["mode"] == "external"
                 and port == db["external"]["port"]
-                and ipaddress.ip_address(internet.ip) in ipaddress.ip_network(db["external"]["cidr"])
-            )
+                and ip in ipaddress.ip_network(db["external"]["cidr"])
+            ) or (comp == "secrets" and port in values["networkPolicy"]["apiServerPorts"] and any(ip in ipaddress.ip_network(c) for c in api_cidrs))
             if netpol.connects(policies, p, internet, port) != want:
                 fail(f"network: {comp} {'may not' if want else 'may'} reach 203.0.113.7:{port}")
+        for port in values["networkPolicy"]["apiServerPorts"]:
+            if comp == "secrets" and api_cidrs and not netpol.connects(policies, p, api_server, port):
+                fail(f"network: the secrets Job cannot reach the API server on {port}")
         for outsider in (stranger, monitoring, ingress_nginx):
             for port in (grpc, 5432):
                 if netpol.connects(policies, outsider, p, port):
@@ -396,7 +461,7 @@ def main() -> int:
     ap.add_argument("rendered")
     ap.add_argument("--mode", choices=("install", "upgrade"), required=True)
     ap.add_argument("-f", "--values", action="append", default=[])
-    ap.add_argument("--objects", action="append", default=[], help="objects the admin creates beforehand")
+    ap.add_argument("--objects", action="append", default=[], help="objects that exist beforehand (the admin's, the secrets Job's)")
     ap.add_argument("--fullname", default="shop")
     args = ap.parse_args()
 
@@ -414,24 +479,19 @@ def main() -> int:
             check_pod(docs_all, d, sas)
     for svc in SERVICES:
         check_service(docs_all, values, svc, fullname)
-        check_migrations(docs, extra, values, svc, fullname, args.mode)
+        check_migrations(docs, values, svc, args.mode)
         internal = values[svc]["database"]["mode"] == "internal"
         sts = rendered.find(docs, "StatefulSet", f"{fullname}-{svc}-postgresql")
         if internal != (sts is not None):
             fail(f"{svc}: database mode {values[svc]['database']['mode']} but StatefulSet {'missing' if internal else 'rendered'}")
         if sts is not None and not sts["spec"].get("volumeClaimTemplates"):
             fail(f"StatefulSet {fullname}-{svc}-postgresql keeps its data on no PersistentVolumeClaim")
+    check_secrets_job(docs, extra, fullname)
+    check_hook_needs(docs, extra, args.mode)
     check_network(docs, values, fullname)
     if values["ingress"]["enabled"] != (rendered.find(docs, "Ingress", f"{fullname}-storefront") is not None):
         fail("ingress.enabled and the rendered Ingress disagree")
-
-    name = Path(args.rendered).name
-    if problems:
-        for p in problems:
-            print(f"  FAIL {name}: {p}")
-        return 1
-    print(f"  ok   {name}: pods, services, migrations and network policy as a cluster admin expects")
-    return 0
+    return report.finish(problems, Path(args.rendered).name, "pods, services, hooks and network policy as a cluster admin expects")
 
 
 if __name__ == "__main__":

@@ -3,10 +3,12 @@
 #
 # The real binaries ($BIN_DIR, default target/debug) accept exactly the
 # command, arguments, environment and mounted files that every rendering of
-# the chart and the kustomize build of k8s/ give each service, and refuse
-# deliberately broken ones (check_config.py says how).
+# the chart and the kustomize build of k8s/ give each service (with the keys
+# and passwords its secrets Job made, render-all.sh), and refuse deliberately
+# broken ones (check_config.py says how).
 set -euo pipefail
 cd "$(dirname "$0")/../.."
+export PYTHONDONTWRITEBYTECODE=1   # no __pycache__ in the work tree
 OUT=${1:-target/chart-config-test}
 export HELM=${HELM:-helm} KUBECTL=${KUBECTL:-kubectl}
 PY=${PY:-python3}
@@ -14,9 +16,10 @@ BIN_DIR=${BIN_DIR:-target/debug}
 SERVICES=${SERVICES:-"productinfo order storefront"}
 rm -rf "$OUT"
 deploy/checks/render-all.sh "$OUT"
-files=() objects=()
-while IFS=$'\t' read -r file mode values objs; do
-  [ "$mode" = install ] && files+=("$file")
-  for f in ${objs//,/ }; do objects+=(--objects "$f"); done
-done < "$OUT/renderings.tsv"
-$PY deploy/checks/check_config.py --bin-dir "$BIN_DIR" --services "${SERVICES// /,}" "${objects[@]}" "${files[@]}"
+status=0
+while IFS='|' read -r file mode values objs; do
+  [ "$mode" = install ] || continue
+  objects=(); for f in ${objs//,/ }; do objects+=(--objects "$f"); done
+  $PY deploy/checks/check_config.py --bin-dir "$BIN_DIR" --services "${SERVICES// /,}" "${objects[@]}" "$file" || status=1
+done < "$OUT/renderings.txt"
+exit $status

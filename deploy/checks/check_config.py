@@ -29,7 +29,6 @@ kube play test runs it).
 from __future__ import annotations
 
 import argparse
-import os
 import subprocess
 import sys
 import tempfile
@@ -39,28 +38,6 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 import rendered  # noqa: E402
 
 SERVICES = ("productinfo", "order", "storefront")
-
-
-def materialise(docs: list[dict], doc: dict, root: Path) -> tuple[list[str], dict[str, str]]:
-    """(argv, env) of the service container, its mounts written under root."""
-    pod = rendered.pod_template(doc)
-    container = pod["spec"]["containers"][0]
-    view = rendered.container_view(docs, pod, container)
-    for mount_path, files in view.mounts.items():
-        base = root / mount_path.lstrip("/")
-        base.mkdir(parents=True, exist_ok=True)
-        for rel, content in files.items():
-            (base / rel).parent.mkdir(parents=True, exist_ok=True)
-            (base / rel).write_bytes(content)
-    # Longest mount paths first, so /etc/shop/db is not mistaken for /etc/shop.
-    mounts = sorted(view.mounts, key=len, reverse=True)
-    env = {}
-    for k, v in view.env.items():
-        for m in mounts:
-            v = v.replace(m.rstrip("/") + "/", str(root / m.lstrip("/")) + "/")
-        env[k] = v
-    argv = list(container.get("command") or []) + list(container.get("args") or [])
-    return argv, env
 
 
 def run(binary: Path, args: list[str], env: dict[str, str]) -> subprocess.CompletedProcess:
@@ -123,7 +100,8 @@ def main() -> int:
             with tempfile.TemporaryDirectory(prefix=f"check-config-{svc}-") as tmp:
                 root = Path(tmp)
                 try:
-                    argv, env = materialise(docs, doc, root)
+                    pod = rendered.pod_template(doc)
+                    argv, env = rendered.materialise(docs, pod, pod["spec"]["containers"][0], root)
                 except rendered.Missing as e:
                     print(f"  FAIL {what}: {e}")
                     failures += 1

@@ -18,6 +18,9 @@ from pathlib import Path
 
 import yaml
 
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+import report  # noqa: E402
+
 SERVICES = ("productinfo", "order", "storefront")
 
 
@@ -62,12 +65,7 @@ def main() -> int:
     for r in sorted(expanded):
         if r not in known:
             problems.append(f"the values table documents `{r}`, which values.yaml does not have")
-    for p in problems:
-        print(f"  FAIL {p}")
-    if problems:
-        return 1
-    print(f"  ok   all {sum(1 for _ in leaves(values))} values documented in {sys.argv[2]} ({len(rows)} rows)")
-    return 0
+    return report.finish(problems, "", f"all {sum(1 for _ in leaves(values))} values documented in {sys.argv[2]} ({len(rows)} rows)")
 
 
 if __name__ == "__main__":

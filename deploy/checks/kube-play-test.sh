@@ -7,6 +7,7 @@
 # binaries in $BIN_DIR (default target/debug).
 set -euo pipefail
 cd "$(dirname "$0")/../.."
+export PYTHONDONTWRITEBYTECODE=1   # no __pycache__ in the work tree
 export HELM=${HELM:-helm}
 export CONTAINERS_CONF=${CONTAINERS_CONF:-$PWD/.tools/etc/containers.conf}
 PY=${PY:-python3}
@@ -16,4 +17,8 @@ OUT=${OUT:-target/kube-play}
 mkdir -p "$OUT"
 deploy/checks/podman-images.sh
 "$HELM" template shop helm/shop --namespace shop -f deploy/checks/values/kube-play.yaml > "$OUT/kube-play.yaml"
-$PY deploy/checks/kube_play.py "$OUT/kube-play.yaml" --shopctl "$BIN_DIR/shopctl" --services "${SERVICES// /,}"
+# podman has no API server for the secrets Job: its steps run here instead
+# (secrets_job.py: the Job's script, openssl, a kubectl stand-in), and the
+# Secrets and ConfigMap it made are played with the rest.
+$PY deploy/checks/secrets_job.py run "$OUT/kube-play.yaml" --out "$OUT/kube-play.made.yaml"
+$PY deploy/checks/kube_play.py "$OUT/kube-play.yaml" --objects "$OUT/kube-play.made.yaml" --shopctl "$BIN_DIR/shopctl" --services "${SERVICES// /,}"

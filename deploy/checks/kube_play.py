@@ -1,10 +1,12 @@
 #!/usr/bin/env python3
 """Run the rendered chart with `podman kube play`: PostgreSQL, migrations, services.
 
-    kube_play.py RENDERED.yaml --shopctl target/debug/shopctl [--services productinfo,order,storefront]
+    kube_play.py RENDERED.yaml [--objects MADE.yaml] --shopctl target/debug/shopctl [--services productinfo,order,storefront]
 
 RENDERED.yaml is `helm template` of helm/shop with values/kube-play.yaml (the
-local test images of podman-images.sh). Then, on a podman network of its own:
+local test images of podman-images.sh); MADE.yaml the Secrets and ConfigMap
+its secrets Job made (secrets_job.py run: podman has no API server for the
+Job, so its script ran on this machine). Then, on a podman network of its own:
 
  1. each in-cluster PostgreSQL (the StatefulSet's pod) starts, runs the chart's
     init script (the service's own role and database) and passes its exec
@@ -20,7 +22,7 @@ local test images of podman-images.sh). Then, on a podman network of its own:
     its web shop, the admin's login with the rendered password, and a
     customer's register, cart and checkout through the storefront): an admin
     token minted with shopctl
-    from the storefront key in the rendered Secret adds a product on
+    from the storefront key in its Secret adds a product on
     productinfo, a customer token places an order on order, which reserves the
     stock on productinfo over the headless Service name with its own service
     token (keys, certificates, TRUSTED_ISSUERS and *_TARGET all as rendered);
@@ -216,8 +218,13 @@ def grpcurl(container: str, args: list[str]) -> subprocess.CompletedProcess:
 # ------------------------------------------------------------------ test
 
 
+def load(args: argparse.Namespace) -> list[dict]:
+    """The rendered objects, then those that exist beforehand."""
+    return rendered.load_file(args.rendered) + [d for f in args.objects for d in rendered.load_file(f)]
+
+
 def run(args: argparse.Namespace, workdir: Path, played: list[str]) -> None:
-    docs = rendered.load_file(args.rendered)
+    docs = load(args)
     services = [s for s in ORDER if s in args.services.split(",")]
     fullname = args.fullname
     configmaps = secrets_as_configmaps(docs)
@@ -374,7 +381,7 @@ def smoke(docs: list[dict], fullname: str, containers: dict, workdir: Path, shop
         bad(f"addProduct with an admin token: {r.stdout}{r.stderr}")
         return
     product = json.loads(r.stdout)["value"]
-    ok(f"addProduct with an admin token signed by the rendered storefront key: {product}")
+    ok(f"addProduct with an admin token signed by the storefront key from its Secret: {product}")
     r = grpcurl(inside, ["-H", f"authorization: Bearer {customer}", "-d",
                          json.dumps({"lines": [{"productId": product, "quantity": 2}], "destination": "Lisbon", "idempotencyKey": "kube-play-1"}),
                          "127.0.0.1:50051", "ecommerce.OrderManagement/addOrder"])
@@ -391,7 +398,7 @@ def smoke(docs: list[dict], fullname: str, containers: dict, workdir: Path, shop
     if "storefront" not in containers:
         return
 
-    # Through the storefront: the admin from the rendered Secret logs in; a new
+    # Through the storefront: the admin from its Secret logs in; a new
     # customer registers, fills a cart (prices from productinfo) and checks out
     # (an order placed with the order service, stock reserved on productinfo).
     front = containers["storefront"]
@@ -399,7 +406,7 @@ def smoke(docs: list[dict], fullname: str, containers: dict, workdir: Path, shop
     password = rendered.data_of(rendered.find(docs, "Secret", f"{fullname}-storefront-admin"))["password"].decode()
     r = grpcurl(front, ["-d", json.dumps({"email": email, "password": password}), "127.0.0.1:50051", "ecommerce.Storefront/login"])
     if r.returncode == 0 and json.loads(r.stdout).get("token"):
-        ok(f"storefront login as {email} with the password from the rendered admin Secret")
+        ok(f"storefront login as {email} with the password from the admin Secret (made by the secrets Job)")
     else:
         bad(f"storefront admin login: {r.stdout}{r.stderr}")
     r = grpcurl(front, ["-d", json.dumps({"email": "kube-play@example.org", "password": "kube-play-password-1", "name": "Kube Play"}),
@@ -423,6 +430,7 @@ def smoke(docs: list[dict], fullname: str, containers: dict, workdir: Path, shop
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("rendered", type=Path)
+    ap.add_argument("--objects", action="append", default=[], help="Secrets and ConfigMaps that exist beforehand (the secrets Job's)")
     ap.add_argument("--shopctl", type=Path, required=True)
     ap.add_argument("--services", default=",".join(ORDER))
     ap.add_argument("--fullname", default="shop")
@@ -431,7 +439,7 @@ def main() -> int:
 
     # podman keeps each played ConfigMap as a named volume and would reuse a
     # stale one: start and end without them.
-    docs = rendered.load_file(args.rendered)
+    docs = load(args)
     volumes = [d["metadata"]["name"] for d in docs if d["kind"] in ("ConfigMap", "Secret")]
     for d in docs:  # pods a run that was killed may have left
         if d["kind"] in ("Deployment", "StatefulSet", "Job"):

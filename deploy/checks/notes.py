@@ -6,7 +6,8 @@
 NOTES.txt (rendered for the same values) must contain the port-forward,
 grpcurl (-plaintext) and token instructions, and every object its commands
 name (svc/..., deploy/..., `get secret NAME`) must exist in the rendering or
-among the objects the admin made, with the jsonpath key it reads.
+among the objects made beforehand (the admin's, the secrets Job's), with the
+jsonpath key it reads.
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import rendered  # noqa: E402
+import report  # noqa: E402
 
 
 def main() -> int:
@@ -40,15 +42,10 @@ def main() -> int:
         key = key.replace("\\.", ".")
         s = rendered.find(docs, "Secret", name)
         if s is None:
-            problems.append(f"NOTES.txt reads Secret {name}, which neither the chart nor the admin makes")
+            problems.append(f"NOTES.txt reads Secret {name}, which neither the chart, the admin nor the secrets Job makes")
         elif key not in rendered.data_of(s):
             problems.append(f"NOTES.txt reads key {key} of Secret {name}, which has no such key")
-    for p in problems:
-        print(f"  FAIL {args.rendered.name}: {p}")
-    if problems:
-        return 1
-    print(f"  ok   {args.rendered.name}: NOTES.txt names only objects and keys that exist")
-    return 0
+    return report.finish(problems, args.rendered.name, "NOTES.txt names only objects and keys that exist")
 
 
 if __name__ == "__main__":

@@ -4,7 +4,8 @@ Shared by the offline checks: load `helm template` output, find objects, and
 work out for one container of one pod exactly which environment variables it
 gets (env, envFrom, ConfigMap/Secret keys, fieldRefs, `$(VAR)` expansion) and
 which files appear under each of its volume mounts (ConfigMap, Secret and
-projected volumes with their `items`).
+projected volumes with their `items`); `materialise` writes those files under
+a directory so that a real program can run with them.
 """
 
 from __future__ import annotations
@@ -17,6 +18,12 @@ from pathlib import Path
 import yaml
 
 POD_KINDS = ("Deployment", "StatefulSet", "Job", "DaemonSet", "Pod")
+
+# What every namespace holds without anyone rendering it.
+CLUSTER_OBJECTS = [
+    {"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "kube-root-ca.crt"},
+     "data": {"ca.crt": "-----BEGIN CERTIFICATE-----\n(the cluster's CA)\n-----END CERTIFICATE-----\n"}},
+]
 
 
 def load(text: str) -> list[dict]:
@@ -89,7 +96,7 @@ def _expand(value: str, env: dict[str, str]) -> str:
 
 
 def _source(docs: list[dict], kind: str, name: str, optional: bool) -> dict[str, bytes]:
-    obj = find(docs, kind, name)
+    obj = find(docs, kind, name) or find(CLUSTER_OBJECTS, kind, name)
     if obj is None:
         if optional:
             return {}
@@ -190,3 +197,32 @@ def _volume_files(docs: list[dict], vol: dict) -> dict[str, bytes]:
         return out
     # emptyDir, persistentVolumeClaim, ...: empty at start.
     return {}
+
+
+def materialise(docs: list[dict], pod: dict, container: dict, root: Path) -> tuple[list[str], dict[str, str]]:
+    """(argv, env) of `container`, with its mounted files written under root.
+
+    The only change from what the kubelet would give it: a path under a
+    volume's mountPath, in the command, the arguments or the environment,
+    becomes the same path under root.
+    """
+    view = container_view(docs, pod, container)
+    for mount_path, files in view.mounts.items():
+        base = root / mount_path.lstrip("/")
+        base.mkdir(parents=True, exist_ok=True)
+        for rel, content in files.items():
+            (base / rel).parent.mkdir(parents=True, exist_ok=True)
+            (base / rel).write_bytes(content)
+    # Longest mount paths first, so /etc/shop/db is not mistaken for /etc/shop.
+    mounts = sorted(view.mounts, key=len, reverse=True)
+
+    def moved(v: str) -> str:
+        for m in mounts:
+            if v == m:
+                return str(root / m.lstrip("/"))
+            v = v.replace(m.rstrip("/") + "/", str(root / m.lstrip("/")) + "/")
+        return v
+
+    env = {k: moved(v) for k, v in view.env.items()}
+    argv = [moved(a) for a in list(container.get("command") or []) + list(container.get("args") or [])]
+    return argv, env
