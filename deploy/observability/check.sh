@@ -9,21 +9,24 @@
 #     shop-values.yaml;
 #  2. kubernetes-validate --strict against Kubernetes $K8S_VERSION of every
 #     object of the three renderings (a kind without a schema fails too);
-#  3. checks/check_dashboard.py (python3, standard library only): the
+#  3. checkov over deploy/observability's objects (the pods' security
+#     settings, resources, image tags, probes, RBAC), with the skips of
+#     deploy/checks/checkov-skips.yaml (deploy/checks/checkov_scan.py);
+#  4. checks/check_dashboard.py (python3, standard library only): the
 #     dashboard's JSON, panels, datasource uid, and that every query uses only
 #     the shop's metric names and labels and [$__rate_interval];
-#  4. checks/check_manifests.py (the tools venv, for PyYAML): hardening,
+#  5. checks/check_manifests.py (the tools venv, for PyYAML): ServiceAccounts,
 #     references, configuration files against manifests, rule shape and
 #     metric names, Prometheus's service discovery simulated on the rendered
 #     chart and overlay, NetworkPolicies of both namespaces evaluated together;
-#  5. promtool, when it is on PATH (or PROMTOOL=/path): check rules, the rule
+#  6. promtool, when it is on PATH (or PROMTOOL=/path): check rules, the rule
 #     unit tests (prometheus/rules.test.yaml), the PromQL syntax of every
 #     dashboard query and the results of two of them on synthetic series,
 #     and check config. Without promtool these are skipped
-#     and the rules are checked for shape and metric names only (step 4).
+#     and the rules are checked for shape and metric names only (step 5).
 #
-# Knobs: TOOLS (default ./.tools), KUBECTL, HELM, K8S_VERSION (1.33.0),
-# PROMTOOL (default: promtool on PATH; "none" skips step 5).
+# Knobs: TOOLS (default ./.tools), KUBECTL, HELM, CHECKOV, K8S_VERSION
+# (1.33.0), PROMTOOL (default: promtool on PATH; "none" skips step 6).
 set -uo pipefail
 export PYTHONDONTWRITEBYTECODE=1   # no __pycache__ in the work tree
 
@@ -33,18 +36,19 @@ TOOLS=${TOOLS:-$ROOT/.tools}
 KUBECTL=${KUBECTL:-$TOOLS/bin/kubectl-1.34}
 HELM=${HELM:-$TOOLS/bin/helm}
 KV=$TOOLS/bin/kubernetes-validate
+export CHECKOV=${CHECKOV:-$TOOLS/bin/checkov}
 VPY=$TOOLS/venv/bin/python
 K8S_VERSION=${K8S_VERSION:-1.33.0}
 
 missing=()
-for t in "$KUBECTL" "$HELM" "$KV" "$VPY"; do
+for t in "$KUBECTL" "$HELM" "$KV" "$VPY" "$CHECKOV"; do
   [ -x "$t" ] || missing+=("$t")
 done
 [ -x "$VPY" ] && ! "$VPY" -c 'import yaml' 2>/dev/null && missing+=("PyYAML in $TOOLS/venv")
 command -v python3 >/dev/null || missing+=(python3)
 if [ ${#missing[@]} -gt 0 ]; then
   echo "check.sh: missing tools: ${missing[*]}" >&2
-  echo "check.sh: run \`make tools\` (tools/install-tools.sh) to install the pinned kubectl, helm and kubernetes-validate, then run this again." >&2
+  echo "check.sh: run \`make tools\` (tools/install-tools.sh) to install the pinned kubectl, helm, kubernetes-validate and checkov, then run this again." >&2
   exit 2
 fi
 
@@ -115,30 +119,33 @@ for r in "${renders[@]}"; do
   fi
 done
 
-# ------------------------------------------------------------------ 3. dashboard
-section "dashboard (python3, standard library)"
-if python3 "$HERE/checks/check_dashboard.py" "$HERE/grafana/shop-dashboard.json" \
-     --datasource-uid prometheus --emit-rules "$TMP/dashboard-rules.yaml" --emit-tests "$TMP/dashboard-tests.yaml"; then
-  passed=$((passed + 1))
+# counted COMMAND...: runs a checker that prints its own ok/FAIL lines, and counts it.
+counted() { if "$@"; then passed=$((passed + 1)); else failed=$((failed + 1)); fi; }
+
+# ------------------------------------------------------------------ 3. checkov
+section "checkov"
+if [ -f "$TMP/observability.yaml" ]; then
+  counted "$VPY" "$ROOT/deploy/checks/checkov_scan.py" "$TMP/observability.yaml"
 else
-  failed=$((failed + 1))
+  bad "checkov not run: deploy/observability did not render"
 fi
 
-# ------------------------------------------------------------------ 4. manifests
+# ------------------------------------------------------------------ 4. dashboard
+section "dashboard (python3, standard library)"
+counted python3 "$HERE/checks/check_dashboard.py" "$HERE/grafana/shop-dashboard.json" \
+  --datasource-uid prometheus --emit-rules "$TMP/dashboard-rules.yaml" --emit-tests "$TMP/dashboard-tests.yaml"
+
+# ------------------------------------------------------------------ 5. manifests
 section "manifests, configurations, rules, scrapes, NetworkPolicies"
 if [ -f "$TMP/observability.yaml" ]; then
-  if "$VPY" "$HERE/checks/check_manifests.py" --observability "$TMP/observability.yaml" \
-       --rules "$HERE/prometheus/rules.yaml" "${shops[@]}" "${chart_values[@]}" \
-       --netpol "$ROOT/deploy/checks/netpol.py"; then
-    passed=$((passed + 1))
-  else
-    failed=$((failed + 1))
-  fi
+  counted "$VPY" "$HERE/checks/check_manifests.py" --observability "$TMP/observability.yaml" \
+    --rules "$HERE/prometheus/rules.yaml" "${shops[@]}" "${chart_values[@]}" \
+    --netpol "$ROOT/deploy/checks/netpol.py"
 else
   bad "check_manifests.py not run: deploy/observability did not render"
 fi
 
-# ------------------------------------------------------------------ 5. promtool
+# ------------------------------------------------------------------ 6. promtool
 section "promtool"
 PROMTOOL=${PROMTOOL:-$(command -v promtool || true)}
 if [ "$PROMTOOL" != none ] && [ -n "$PROMTOOL" ] && [ -x "$PROMTOOL" ]; then
@@ -172,7 +179,7 @@ PYEOF
     bad "promtool check config prometheus/prometheus.yml:"; sed 's/^/       /' "$TMP/pt.out"
   fi
 else
-  skip "no promtool (not on PATH, or PROMTOOL=none): rules checked for shape and metric names only (step 4), not"
+  skip "no promtool (not on PATH, or PROMTOOL=none): rules checked for shape and metric names only (step 5), not"
   skip "  compiled, unit-tested or checked as Prometheus configuration. Debian's package"
   skip "  'prometheus' provides promtool (or set PROMTOOL=/path/to/promtool)."
 fi

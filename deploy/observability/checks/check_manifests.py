@@ -6,12 +6,12 @@
 
 Needs PyYAML (the .tools venv has it). Offline; what it checks:
 
-1. hardening of every workload in OBS.yaml: non-root, no privilege escalation,
-   read-only root filesystem, all capabilities dropped, RuntimeDefault
-   seccomp, requests and a memory limit, probes on declared ports, images
-   pinned to a version tag that matches the app.kubernetes.io/version label,
-   no API token except for Prometheus (which needs one), only the volume
-   types of the "restricted" Pod Security Standard;
+1. what checkov (check.sh, step 3) does not check of every workload in
+   OBS.yaml: ServiceAccounts rendered and without token automount (Prometheus
+   mounts one, as its service discovery needs), probes on declared ports,
+   image tags that match the app.kubernetes.io/version label, IfNotPresent,
+   only the volume types of the "restricted" Pod Security Standard (the pods'
+   security settings, resources, tags and probes are checkov's);
 2. references inside OBS.yaml: ServiceAccounts, ConfigMaps, volume mounts,
    Service selectors and target ports, NetworkPolicy ports;
 3. the configuration files against the manifests: the collector's and
@@ -128,17 +128,8 @@ def check_workloads(objs: list[dict]) -> None:
         w = name_of(o)
         spec = pod_spec(o)
         app = pod_labels(o).get("app.kubernetes.io/name", "")
-        psc = spec.get("securityContext") or {}
-        if psc.get("runAsNonRoot") is not True or psc.get("runAsUser", 1) == 0:
-            fail(f"{w}: pod must run as non-root (runAsNonRoot, runAsUser != 0)")
-        if (psc.get("seccompProfile") or {}).get("type") != "RuntimeDefault":
-            fail(f"{w}: pod seccompProfile must be RuntimeDefault")
-        token = spec.get("automountServiceAccountToken")
-        if app in TOKEN_ALLOWED:
-            if token is not True:
-                fail(f"{w}: Prometheus needs automountServiceAccountToken: true for service discovery")
-        elif token is not False:
-            fail(f"{w}: automountServiceAccountToken must be false")
+        if app in TOKEN_ALLOWED and spec.get("automountServiceAccountToken") is not True:
+            fail(f"{w}: Prometheus needs automountServiceAccountToken: true for service discovery")
         sa = spec.get("serviceAccountName")
         if sa not in sas:
             fail(f"{w}: ServiceAccount {sa!r} is not rendered")
@@ -154,38 +145,14 @@ def check_workloads(objs: list[dict]) -> None:
         ports = container_ports(spec)
         for c in spec.get("containers") or []:
             cw = f"{w} container {c['name']}"
-            sc = c.get("securityContext") or {}
-            if sc.get("allowPrivilegeEscalation") is not False:
-                fail(f"{cw}: allowPrivilegeEscalation must be false")
-            if sc.get("readOnlyRootFilesystem") is not True:
-                fail(f"{cw}: readOnlyRootFilesystem must be true")
-            if "ALL" not in ((sc.get("capabilities") or {}).get("drop") or []):
-                fail(f"{cw}: capabilities must drop ALL")
-            if (sc.get("capabilities") or {}).get("add"):
-                fail(f"{cw}: adds capabilities")
-            if sc.get("privileged"):
-                fail(f"{cw}: privileged")
-            res = c.get("resources") or {}
-            for k in ("cpu", "memory"):
-                if k not in (res.get("requests") or {}):
-                    fail(f"{cw}: no {k} request")
-            if "memory" not in (res.get("limits") or {}):
-                fail(f"{cw}: no memory limit")
-            image = c.get("image", "")
-            m = re.fullmatch(r"(?:[a-z0-9.-]+/)?[a-z0-9./_-]+:([A-Za-z0-9._-]+)", image)
-            if not m or m.group(1) == "latest" or not re.search(r"\d", m.group(1)):
-                fail(f"{cw}: image {image!r} is not pinned to a version tag")
-            else:
-                version = (o["metadata"].get("labels") or {}).get("app.kubernetes.io/version")
-                if version is not None and version != m.group(1):
-                    fail(f"{w}: label app.kubernetes.io/version {version!r} differs from the image tag {m.group(1)!r}")
+            m = re.fullmatch(r"(?:[a-z0-9.-]+/)?[a-z0-9./_-]+:([A-Za-z0-9._-]+)", c.get("image", ""))
+            version = (o["metadata"].get("labels") or {}).get("app.kubernetes.io/version")
+            if m and version is not None and version != m.group(1):
+                fail(f"{w}: label app.kubernetes.io/version {version!r} differs from the image tag {m.group(1)!r}")
             if c.get("imagePullPolicy") not in ("IfNotPresent", None):
                 fail(f"{cw}: imagePullPolicy {c.get('imagePullPolicy')} (IfNotPresent with a pinned tag)")
             for probe in ("readinessProbe", "livenessProbe"):
-                p = c.get(probe)
-                if not p:
-                    fail(f"{cw}: no {probe}")
-                    continue
+                p = c.get(probe) or {}
                 port = (p.get("httpGet") or p.get("tcpSocket") or p.get("grpc") or {}).get("port")
                 if isinstance(port, str) and port not in ports:
                     fail(f"{cw}: {probe} uses port {port!r}, which the container does not declare")
@@ -195,8 +162,8 @@ def check_workloads(objs: list[dict]) -> None:
             for ef in c.get("envFrom") or []:
                 if "configMapRef" in ef and ef["configMapRef"]["name"] not in cms:
                     fail(f"{cw}: envFrom ConfigMap {ef['configMapRef']['name']} is not rendered")
-    oks.append(f"{len(workloads)} workloads hardened (non-root, read-only root, no privilege escalation, "
-               f"capabilities dropped, seccomp, resources, probes, pinned images, token only for Prometheus)")
+    oks.append(f"{len(workloads)} workloads: own ServiceAccounts without token (Prometheus mounts its own), restricted "
+               f"volume types, image tags as their version labels, IfNotPresent, probes on declared ports")
 
     # Services select a workload and target its declared ports.
     for s in (o for o in objs if o["kind"] == "Service"):
@@ -249,6 +216,35 @@ def listens(where: str, endpoint: str, ports: dict, port_name: str) -> None:
         fail(f"{where}: listens on port {port}, but the container's port {port_name!r} is {ports.get(port_name)}")
 
 
+def otel_config(objs: list[dict], app: str, configmap: str, file: str, health) -> tuple[dict, dict] | None:
+    """The configuration of Deployment `app` in the OpenTelemetry Collector's
+    format (the collector's and Jaeger 2's): components defined, OTLP, health
+    (health(config): its endpoint) and telemetry on the declared ports, and
+    --config at the mounted file. (config, container ports); None if missing."""
+    _, data = configmap_data(objs, configmap)
+    d = find(objs, "Deployment", app)
+    if not d:
+        fail(f"no Deployment {app}")
+    if not d or not data:
+        return None
+    spec = pod_spec(d)
+    ports = container_ports(spec)
+    cfg = yaml.safe_load(data[file])
+    w = f"{app}/{file}"
+    pipeline_components(cfg, w)
+    otlp = cfg["receivers"]["otlp"]["protocols"]
+    for proto in ("grpc", "http"):
+        listens(f"{w} otlp {proto}", otlp[proto]["endpoint"], ports, f"otlp-{proto}")
+    listens(f"{w} health", health(cfg), ports, "health")
+    prom = cfg["service"]["telemetry"]["metrics"]["readers"][0]["pull"]["exporter"]["prometheus"]
+    listens(f"{w} telemetry", f'{prom["host"]}:{prom["port"]}', ports, "metrics")
+    args = spec["containers"][0].get("args") or []
+    mount = next(m["mountPath"] for m in spec["containers"][0]["volumeMounts"] if m["name"] == "config")
+    if f"--config={mount}/{file}" not in args:
+        fail(f"{app}: args {args} do not point at {mount}/{file}")
+    return cfg, ports
+
+
 def check_configs(objs: list[dict]) -> None:
     def deployment(name):
         d = find(objs, "Deployment", name)
@@ -258,18 +254,11 @@ def check_configs(objs: list[dict]) -> None:
         return pod_spec(d), container_ports(pod_spec(d))
 
     # OpenTelemetry Collector
-    _, data = configmap_data(objs, "otel-collector-config")
-    spec, ports = deployment("otel-collector")
-    if data and spec:
-        cfg = yaml.safe_load(data["collector.yaml"])
+    got = otel_config(objs, "otel-collector", "otel-collector-config", "collector.yaml",
+                      lambda cfg: cfg["extensions"]["health_check"]["endpoint"])
+    if got:
+        cfg, _ = got
         w = "otel-collector/collector.yaml"
-        pipeline_components(cfg, w)
-        otlp = cfg["receivers"]["otlp"]["protocols"]
-        listens(w + " otlp grpc", otlp["grpc"]["endpoint"], ports, "otlp-grpc")
-        listens(w + " otlp http", otlp["http"]["endpoint"], ports, "otlp-http")
-        listens(w + " health_check", cfg["extensions"]["health_check"]["endpoint"], ports, "health")
-        prom = cfg["service"]["telemetry"]["metrics"]["readers"][0]["pull"]["exporter"]["prometheus"]
-        listens(w + " telemetry", f'{prom["host"]}:{prom["port"]}', ports, "metrics")
         traces = cfg["service"]["pipelines"]["traces"]
         for exp in traces["exporters"]:
             ep = cfg["exporters"][exp].get("endpoint", "")
@@ -277,24 +266,13 @@ def check_configs(objs: list[dict]) -> None:
                 fail(f"{w}: exporter {exp} sends to {ep!r}, which is no Service port here")
         if "memory_limiter" in traces.get("processors", []) and traces["processors"][0] != "memory_limiter":
             fail(f"{w}: memory_limiter must be the first processor")
-        args = spec["containers"][0].get("args") or []
-        mount = next(m["mountPath"] for m in spec["containers"][0]["volumeMounts"] if m["name"] == "config")
-        if f"--config={mount}/collector.yaml" not in args:
-            fail(f"otel-collector: args {args} do not point at {mount}/collector.yaml")
 
     # Jaeger
-    _, data = configmap_data(objs, "jaeger-config")
-    spec, ports = deployment("jaeger")
-    if data and spec:
-        cfg = yaml.safe_load(data["config.yaml"])
+    got = otel_config(objs, "jaeger", "jaeger-config", "config.yaml",
+                      lambda cfg: cfg["extensions"]["healthcheckv2"]["http"]["endpoint"])
+    if got:
+        cfg, ports = got
         w = "jaeger/config.yaml"
-        pipeline_components(cfg, w)
-        otlp = cfg["receivers"]["otlp"]["protocols"]
-        listens(w + " otlp grpc", otlp["grpc"]["endpoint"], ports, "otlp-grpc")
-        listens(w + " otlp http", otlp["http"]["endpoint"], ports, "otlp-http")
-        listens(w + " healthcheckv2", cfg["extensions"]["healthcheckv2"]["http"]["endpoint"], ports, "health")
-        prom = cfg["service"]["telemetry"]["metrics"]["readers"][0]["pull"]["exporter"]["prometheus"]
-        listens(w + " telemetry", f'{prom["host"]}:{prom["port"]}', ports, "metrics")
         backends = cfg["extensions"]["jaeger_storage"]["backends"]
         for where, store in (("jaeger_query.storage.traces", cfg["extensions"]["jaeger_query"]["storage"]["traces"]),
                              ("jaeger_storage_exporter.trace_storage", cfg["exporters"]["jaeger_storage_exporter"]["trace_storage"])):
@@ -304,10 +282,6 @@ def check_configs(objs: list[dict]) -> None:
             fail(f"{w}: the storage backend is not in-memory")
         if ports.get("http-query") != 16686:
             fail("jaeger: the UI port (http-query) must be 16686, jaeger_query's default")
-        args = spec["containers"][0].get("args") or []
-        mount = next(m["mountPath"] for m in spec["containers"][0]["volumeMounts"] if m["name"] == "config")
-        if f"--config={mount}/config.yaml" not in args:
-            fail(f"jaeger: args {args} do not point at {mount}/config.yaml")
 
     # Grafana
     _, ds_data = configmap_data(objs, "grafana-datasources")
