@@ -7,7 +7,7 @@
 
 pub mod money;
 
-/// Messages, clients (`*_client`) and servers (`*_server`) of package `ecommerce`.
+/// Code generated at build time; lints are for hand-written code.
 #[allow(
     clippy::all,
     missing_docs,
@@ -15,9 +15,20 @@ pub mod money;
     rust_2018_idioms,
     non_camel_case_types
 )]
-pub mod ecommerce {
-    tonic::include_proto!("ecommerce");
+mod generated {
+    /// Messages, clients (`*_client`) and servers (`*_server`) of package `ecommerce`.
+    pub mod ecommerce {
+        tonic::include_proto!("ecommerce");
+    }
+
+    /// The book's package `ecommerce`, with only the book's fields and methods.
+    #[cfg(feature = "book")]
+    pub mod book {
+        include!(concat!(env!("OUT_DIR"), "/book/ecommerce.rs"));
+    }
 }
+
+pub use generated::ecommerce;
 
 /// A point in time as the contract carries it (`google.protobuf.Timestamp`).
 pub fn timestamp(t: chrono::DateTime<chrono::Utc>) -> prost_types::Timestamp {
@@ -34,15 +45,5 @@ pub const FILE_DESCRIPTOR_SET: &[u8] = tonic::include_file_descriptor_set!("ecom
 /// tests to play the part of the book's unchanged clients.
 #[cfg(feature = "book")]
 pub mod book {
-    /// The book's package `ecommerce`, with only the book's fields and methods.
-    #[allow(
-        clippy::all,
-        missing_docs,
-        unreachable_pub,
-        rust_2018_idioms,
-        non_camel_case_types
-    )]
-    pub mod ecommerce {
-        include!(concat!(env!("OUT_DIR"), "/book/ecommerce.rs"));
-    }
+    pub use crate::generated::book as ecommerce;
 }

@@ -127,6 +127,27 @@ pub fn minor_from_legacy_price(currency: &str, price: f32) -> Result<i64, MoneyE
     Ok(minor as i64)
 }
 
+impl Money {
+    /// `19.99` for 19 units and 990000000 nanos: exact (never rounded), with
+    /// at least the currency's decimals (`5.00` USD, `500` JPY).
+    pub fn amount(&self) -> String {
+        let negative = self.units < 0 || self.nanos < 0;
+        let nanos = i64::from(self.nanos).unsigned_abs();
+        let units = self.units.unsigned_abs() + nanos / 1_000_000_000;
+        let mut fraction = format!("{:09}", nanos % 1_000_000_000);
+        let digits = minor_digits(&self.currency_code).unwrap_or(2) as usize;
+        while fraction.len() > digits && fraction.ends_with('0') {
+            fraction.pop();
+        }
+        let sign = if negative { "-" } else { "" };
+        if fraction.is_empty() {
+            format!("{sign}{units}")
+        } else {
+            format!("{sign}{units}.{fraction}")
+        }
+    }
+}
+
 /// `12.50 USD`-style text with exactly the currency's decimals.
 pub fn format_minor(currency: &str, minor: i64) -> String {
     let digits = minor_digits(currency).unwrap_or(2);
@@ -154,6 +175,17 @@ mod tests {
             units,
             nanos,
         }
+    }
+
+    #[test]
+    fn amounts_keep_the_currency_decimals_and_never_round() {
+        assert_eq!(money("EUR", 19, 990_000_000).amount(), "19.99");
+        assert_eq!(money("USD", 5, 0).amount(), "5.00");
+        assert_eq!(money("JPY", 500, 0).amount(), "500");
+        assert_eq!(money("KWD", 1, 5_000_000).amount(), "1.005");
+        assert_eq!(money("USD", -1, -500_000_000).amount(), "-1.50");
+        assert_eq!(money("USD", 0, -50_000_000).amount(), "-0.05");
+        assert_eq!(money("USD", 1, 1).amount(), "1.000000001");
     }
 
     #[test]

@@ -25,9 +25,11 @@ const PEER: Peer = Peer {
     contract: &[shop_proto::FILE_DESCRIPTOR_SET],
 };
 
+type Client = ProductInfoClient<Observed<Balanced>>;
+
 /// The catalog client, built once at start-up; clones share connections.
 #[derive(Clone, Debug)]
-pub struct Catalog(Upstream<ProductInfoClient<Observed<Balanced>>>);
+pub struct Catalog(Upstream<Client>);
 
 impl Catalog {
     /// The productinfo replicas at `target`, called as `caller`.
@@ -49,12 +51,9 @@ impl Catalog {
         deadline: Deadline,
     ) -> Result<GetProductsResponse, UpstreamError> {
         let request = GetProductsRequest { ids, names };
+        let rpc = |mut c: Client, r| async move { c.get_products(r).await };
         self.0
-            .call(
-                Call::within(deadline).idempotent(),
-                request,
-                |mut c, r| async move { c.get_products(r).await },
-            )
+            .call(Call::within(deadline).idempotent(), request, rpc)
             .await
     }
 
@@ -75,12 +74,9 @@ impl Catalog {
                 })
                 .collect(),
         };
+        let rpc = |mut c: Client, r| async move { c.reserve_stock(r).await };
         self.0
-            .call(
-                Call::within(deadline).idempotent(),
-                request,
-                |mut c, r| async move { c.reserve_stock(r).await },
-            )
+            .call(Call::within(deadline).idempotent(), request, rpc)
             .await
     }
 
@@ -93,12 +89,9 @@ impl Catalog {
         let request = ReleaseStockRequest {
             order_id: order_id.to_string(),
         };
+        let rpc = |mut c: Client, r| async move { c.release_stock(r).await };
         self.0
-            .call(
-                Call::within(deadline).idempotent(),
-                request,
-                |mut c, r| async move { c.release_stock(r).await },
-            )
+            .call(Call::within(deadline).idempotent(), request, rpc)
             .await
     }
 }

@@ -13,8 +13,8 @@ use crate::order::OrderState;
 
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
-    #[error("invalid request")]
-    Invalid(FieldViolations),
+    #[error(transparent)]
+    Invalid(#[from] FieldViolations),
     #[error("order {0} not found")]
     NotFound(String),
     #[error("this idempotency key was already used for a different order")]
@@ -37,22 +37,9 @@ pub enum Error {
     Db(#[from] DbError),
 }
 
-impl From<sqlx::Error> for Error {
-    fn from(e: sqlx::Error) -> Self {
-        Error::Db(e.into())
-    }
-}
-
-impl From<FieldViolations> for Error {
-    fn from(v: FieldViolations) -> Self {
-        Error::Invalid(v)
-    }
-}
-
 impl From<Error> for Status {
     fn from(e: Error) -> Self {
         match e {
-            Error::Invalid(v) => v.into_status(),
             Error::NotFound(_) => Status::not_found(e.to_string()),
             Error::KeyReused | Error::TotalTooLarge | Error::Final { .. } => {
                 Status::failed_precondition(e.to_string())
@@ -67,7 +54,14 @@ impl From<Error> for Status {
                 status => status,
             },
             e @ Error::CatalogBroken(_) => internal(&e),
+            Error::Invalid(v) => v.into(),
             Error::Db(e) => e.into(),
         }
+    }
+}
+
+impl From<sqlx::Error> for Error {
+    fn from(e: sqlx::Error) -> Self {
+        Error::Db(e.into())
     }
 }

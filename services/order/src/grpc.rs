@@ -120,7 +120,7 @@ impl OrderManagement for OrderManagementService {
         let caller = Principal::of(&request)?;
         let mut v = FieldViolations::default();
         let id = order::parse_id(&mut v, "value", request.get_ref());
-        v.check()?;
+        v.finish()?;
         let record = self.visible_order(&caller, id).await?;
         Ok(Response::new(record.into()))
     }
@@ -135,7 +135,7 @@ impl OrderManagement for OrderManagementService {
         let query = request.into_inner();
         let mut v = FieldViolations::default();
         v.check_text("value", &query, 200, false);
-        v.check()?;
+        v.finish()?;
         Ok(Response::new(streams::search_stream(
             self.inner.db.clone(),
             scope(&caller).map(str::to_owned),
@@ -219,7 +219,7 @@ impl OrderManagement for OrderManagementService {
         let id = order::parse_id(&mut v, "order_id", &req.order_id);
         let reason = req.reason.trim();
         v.check_text("reason", reason, order::MAX_REASON, false);
-        v.check()?;
+        v.finish()?;
         let reason = if reason.is_empty() {
             format!("cancelled by {}", caller.role)
         } else {
@@ -250,7 +250,7 @@ impl OrderManagement for OrderManagementService {
         let caller = Principal::of(&request)?;
         let mut v = FieldViolations::default();
         let id = order::parse_id(&mut v, "value", request.get_ref());
-        v.check()?;
+        v.finish()?;
         // Subscribe before reading, so no change can slip in between.
         let changes = self.inner.watchers.subscribe(id);
         let first = self.visible_order(&caller, id).await?;

@@ -6,7 +6,8 @@
 //! ([`shop_runtime::service`]); what is its own is [`OrderManagement`]: its
 //! flags, its routes and two background tasks (the LISTEN connection behind
 //! `watchOrder`, and the sweep that gives reservations back). Tests call
-//! [`run`] with listeners on port 0 and a oneshot as the shutdown signal.
+//! `OrderManagement::run` with listeners on port 0 and a oneshot as the
+//! shutdown signal.
 
 mod catalog;
 pub mod config;
@@ -20,12 +21,12 @@ mod ship;
 mod streams;
 mod watch;
 
-use std::{future::Future, time::Duration};
+use std::time::Duration;
 
 use shop_proto::ecommerce::order_management_server::{OrderManagementServer, SERVICE_NAME};
 use shop_runtime::{
     balance::Target,
-    service::{Context, Endpoints, Listeners, Service},
+    service::{Context, Endpoints, Service},
     upstream::Caller,
 };
 use sqlx::migrate::Migrator;
@@ -34,9 +35,6 @@ use tonic::{
 };
 
 pub use config::{Args, Config};
-
-/// The order service's schema migrations, embedded in the binary.
-static MIGRATOR: Migrator = sqlx::migrate!();
 
 /// The order service, its configuration checked.
 #[derive(Debug)]
@@ -54,11 +52,8 @@ impl Service for OrderManagement {
         "The shop's order service: ecommerce.OrderManagement on its own PostgreSQL database.";
     const GRPC_SERVICE: &'static str = SERVICE_NAME;
     const DESCRIPTOR_SETS: &'static [&'static [u8]] = &[shop_proto::FILE_DESCRIPTOR_SET];
+    const MIGRATOR: &'static Migrator = &sqlx::migrate!();
     type Args = Args;
-
-    fn migrator() -> &'static Migrator {
-        &MIGRATOR
-    }
 
     fn prepare(args: Args) -> anyhow::Result<Self> {
         Ok(Self {
@@ -100,14 +95,4 @@ impl Service for OrderManagement {
             ctx.auth(),
         ))))
     }
-}
-
-/// Serves orders on `listeners` until `shutdown` completes, then drains
-/// gracefully (see [`shop_runtime::service`]).
-pub async fn run(
-    config: Config,
-    listeners: Listeners,
-    shutdown: impl Future<Output = ()> + Send,
-) -> anyhow::Result<()> {
-    shop_runtime::service::run::<OrderManagement>(config, listeners, shutdown).await
 }

@@ -274,13 +274,6 @@ mod tests {
     use super::*;
     use shop_proto::ecommerce::OrderLine;
 
-    fn fields(v: FieldViolations) -> Vec<String> {
-        let status = v.into_status();
-        tonic_types::StatusExt::get_details_bad_request(&status)
-            .map(|b| b.field_violations.into_iter().map(|f| f.field).collect())
-            .unwrap_or_default()
-    }
-
     #[test]
     fn a_book_order_lists_items_by_name_and_its_id_is_the_idempotency_key() {
         let order = NewOrder::from_proto(Order {
@@ -320,7 +313,7 @@ mod tests {
         })
         .unwrap_err();
         assert_eq!(
-            fields(v),
+            v.fields(),
             ["destination", "lines[0].product_id", "lines[1].quantity"]
         );
         let empty = NewOrder::from_proto(Order {
@@ -328,7 +321,7 @@ mod tests {
             ..Default::default()
         })
         .unwrap_err();
-        assert_eq!(fields(empty), ["lines"]);
+        assert_eq!(empty.fields(), ["lines"]);
     }
 
     #[test]

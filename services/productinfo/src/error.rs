@@ -18,8 +18,8 @@ pub struct Shortage {
 
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
-    #[error("invalid request")]
-    Invalid(FieldViolations),
+    #[error(transparent)]
+    Invalid(#[from] FieldViolations),
     #[error("{0} not found")]
     NotFound(String),
     #[error("product {0} already exists")]
@@ -42,22 +42,9 @@ pub enum Error {
     Db(#[from] DbError),
 }
 
-impl From<sqlx::Error> for Error {
-    fn from(e: sqlx::Error) -> Self {
-        Error::Db(e.into())
-    }
-}
-
-impl From<FieldViolations> for Error {
-    fn from(v: FieldViolations) -> Self {
-        Error::Invalid(v)
-    }
-}
-
 impl From<Error> for Status {
     fn from(e: Error) -> Self {
         match e {
-            Error::Invalid(v) => v.into_status(),
             Error::NotFound(what) => Status::not_found(format!("{what} not found")),
             Error::IdTaken(_) | Error::NameTaken(_) => Status::already_exists(e.to_string()),
             Error::InsufficientStock(shortages) => failed_precondition(
@@ -77,7 +64,14 @@ impl From<Error> for Status {
             Error::StockWouldGoNegative { .. }
             | Error::ReservationReleased(_)
             | Error::ReservationDiffers(_) => Status::failed_precondition(e.to_string()),
+            Error::Invalid(v) => v.into(),
             Error::Db(e) => e.into(),
         }
+    }
+}
+
+impl From<sqlx::Error> for Error {
+    fn from(e: sqlx::Error) -> Self {
+        Error::Db(e.into())
     }
 }

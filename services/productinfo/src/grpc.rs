@@ -69,7 +69,7 @@ impl ProductInfo for ProductInfoService {
         Principal::of(&request)?.require(ANY_ROLE)?;
         let mut v = FieldViolations::default();
         let id = product::parse_id(&mut v, "value", &request.get_ref().value);
-        v.check()?;
+        v.finish()?;
         match db::get_product(&self.db, id).await? {
             Some(row) => Ok(Response::new(row.into())),
             None => Err(Error::NotFound(format!("product {id}")).into()),
@@ -91,7 +91,7 @@ impl ProductInfo for ProductInfoService {
             .enumerate()
             .map(|(i, id)| product::parse_id(&mut v, &format!("ids[{i}]"), id))
             .collect();
-        v.check()?;
+        v.finish()?;
         let rows = db::get_products(&self.db, &uuids, &names).await?;
         let missing = ids
             .iter()
@@ -121,7 +121,7 @@ impl ProductInfo for ProductInfoService {
         let filter = Filter::new(&mut v, &req.query, &req.category);
         let size = product::page_size(&mut v, req.page_size);
         let after = Cursor::decode(&mut v, &req.page_token);
-        v.check()?;
+        v.finish()?;
         // One row more than asked tells whether another page exists.
         let mut rows = db::list_products(&self.db, &filter, after.as_ref(), size + 1).await?;
         let next_page_token = if rows.len() as i64 > size {
@@ -157,7 +157,7 @@ impl ProductInfo for ProductInfoService {
         if req.limit < 0 {
             v.add("limit", "must not be negative (0 means no limit)");
         }
-        v.check()?;
+        v.finish()?;
         Ok(Response::new(search_stream(
             self.db.clone(),
             filter,
@@ -184,7 +184,7 @@ impl ProductInfo for ProductInfoService {
         }
         let reason = req.reason.trim();
         v.check_text("reason", reason, 200, true);
-        v.check()?;
+        v.finish()?;
         let row = db::adjust_stock(&self.db, id, req.delta, reason, &caller.subject).await?;
         tracing::info!(product.id = %id, delta = req.delta, stock = row.stock, by = %caller.subject, "stock adjusted");
         Ok(Response::new(row.into()))
@@ -199,7 +199,7 @@ impl ProductInfo for ProductInfoService {
         let mut v = FieldViolations::default();
         check_order_id(&mut v, &req.order_id);
         let lines = merge_lines(&mut v, &req.lines);
-        v.check()?;
+        v.finish()?;
         let reservation = db::reserve(&self.db, &req.order_id, &lines).await?;
         tracing::info!(order.id = %req.order_id, lines = lines.len(), "stock reserved");
         Ok(Response::new(reservation.into()))
@@ -213,7 +213,7 @@ impl ProductInfo for ProductInfoService {
         let req = request.into_inner();
         let mut v = FieldViolations::default();
         check_order_id(&mut v, &req.order_id);
-        v.check()?;
+        v.finish()?;
         let reservation = db::release(&self.db, &req.order_id).await?;
         tracing::info!(order.id = %req.order_id, "stock released");
         Ok(Response::new(reservation.into()))

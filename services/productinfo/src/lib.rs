@@ -3,9 +3,9 @@
 //!
 //! It starts, serves and stops through the shop's one skeleton
 //! ([`shop_runtime::service`]); what is its own is [`ProductInfo`]: its
-//! flags and the routes it serves. Tests call [`run`] with listeners on port
-//! 0 and a oneshot as the shutdown signal, so they exercise exactly what
-//! production runs.
+//! flags and the routes it serves. Tests call `ProductInfo::run` with
+//! listeners on port 0 and a oneshot as the shutdown signal, so they
+//! exercise exactly what production runs.
 
 pub mod config;
 mod db;
@@ -14,10 +14,8 @@ mod grpc;
 mod product;
 mod reservation;
 
-use std::future::Future;
-
 use shop_proto::ecommerce::product_info_server::{ProductInfoServer, SERVICE_NAME};
-use shop_runtime::service::{Context, Endpoints, Listeners, Service};
+use shop_runtime::service::{Context, Endpoints, Service};
 use sqlx::migrate::Migrator;
 use tonic::{
     codec::CompressionEncoding, service::Routes, service::interceptor::InterceptedService,
@@ -27,9 +25,6 @@ pub use config::{Args, Config};
 pub use db::GET_PRODUCT_SQL;
 
 use crate::grpc::ProductInfoService;
-
-/// The catalog's schema migrations, embedded in the binary.
-static MIGRATOR: Migrator = sqlx::migrate!();
 
 /// The catalog service, its configuration checked.
 #[derive(Debug)]
@@ -44,11 +39,8 @@ impl Service for ProductInfo {
         "The shop's catalog service: ecommerce.ProductInfo on its own PostgreSQL database.";
     const GRPC_SERVICE: &'static str = SERVICE_NAME;
     const DESCRIPTOR_SETS: &'static [&'static [u8]] = &[shop_proto::FILE_DESCRIPTOR_SET];
+    const MIGRATOR: &'static Migrator = &sqlx::migrate!();
     type Args = Args;
-
-    fn migrator() -> &'static Migrator {
-        &MIGRATOR
-    }
 
     fn prepare(args: Args) -> anyhow::Result<Self> {
         if !product::is_known_currency(&args.default_currency) {
@@ -76,14 +68,4 @@ impl Service for ProductInfo {
             ctx.auth(),
         ))))
     }
-}
-
-/// Serves the catalog on `listeners` until `shutdown` completes, then
-/// drains gracefully (see [`shop_runtime::service`]).
-pub async fn run(
-    config: Config,
-    listeners: Listeners,
-    shutdown: impl Future<Output = ()> + Send,
-) -> anyhow::Result<()> {
-    shop_runtime::service::run::<ProductInfo>(config, listeners, shutdown).await
 }

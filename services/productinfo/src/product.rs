@@ -277,13 +277,6 @@ mod tests {
         }
     }
 
-    fn fields(v: FieldViolations) -> Vec<String> {
-        let status = v.into_status();
-        tonic_types::StatusExt::get_details_bad_request(&status)
-            .map(|b| b.field_violations.into_iter().map(|f| f.field).collect())
-            .unwrap_or_default()
-    }
-
     #[test]
     fn a_book_product_gets_an_id_and_an_exact_price_in_the_default_currency() {
         let p = NewProduct::from_proto(product("Apple iPhone 11", 699.99), "USD").unwrap();
@@ -313,7 +306,7 @@ mod tests {
         p.description = "x".repeat(MAX_DESCRIPTION + 1);
         let v = NewProduct::from_proto(p, "USD").unwrap_err();
         assert_eq!(
-            fields(v),
+            v.fields(),
             ["id", "name", "description", "image_url", "price", "stock"]
         );
     }
@@ -327,7 +320,9 @@ mod tests {
             nanos: 0,
         });
         assert_eq!(
-            fields(NewProduct::from_proto(p.clone(), "USD").unwrap_err()),
+            NewProduct::from_proto(p.clone(), "USD")
+                .unwrap_err()
+                .fields(),
             ["unit_price.currency_code"]
         );
         p.unit_price = Some(Money {
@@ -336,7 +331,7 @@ mod tests {
             nanos: 1,
         });
         assert_eq!(
-            fields(NewProduct::from_proto(p, "USD").unwrap_err()),
+            NewProduct::from_proto(p, "USD").unwrap_err().fields(),
             ["unit_price"]
         );
     }
@@ -352,7 +347,7 @@ mod tests {
         assert_eq!(Cursor::decode(&mut v, ""), None);
         assert!(v.is_empty());
         assert_eq!(Cursor::decode(&mut v, "%%%"), None);
-        assert_eq!(fields(v), ["page_token"]);
+        assert_eq!(v.fields(), ["page_token"]);
     }
 
     #[test]
@@ -363,7 +358,7 @@ mod tests {
         assert!(v.is_empty());
         page_size(&mut v, 101);
         page_size(&mut v, -1);
-        assert_eq!(fields(v), ["page_size", "page_size"]);
+        assert_eq!(v.fields(), ["page_size", "page_size"]);
     }
 
     #[test]

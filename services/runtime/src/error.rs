@@ -22,8 +22,11 @@ use tonic_types::{ErrorDetails, FieldViolation, PreconditionViolation, StatusExt
 /// ```ignore
 /// let mut v = FieldViolations::default();
 /// if name.is_empty() { v.add("name", "must not be empty"); }
-/// v.check()?; // INVALID_ARGUMENT if anything was added
+/// v.finish()?; // INVALID_ARGUMENT if anything was added
 /// ```
+///
+/// It is an error type of its own: `?` turns it into a [`Status`], or into
+/// a service's error enum that wraps it.
 #[derive(Debug, Default, Clone)]
 pub struct FieldViolations {
     violations: Vec<FieldViolation>,
@@ -59,39 +62,59 @@ impl FieldViolations {
         }
     }
 
+    /// The fields recorded, in order.
+    pub fn fields(&self) -> Vec<&str> {
+        self.violations.iter().map(|v| v.field.as_str()).collect()
+    }
+
     /// Whether nothing was recorded.
     pub fn is_empty(&self) -> bool {
         self.violations.is_empty()
     }
 
-    /// `Ok(())` when nothing was recorded, the `INVALID_ARGUMENT` status otherwise.
-    pub fn check(self) -> Result<(), Status> {
-        if self.is_empty() {
-            Ok(())
-        } else {
-            Err(self.into_status())
-        }
-    }
-
-    /// `Ok(())` when nothing was recorded, the violations otherwise (for
-    /// services that wrap them in their own error type).
+    /// `Ok(())` when nothing was recorded, the violations otherwise.
     pub fn finish(self) -> Result<(), FieldViolations> {
         if self.is_empty() { Ok(()) } else { Err(self) }
     }
 
     /// The `INVALID_ARGUMENT` status carrying every recorded violation.
     pub fn into_status(self) -> Status {
-        let mut message = String::from("invalid request");
-        for (i, v) in self.violations.iter().enumerate() {
-            let sep = if i == 0 { ": " } else { "; " };
-            let _ = write!(message, "{sep}{}: {}", v.field, v.description);
-        }
         Status::with_error_details(
             Code::InvalidArgument,
-            message,
+            self.to_string(),
             ErrorDetails::with_bad_request(self.violations),
         )
     }
+}
+
+impl std::fmt::Display for FieldViolations {
+    /// "invalid request: field: what is wrong; other: ..." (for humans
+    /// reading grpcurl output; programs read the details).
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("invalid request")?;
+        for (i, v) in self.violations.iter().enumerate() {
+            let sep = if i == 0 { ": " } else { "; " };
+            write!(f, "{sep}{}: {}", v.field, v.description)?;
+        }
+        Ok(())
+    }
+}
+
+impl std::error::Error for FieldViolations {}
+
+impl From<FieldViolations> for Status {
+    fn from(v: FieldViolations) -> Self {
+        v.into_status()
+    }
+}
+
+/// The fields an `INVALID_ARGUMENT` status names, in order (empty for any
+/// other status): what clients, and tests, check.
+pub fn violated_fields(status: &Status) -> Vec<String> {
+    status
+        .get_details_bad_request()
+        .map(|b| b.field_violations.into_iter().map(|v| v.field).collect())
+        .unwrap_or_default()
 }
 
 /// `INVALID_ARGUMENT` for a single bad field.
@@ -167,7 +190,7 @@ mod tests {
         v.add("name", "must not be empty")
             .add("price", "must not be negative");
 
-        let status = v.check().unwrap_err();
+        let status = v.finish().unwrap_err().into_status();
 
         assert_eq!(status.code(), Code::InvalidArgument);
         assert_eq!(
@@ -187,7 +210,7 @@ mod tests {
 
     #[test]
     fn no_violations_is_ok() {
-        assert!(FieldViolations::default().check().is_ok());
+        assert!(FieldViolations::default().finish().is_ok());
     }
 
     #[test]

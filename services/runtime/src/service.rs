@@ -22,8 +22,8 @@
 //!   stop accepting, `--shutdown-grace` for calls in flight, cut the rest;
 //!   then the tasks stop and the database closes.
 //!
-//! Tests call the same code: a service's `run(config, listeners, shutdown)`
-//! with listeners bound to port 0 and a oneshot as the signal.
+//! Tests call the same code: [`Service::run`] with listeners bound to port 0
+//! and a oneshot as the signal.
 
 use std::{future::Future, net::SocketAddr, path::Path, process::ExitCode, sync::Arc};
 
@@ -56,11 +56,12 @@ pub trait Service: Sized + Send + 'static {
     /// (for reflection and for telling streaming methods apart).
     const DESCRIPTOR_SETS: &'static [&'static [u8]];
 
+    /// The service's schema migrations (`sqlx::migrate!()`: embedded in
+    /// the binary).
+    const MIGRATOR: &'static Migrator;
+
     /// The service's own flags, after the ones every service has.
     type Args: clap::Args + Clone + std::fmt::Debug + Send;
-
-    /// The service's schema migrations, embedded in the binary.
-    fn migrator() -> &'static Migrator;
 
     /// The web listener, for a service that serves HTTP to browsers.
     fn web(_args: &Self::Args) -> Option<&WebArgs> {
@@ -74,6 +75,17 @@ pub trait Service: Sized + Send + 'static {
     /// Builds the service's routes (and web pages) over the shared parts,
     /// spawning its background tasks into `ctx`.
     fn start(self, ctx: &mut Context) -> impl Future<Output = anyhow::Result<Endpoints>> + Send;
+
+    /// Prepares `config` and serves on `listeners` until `shutdown`
+    /// completes, then drains and stops: what `serve` does, with the
+    /// listeners and the signal given (tests bind port 0 and pass a oneshot).
+    fn run(
+        config: Config<Self::Args>,
+        listeners: Listeners,
+        shutdown: impl Future<Output = ()> + Send,
+    ) -> impl Future<Output = anyhow::Result<()>> + Send {
+        async move { prepare::<Self>(config)?.run(listeners, shutdown).await }
+    }
 }
 
 /// What a service serves: gRPC routes (its own services, with their auth;
@@ -281,16 +293,6 @@ pub fn prepare<S: Service>(config: Config<S::Args>) -> anyhow::Result<Prepared<S
     })
 }
 
-/// Prepares `config` and runs service `S` on `listeners` until `shutdown`
-/// completes (each service's `run` is this).
-pub async fn run<S: Service>(
-    config: Config<S::Args>,
-    listeners: Listeners,
-    shutdown: impl Future<Output = ()> + Send,
-) -> anyhow::Result<()> {
-    prepare::<S>(config)?.run(listeners, shutdown).await
-}
-
 impl<S: Service> Prepared<S> {
     /// Binds the listeners the configuration names.
     pub async fn listen(&self) -> anyhow::Result<Listeners> {
@@ -305,7 +307,7 @@ impl<S: Service> Prepared<S> {
         shutdown: impl Future<Output = ()> + Send,
     ) -> anyhow::Result<()> {
         if self.migrate {
-            pg::migrate(&self.db_options, S::migrator()).await?;
+            pg::migrate(&self.db_options, S::MIGRATOR).await?;
         }
         let server = Server::new(S::NAME, S::DESCRIPTOR_SETS);
         let stopping = CancellationToken::new();
@@ -329,7 +331,7 @@ impl<S: Service> Prepared<S> {
             "database health check",
             pg::health_check(
                 self.db_options,
-                S::migrator(),
+                S::MIGRATOR,
                 server.health.clone(),
                 vec![String::new(), S::GRPC_SERVICE.to_owned()],
                 self.db.db_health_interval,
@@ -386,7 +388,7 @@ pub async fn main<S: Service>() -> ExitCode {
         }
         Command::Migrate { db, log } => {
             with_logs(S::NAME, &log, async move {
-                pg::migrate(&pg::connect_options(&db, S::NAME)?, S::migrator()).await?;
+                pg::migrate(&pg::connect_options(&db, S::NAME)?, S::MIGRATOR).await?;
                 tracing::info!("migrations applied");
                 Ok(())
             })

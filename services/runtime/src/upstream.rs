@@ -274,7 +274,7 @@ impl<C: Clone> Upstream<C> {
     }
 
     /// Makes `rpc` with `message`, retrying it as the module documentation
-    /// says when `call` is idempotent.
+    /// says when `call` is idempotent (the message is copied only then).
     pub async fn call<M, R, F, Fut>(
         &self,
         call: Call,
@@ -318,20 +318,6 @@ impl<C: Clone> Upstream<C> {
                 other => return other,
             }
         }
-    }
-
-    /// Makes `rpc` once (client streams, anything that must not be sent twice).
-    pub async fn call_once<M, R, F, Fut>(
-        &self,
-        call: Call,
-        message: M,
-        rpc: F,
-    ) -> Result<R, UpstreamError>
-    where
-        F: FnOnce(C, Request<M>) -> Fut,
-        Fut: Future<Output = Result<Response<R>, Status>>,
-    {
-        self.send(&self.bounded(call), message, rpc).await
     }
 
     /// The next message of a response stream from this upstream, a failure

@@ -268,30 +268,25 @@ pub enum CartOwner {
     Session(Vec<u8>),
 }
 
+/// `owner`'s cart, made if it has none yet.
 async fn cart_id_in(conn: &mut sqlx::PgConnection, owner: &CartOwner) -> Result<Uuid, Error> {
-    let id = match owner {
-        CartOwner::User(user) => {
-            sqlx::query_scalar(
-                "INSERT INTO carts (id, user_id) VALUES ($1, $2) \
-                 ON CONFLICT (user_id) DO UPDATE SET updated_at = now() RETURNING id",
-            )
-            .bind(Uuid::now_v7())
-            .bind(user)
-            .fetch_one(&mut *conn)
-            .await?
+    let sql = match owner {
+        CartOwner::User(_) => {
+            "INSERT INTO carts (id, user_id, session_hash) VALUES ($1, $2, $3) \
+             ON CONFLICT (user_id) DO UPDATE SET updated_at = now() RETURNING id"
         }
-        CartOwner::Session(hash) => {
-            sqlx::query_scalar(
-                "INSERT INTO carts (id, session_hash) VALUES ($1, $2) \
-                 ON CONFLICT (session_hash) DO UPDATE SET updated_at = now() RETURNING id",
-            )
-            .bind(Uuid::now_v7())
-            .bind(hash)
-            .fetch_one(&mut *conn)
-            .await?
+        CartOwner::Session(_) => {
+            "INSERT INTO carts (id, user_id, session_hash) VALUES ($1, $2, $3) \
+             ON CONFLICT (session_hash) DO UPDATE SET updated_at = now() RETURNING id"
         }
     };
-    Ok(id)
+    let (user, session) = owner_columns(owner);
+    Ok(sqlx::query_scalar(sql)
+        .bind(Uuid::now_v7())
+        .bind(user)
+        .bind(session)
+        .fetch_one(&mut *conn)
+        .await?)
 }
 
 /// (product id, quantity) in `owner`'s cart, oldest first.
@@ -316,59 +311,48 @@ fn owner_columns(owner: &CartOwner) -> (Option<Uuid>, Option<&[u8]>) {
     }
 }
 
-/// Adds `quantity` units of a product (at most 99 in all).
-#[tracing::instrument(skip_all, fields(db.system = "postgresql", db.operation = "UPSERT", db.table = "cart_items"))]
-pub async fn add_to_cart(
-    db: &Db,
-    owner: &CartOwner,
-    product: Uuid,
-    quantity: i32,
-) -> Result<(), Error> {
-    let mut conn = db.acquire().await?;
-    let mut tx = conn.begin().await?;
-    let cart = cart_id_in(&mut tx, owner).await?;
-    sqlx::query(
-        "INSERT INTO cart_items (cart_id, product_id, quantity) VALUES ($1, $2, LEAST(99, $3)) \
-         ON CONFLICT (cart_id, product_id) DO UPDATE \
-         SET quantity = LEAST(99, cart_items.quantity + EXCLUDED.quantity)",
-    )
-    .bind(cart)
-    .bind(product)
-    .bind(quantity)
-    .execute(&mut *tx)
-    .await?;
-    tx.commit().await?;
-    Ok(())
+/// How one product's line in a cart changes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CartChange {
+    /// This many more units (at most 99 in all).
+    Add(i32),
+    /// Exactly this many units; 0 removes the line.
+    Set(i32),
 }
 
-/// Sets a product's quantity; 0 removes it.
+/// Changes `product`'s line in `owner`'s cart.
 #[tracing::instrument(skip_all, fields(db.system = "postgresql", db.operation = "UPSERT", db.table = "cart_items"))]
-pub async fn set_cart_item(
+pub async fn change_cart(
     db: &Db,
     owner: &CartOwner,
     product: Uuid,
-    quantity: i32,
+    change: CartChange,
 ) -> Result<(), Error> {
+    let (sql, quantity) = match change {
+        CartChange::Add(n) => (
+            "INSERT INTO cart_items (cart_id, product_id, quantity) VALUES ($1, $2, LEAST(99, $3)) \
+             ON CONFLICT (cart_id, product_id) DO UPDATE \
+             SET quantity = LEAST(99, cart_items.quantity + EXCLUDED.quantity)",
+            Some(n),
+        ),
+        CartChange::Set(0) => (
+            "DELETE FROM cart_items WHERE cart_id = $1 AND product_id = $2",
+            None,
+        ),
+        CartChange::Set(n) => (
+            "INSERT INTO cart_items (cart_id, product_id, quantity) VALUES ($1, $2, $3) \
+             ON CONFLICT (cart_id, product_id) DO UPDATE SET quantity = EXCLUDED.quantity",
+            Some(n),
+        ),
+    };
     let mut conn = db.acquire().await?;
     let mut tx = conn.begin().await?;
     let cart = cart_id_in(&mut tx, owner).await?;
-    if quantity == 0 {
-        sqlx::query("DELETE FROM cart_items WHERE cart_id = $1 AND product_id = $2")
-            .bind(cart)
-            .bind(product)
-            .execute(&mut *tx)
-            .await?;
-    } else {
-        sqlx::query(
-            "INSERT INTO cart_items (cart_id, product_id, quantity) VALUES ($1, $2, $3) \
-             ON CONFLICT (cart_id, product_id) DO UPDATE SET quantity = EXCLUDED.quantity",
-        )
-        .bind(cart)
-        .bind(product)
-        .bind(quantity)
-        .execute(&mut *tx)
-        .await?;
+    let mut query = sqlx::query(sql).bind(cart).bind(product);
+    if let Some(quantity) = quantity {
+        query = query.bind(quantity);
     }
+    query.execute(&mut *tx).await?;
     tx.commit().await?;
     Ok(())
 }

@@ -11,8 +11,8 @@ use tonic::Status;
 
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
-    #[error("invalid request")]
-    Invalid(FieldViolations),
+    #[error(transparent)]
+    Invalid(#[from] FieldViolations),
     #[error("an account with this email already exists")]
     EmailTaken,
     /// The same for an unknown email and a wrong password: no enumeration.
@@ -40,29 +40,23 @@ impl Error {
     }
 }
 
-impl From<sqlx::Error> for Error {
-    fn from(e: sqlx::Error) -> Self {
-        Error::Db(e.into())
-    }
-}
-
-impl From<FieldViolations> for Error {
-    fn from(v: FieldViolations) -> Self {
-        Error::Invalid(v)
-    }
-}
-
 impl From<Error> for Status {
     fn from(e: Error) -> Self {
         match e {
-            Error::Invalid(v) => v.into_status(),
             Error::EmailTaken => Status::already_exists(e.to_string()),
             Error::WrongCredentials => Status::unauthenticated(e.to_string()),
             Error::RateLimited => Status::resource_exhausted(e.to_string()),
             Error::NotFound(what) => Status::not_found(format!("{what} not found")),
             Error::Upstream(e) => e.into_status(),
+            Error::Invalid(v) => v.into(),
             Error::Db(e) => e.into(),
             e @ Error::Internal(_) => internal(&e),
         }
+    }
+}
+
+impl From<sqlx::Error> for Error {
+    fn from(e: sqlx::Error) -> Self {
+        Error::Db(e.into())
     }
 }

@@ -104,7 +104,7 @@ fn parse_item(request: &CartItemRequest, min: i64) -> Result<(Uuid, i32), Status
     if !(min..=99).contains(&request.quantity) {
         v.add("quantity", format!("must be between {min} and 99"));
     }
-    v.check()?;
+    v.finish()?;
     Ok((id, request.quantity as i32))
 }
 
@@ -149,7 +149,8 @@ impl Storefront for StorefrontService {
         {
             return Err(Error::NotFound(format!("product {product}")).into());
         }
-        db::add_to_cart(&self.pool, &CartOwner::User(user.id), product, quantity).await?;
+        let owner = CartOwner::User(user.id);
+        db::change_cart(&self.pool, &owner, product, db::CartChange::Add(quantity)).await?;
         self.priced(deadline, &user).await
     }
 
@@ -160,7 +161,8 @@ impl Storefront for StorefrontService {
         let deadline = Deadline::of(&request);
         let user = self.caller(&request).await?;
         let (product, quantity) = parse_item(request.get_ref(), 0)?;
-        db::set_cart_item(&self.pool, &CartOwner::User(user.id), product, quantity).await?;
+        let owner = CartOwner::User(user.id);
+        db::change_cart(&self.pool, &owner, product, db::CartChange::Set(quantity)).await?;
         self.priced(deadline, &user).await
     }
 

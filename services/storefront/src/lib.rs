@@ -6,8 +6,8 @@
 //! It starts, serves and stops through the shop's one skeleton
 //! ([`shop_runtime::service`]), which drains the web listener exactly like
 //! the gRPC one; what is its own is [`Storefront`]: its flags, its routes,
-//! its web pages and the session cleanup task. Tests call [`run`] with
-//! listeners on port 0.
+//! its web pages and the session cleanup task. Tests call `Storefront::run`
+//! with listeners on port 0.
 
 mod accounts;
 mod cart;
@@ -19,7 +19,7 @@ mod grpc;
 mod upstream;
 mod web;
 
-use std::{future::Future, path::PathBuf, sync::Arc, time::Duration};
+use std::{path::PathBuf, sync::Arc, time::Duration};
 
 use anyhow::Context as _;
 use shop_proto::ecommerce::storefront_server::{SERVICE_NAME, StorefrontServer};
@@ -27,7 +27,7 @@ use shop_runtime::{
     balance::Target,
     config::WebArgs,
     pg::Db,
-    service::{Context, Endpoints, Listeners, Service},
+    service::{Context, Endpoints, Service},
     upstream::Caller,
 };
 use sqlx::migrate::Migrator;
@@ -36,9 +36,6 @@ use tonic::{
 };
 
 pub use config::{Args, Config};
-
-/// The storefront's schema migrations, embedded in the binary.
-static MIGRATOR: Migrator = sqlx::migrate!();
 
 /// How often expired sessions and old login failures are removed.
 const CLEANUP_INTERVAL: Duration = Duration::from_secs(600);
@@ -94,11 +91,8 @@ impl Service for Storefront {
     const ABOUT: &'static str = "The shop's web shop and storefront API, with accounts, sessions and carts in its own PostgreSQL database.";
     const GRPC_SERVICE: &'static str = SERVICE_NAME;
     const DESCRIPTOR_SETS: &'static [&'static [u8]] = &[shop_proto::FILE_DESCRIPTOR_SET];
+    const MIGRATOR: &'static Migrator = &sqlx::migrate!();
     type Args = Args;
-
-    fn migrator() -> &'static Migrator {
-        &MIGRATOR
-    }
 
     fn web(args: &Args) -> Option<&WebArgs> {
         Some(&args.web)
@@ -155,16 +149,6 @@ impl Service for Storefront {
             web: Some(web),
         })
     }
-}
-
-/// Serves the web shop and the gRPC API on `listeners` until `shutdown`
-/// completes, then drains both (see [`shop_runtime::service`]).
-pub async fn run(
-    config: Config,
-    listeners: Listeners,
-    shutdown: impl Future<Output = ()> + Send,
-) -> anyhow::Result<()> {
-    shop_runtime::service::run::<Storefront>(config, listeners, shutdown).await
 }
 
 /// Removes expired sessions and old login failures every [`CLEANUP_INTERVAL`].

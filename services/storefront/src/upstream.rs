@@ -60,11 +60,14 @@ const ORDERS: Peer = Peer {
     contract: &[shop_proto::FILE_DESCRIPTOR_SET],
 };
 
+type Catalog = ProductInfoClient<Observed<Balanced>>;
+type Orders = OrderManagementClient<Observed<Balanced>>;
+
 /// The catalog and order clients.
 #[derive(Clone)]
 pub struct Upstreams {
-    catalog: Upstream<ProductInfoClient<Observed<Balanced>>>,
-    orders: Upstream<OrderManagementClient<Observed<Balanced>>>,
+    catalog: Upstream<Catalog>,
+    orders: Upstream<Orders>,
     tokens: Arc<UserTokens>,
 }
 
@@ -153,14 +156,8 @@ impl Upstreams {
             page_token: page_token.to_owned(),
         };
         let call = Call::within(deadline).idempotent();
-        Ok(self
-            .catalog
-            .call(
-                call,
-                request,
-                |mut c, r| async move { c.list_products(r).await },
-            )
-            .await?)
+        let rpc = |mut c: Catalog, r| async move { c.list_products(r).await };
+        Ok(self.catalog.call(call, request, rpc).await?)
     }
 
     /// One product; `None` when the catalog does not have it.
@@ -169,15 +166,8 @@ impl Upstreams {
             value: id.to_owned(),
         };
         let call = Call::within(deadline).idempotent();
-        Ok(found(
-            self.catalog
-                .call(
-                    call,
-                    request,
-                    |mut c, r| async move { c.get_product(r).await },
-                )
-                .await,
-        )?)
+        let rpc = |mut c: Catalog, r| async move { c.get_product(r).await };
+        Ok(found(self.catalog.call(call, request, rpc).await)?)
     }
 
     /// Products by id, in one call; missing ones are simply absent.
@@ -191,15 +181,8 @@ impl Upstreams {
         }
         let request = GetProductsRequest { ids, names: vec![] };
         let call = Call::within(deadline).idempotent();
-        Ok(self
-            .catalog
-            .call(
-                call,
-                request,
-                |mut c, r| async move { c.get_products(r).await },
-            )
-            .await?
-            .products)
+        let rpc = |mut c: Catalog, r| async move { c.get_products(r).await };
+        Ok(self.catalog.call(call, request, rpc).await?.products)
     }
 
     /// Adds a product, as `admin`.
@@ -210,15 +193,8 @@ impl Upstreams {
         product: Product,
     ) -> Result<String, Error> {
         let call = self.as_user(deadline, admin)?;
-        Ok(self
-            .catalog
-            .call_once(
-                call,
-                product,
-                |mut c, r| async move { c.add_product(r).await },
-            )
-            .await?
-            .value)
+        let rpc = |mut c: Catalog, r| async move { c.add_product(r).await };
+        Ok(self.catalog.call(call, product, rpc).await?.value)
     }
 
     /// Adjusts stock, as `admin`.
@@ -236,14 +212,8 @@ impl Upstreams {
             reason: reason.to_owned(),
         };
         let call = self.as_user(deadline, admin)?;
-        Ok(self
-            .catalog
-            .call_once(
-                call,
-                request,
-                |mut c, r| async move { c.adjust_stock(r).await },
-            )
-            .await?)
+        let rpc = |mut c: Catalog, r| async move { c.adjust_stock(r).await };
+        Ok(self.catalog.call(call, request, rpc).await?)
     }
 
     /// Places an order for `user`; returns its id. The order carries an
@@ -260,10 +230,8 @@ impl Upstreams {
         } else {
             call.idempotent()
         };
-        Ok(self
-            .orders
-            .call(call, order, |mut c, r| async move { c.add_order(r).await })
-            .await?)
+        let rpc = |mut c: Orders, r| async move { c.add_order(r).await };
+        Ok(self.orders.call(call, order, rpc).await?)
     }
 
     /// One of `user`'s orders (any order for an admin).
@@ -274,13 +242,8 @@ impl Upstreams {
         id: &str,
     ) -> Result<Option<Order>, Error> {
         let call = self.as_user(deadline, user)?.idempotent();
-        Ok(found(
-            self.orders
-                .call(call, id.to_owned(), |mut c, r| async move {
-                    c.get_order(r).await
-                })
-                .await,
-        )?)
+        let rpc = |mut c: Orders, r| async move { c.get_order(r).await };
+        Ok(found(self.orders.call(call, id.to_owned(), rpc).await)?)
     }
 
     /// Up to `limit` of `user`'s orders (everyone's for an admin) matching
@@ -297,12 +260,8 @@ impl Upstreams {
             .as_user(deadline, user)?
             .idempotent()
             .timeout(LONG_CALL);
-        let mut stream = self
-            .orders
-            .call(call, query.to_owned(), |mut c, r| async move {
-                c.search_orders(r).await
-            })
-            .await?;
+        let rpc = |mut c: Orders, r| async move { c.search_orders(r).await };
+        let mut stream = self.orders.call(call, query.to_owned(), rpc).await?;
         let mut newest = std::collections::VecDeque::with_capacity(limit + 1);
         while let Some(order) = self.orders.next(&mut stream).await? {
             newest.push_back(order);
@@ -320,12 +279,8 @@ impl Upstreams {
             .as_user(Deadline::NONE, user)?
             .idempotent()
             .timeout(WATCH_LIFETIME);
-        Ok(self
-            .orders
-            .call(call, id.to_owned(), |mut c, r| async move {
-                c.watch_order(r).await
-            })
-            .await?)
+        let rpc = |mut c: Orders, r| async move { c.watch_order(r).await };
+        Ok(self.orders.call(call, id.to_owned(), rpc).await?)
     }
 
     /// Cancels one of `user`'s orders (cancelling twice changes nothing).
@@ -340,14 +295,8 @@ impl Upstreams {
             reason: "cancelled in the web shop".into(),
         };
         let call = self.as_user(deadline, user)?.idempotent();
-        Ok(self
-            .orders
-            .call(
-                call,
-                request,
-                |mut c, r| async move { c.cancel_order(r).await },
-            )
-            .await?)
+        let rpc = |mut c: Orders, r| async move { c.cancel_order(r).await };
+        Ok(self.orders.call(call, request, rpc).await?)
     }
 
     /// Ships `ids`, as `admin`: every shipment and rejection the order
@@ -359,11 +308,10 @@ impl Upstreams {
         ids: Vec<String>,
     ) -> Result<Vec<CombinedShipment>, Error> {
         let call = self.as_user(deadline, admin)?.timeout(LONG_CALL);
+        let rpc = |mut c: Orders, r| async move { c.process_orders(r).await };
         let mut stream = self
             .orders
-            .call_once(call, futures::stream::iter(ids), |mut c, r| async move {
-                c.process_orders(r).await
-            })
+            .call(call, futures::stream::iter(ids), rpc)
             .await?;
         let mut shipments = Vec::new();
         while let Some(s) = self.orders.next(&mut stream).await? {

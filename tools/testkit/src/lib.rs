@@ -12,6 +12,7 @@ pub mod web;
 use std::{path::PathBuf, sync::OnceLock, time::Duration};
 
 use shop_devdb::Cluster;
+use shop_proto::ecommerce::{Money, Product, product_info_client::ProductInfoClient};
 use shop_runtime::auth::{Role, Signer, ensure_keypair};
 use tonic::transport::Channel;
 use tonic_health::pb::{
@@ -154,6 +155,28 @@ pub async fn wait_for_health(channel: Channel, service: &str, status: ServingSta
     tokio::time::timeout(Duration::from_secs(10), wait)
         .await
         .unwrap_or_else(|_| panic!("health of {service:?} did not become {status:?} within 10 s"));
+}
+
+/// A product for tests: `cents` US cents, `stock` units, in the kitchen.
+pub fn product(name: &str, cents: i64, stock: i64) -> Product {
+    Product {
+        name: name.into(),
+        description: format!("All about {name}."),
+        unit_price: Some(Money::from_minor("USD", cents)),
+        stock,
+        category: "kitchen".into(),
+        ..Default::default()
+    }
+}
+
+/// Adds `product` to the catalog at `channel`, as an admin; its id.
+pub async fn add_product(channel: Channel, product: Product) -> String {
+    ProductInfoClient::with_interceptor(channel, bearer(&admin_token()))
+        .add_product(product)
+        .await
+        .expect("add product")
+        .into_inner()
+        .value
 }
 
 /// Waits (checking every 20 ms, up to `timeout`) until `check` says yes:

@@ -6,7 +6,7 @@ use std::path::PathBuf;
 
 use shop_runtime::{
     config::{AuthArgs, Config, DbArgs, LogArgs, ServerArgs, UpstreamArgs, WebArgs},
-    service::Listeners,
+    service::{Listeners, Service as _},
     telemetry::LogFormat,
 };
 use tokio::{net::TcpListener, sync::oneshot, task::JoinHandle};
@@ -170,7 +170,7 @@ pub async fn productinfo() -> Running {
 pub async fn productinfo_with(config: productinfo::Config) -> Running {
     let url = config.db.database_url.clone();
     Running::start(url, false, |listeners, stop| {
-        productinfo::run(config, listeners, async {
+        productinfo::ProductInfo::run(config, listeners, async {
             let _ = stop.await;
         })
     })
@@ -227,7 +227,7 @@ pub fn storefront_config(
 pub async fn storefront_with(config: storefront::Config) -> Running {
     let url = config.db.database_url.clone();
     Running::start(url, true, |listeners, stop| {
-        storefront::run(config, listeners, async {
+        storefront::Storefront::run(config, listeners, async {
             let _ = stop.await;
         })
     })
@@ -238,7 +238,7 @@ pub async fn storefront_with(config: storefront::Config) -> Running {
 pub async fn order_with(config: order::Config) -> Running {
     let url = config.db.database_url.clone();
     Running::start(url, false, |listeners, stop| {
-        order::run(config, listeners, async {
+        order::OrderManagement::run(config, listeners, async {
             let _ = stop.await;
         })
     })

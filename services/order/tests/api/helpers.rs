@@ -2,7 +2,7 @@
 //! an order service balancing over them, each on fresh databases.
 
 use shop_proto::ecommerce::{
-    Money, Order, OrderLine, Product, ProductId, order_management_client::OrderManagementClient,
+    Order, OrderLine, ProductId, order_management_client::OrderManagementClient,
     product_info_client::ProductInfoClient,
 };
 use shop_runtime::auth::Role;
@@ -81,17 +81,8 @@ impl Shop {
 
     /// Adds a USD product; returns its id.
     pub async fn add_product(&self, name: &str, cents: i64, stock: i64) -> String {
-        self.catalog()
-            .add_product(Product {
-                name: name.into(),
-                unit_price: Some(Money::from_minor("USD", cents)),
-                stock,
-                ..Default::default()
-            })
-            .await
-            .expect("add product")
-            .into_inner()
-            .value
+        let product = shop_testkit::product(name, cents, stock);
+        shop_testkit::add_product(self.productinfo[0].channel.clone(), product).await
     }
 
     pub async fn stock(&self, product_id: &str) -> i64 {
@@ -129,12 +120,20 @@ impl Shop {
 
 /// An order of `quantity` units of one product, to `destination`.
 pub fn order_of(product_id: &str, quantity: i64, destination: &str) -> Order {
+    order_of_lines(&[(product_id, quantity)], destination)
+}
+
+/// An order of these (product, quantity) lines, to `destination`.
+pub fn order_of_lines(lines: &[(&str, i64)], destination: &str) -> Order {
     Order {
-        lines: vec![OrderLine {
-            product_id: product_id.into(),
-            quantity,
-            ..Default::default()
-        }],
+        lines: lines
+            .iter()
+            .map(|(product_id, quantity)| OrderLine {
+                product_id: (*product_id).into(),
+                quantity: *quantity,
+                ..Default::default()
+            })
+            .collect(),
         destination: destination.into(),
         ..Default::default()
     }

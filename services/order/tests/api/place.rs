@@ -2,17 +2,11 @@
 //! retries that make one order.
 
 use shop_proto::ecommerce::{Order, OrderLine, OrderStatus};
+use shop_runtime::error::violated_fields as violations;
 use tonic::Code;
 use tonic_types::StatusExt as _;
 
-use crate::helpers::{Shop, order_of};
-
-fn violations(status: &tonic::Status) -> Vec<String> {
-    status
-        .get_details_bad_request()
-        .map(|b| b.field_violations.into_iter().map(|v| v.field).collect())
-        .unwrap_or_default()
-}
+use crate::helpers::{Shop, order_of, order_of_lines};
 
 #[tokio::test]
 async fn an_order_is_priced_by_the_catalog_and_takes_its_stock() {
@@ -146,22 +140,7 @@ async fn not_enough_stock_names_the_short_items_and_stores_nothing() {
 
     let short = shop
         .customer()
-        .add_order(Order {
-            lines: vec![
-                OrderLine {
-                    product_id: mug.clone(),
-                    quantity: 2,
-                    ..Default::default()
-                },
-                OrderLine {
-                    product_id: tea.clone(),
-                    quantity: 5,
-                    ..Default::default()
-                },
-            ],
-            destination: "Home".into(),
-            ..Default::default()
-        })
+        .add_order(order_of_lines(&[(&mug, 2), (&tea, 5)], "Home"))
         .await
         .unwrap_err();
 

@@ -73,12 +73,7 @@ async fn search_streams_a_hundred_thousand_orders_in_batches() {
     .await
     .unwrap();
 
-    let mut stream = shop
-        .admin()
-        .search_orders(String::new())
-        .await
-        .unwrap()
-        .into_inner();
+    let mut stream = search_all(&shop).await;
     let mut count = 0;
     let mut last = String::new();
     while let Some(order) = stream.message().await.unwrap() {
@@ -111,12 +106,7 @@ async fn a_client_that_cancels_a_search_stops_it() {
     .await
     .unwrap();
 
-    let mut stream = shop
-        .admin()
-        .search_orders(String::new())
-        .await
-        .unwrap()
-        .into_inner();
+    let mut stream = search_all(&shop).await;
     for _ in 0..10 {
         stream.message().await.unwrap().unwrap();
     }
@@ -292,4 +282,13 @@ async fn process_orders_ships_full_batches_at_once_and_the_rest_at_half_close() 
         5
     );
     assert_eq!(shop.count("SELECT count(*) FROM shipments").await, 3);
+}
+
+/// Every order, as an admin's search streams them.
+async fn search_all(shop: &Shop) -> tonic::Streaming<shop_proto::ecommerce::Order> {
+    shop.admin()
+        .search_orders(String::new())
+        .await
+        .unwrap()
+        .into_inner()
 }

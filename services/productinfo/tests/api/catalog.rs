@@ -4,17 +4,10 @@ use futures::StreamExt as _;
 use shop_proto::ecommerce::{
     GetProductsRequest, ListProductsRequest, Money, Product, ProductId, SearchProductsRequest,
 };
+use shop_runtime::error::violated_fields as violations;
 use tonic::Code;
-use tonic_types::StatusExt as _;
 
 use crate::helpers::TestApp;
-
-fn violations(status: &tonic::Status) -> Vec<String> {
-    status
-        .get_details_bad_request()
-        .map(|b| b.field_violations.into_iter().map(|v| v.field).collect())
-        .unwrap_or_default()
-}
 
 #[tokio::test]
 async fn an_added_product_reads_back_with_exact_and_legacy_prices() {

@@ -2,7 +2,7 @@
 //! clients carrying each kind of token. The shared pieces live in
 //! `shop-testkit`.
 
-use shop_proto::ecommerce::{Money, Product, product_info_client::ProductInfoClient};
+use shop_proto::ecommerce::product_info_client::ProductInfoClient;
 pub use shop_testkit::{
     Bearer, admin_token, bearer, cluster, customer_token, keys, order_service_token,
     services::Running,
@@ -65,19 +65,8 @@ impl TestApp {
 
     /// Adds a product as admin and returns its id.
     pub async fn add_product(&self, name: &str, price_cents: i64, stock: i64) -> String {
-        self.admin()
-            .add_product(Product {
-                name: name.into(),
-                description: format!("{name} for tests"),
-                unit_price: Some(Money::from_minor("USD", price_cents)),
-                stock,
-                category: "test".into(),
-                ..Default::default()
-            })
-            .await
-            .expect("add product")
-            .into_inner()
-            .value
+        let product = shop_testkit::product(name, price_cents, stock);
+        shop_testkit::add_product(self.channel.clone(), product).await
     }
 
     /// Shuts down and waits until the server has stopped.

@@ -258,13 +258,7 @@ async fn bad_reservations_are_invalid_and_unknown_products_not_found() {
         .await
         .unwrap_err();
     assert_eq!(invalid.code(), Code::InvalidArgument);
-    let fields: Vec<_> = invalid
-        .get_details_bad_request()
-        .unwrap()
-        .field_violations
-        .into_iter()
-        .map(|v| v.field)
-        .collect();
+    let fields = shop_runtime::error::violated_fields(&invalid);
     assert_eq!(
         fields,
         ["order_id", "lines[0].product_id", "lines[0].quantity"]

@@ -168,6 +168,23 @@ async fn wait_ready(balanced: &Balanced, ready: usize) {
     );
 }
 
+async fn replicas() -> [Replica; 3] {
+    [
+        Replica::start().await,
+        Replica::start().await,
+        Replica::start().await,
+    ]
+}
+
+/// Three replicas, and a channel to them that sees all three ready.
+async fn three_ready() -> ([Replica; 3], Balanced) {
+    let replicas = replicas().await;
+    let [a, b, c] = &replicas;
+    let balanced = Balanced::new(static_target(&[a, b, c]), config());
+    wait_ready(&balanced, 3).await;
+    (replicas, balanced)
+}
+
 #[test]
 fn targets_parse_from_their_three_forms() {
     assert_eq!(
@@ -194,13 +211,7 @@ fn targets_parse_from_their_three_forms() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn calls_rotate_strictly_over_three_ready_replicas() {
-    let (a, b, c) = (
-        Replica::start().await,
-        Replica::start().await,
-        Replica::start().await,
-    );
-    let balanced = Balanced::new(static_target(&[&a, &b, &c]), config());
-    wait_ready(&balanced, 3).await;
+    let ([a, b, c], balanced) = three_ready().await;
 
     let calls = (0..3000).map(|_| check(&balanced));
     let results = futures::future::join_all(calls).await;
@@ -211,13 +222,7 @@ async fn calls_rotate_strictly_over_three_ready_replicas() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn once_a_killed_replica_is_detected_no_call_fails_and_the_others_share_its_load() {
-    let (a, b, c) = (
-        Replica::start().await,
-        Replica::start().await,
-        Replica::start().await,
-    );
-    let balanced = Balanced::new(static_target(&[&a, &b, &c]), config());
-    wait_ready(&balanced, 3).await;
+    let ([a, b, c], balanced) = three_ready().await;
     for _ in 0..300 {
         check(&balanced).await.expect("before the kill");
     }
@@ -276,13 +281,7 @@ async fn a_call_picked_for_an_unreachable_address_goes_to_the_next_one() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_not_serving_replica_gets_nothing_until_it_serves_again() {
-    let (a, b, c) = (
-        Replica::start().await,
-        Replica::start().await,
-        Replica::start().await,
-    );
-    let balanced = Balanced::new(static_target(&[&a, &b, &c]), config());
-    wait_ready(&balanced, 3).await;
+    let ([a, b, c], balanced) = three_ready().await;
 
     b.health.set(SERVICE, ServingStatus::NotServing);
     wait_ready(&balanced, 2).await;
@@ -301,11 +300,7 @@ async fn a_not_serving_replica_gets_nothing_until_it_serves_again() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_address_added_to_resolution_gets_traffic_after_the_next_refresh() {
-    let (a, b, c) = (
-        Replica::start().await,
-        Replica::start().await,
-        Replica::start().await,
-    );
+    let [a, b, c] = replicas().await;
     let dir = tempfile::tempdir().unwrap();
     let file = dir.path().join("addresses");
     std::fs::write(&file, format!("{}\n{}\n", a.proxy.addr, b.proxy.addr)).unwrap();

@@ -156,7 +156,14 @@ pub async fn add_to_cart(
         )
             .into_response();
     };
-    if let Err(e) = db::add_to_cart(&state.pool, &session.cart_owner(), product, quantity).await {
+    if let Err(e) = db::change_cart(
+        &state.pool,
+        &session.cart_owner(),
+        product,
+        db::CartChange::Add(quantity),
+    )
+    .await
+    {
         return page_error(&session, &state, e, "/cart").await;
     }
     let back = if form.back.is_empty() {
@@ -179,7 +186,14 @@ pub async fn update_cart(
         )
             .into_response();
     };
-    if let Err(e) = db::set_cart_item(&state.pool, &session.cart_owner(), product, quantity).await {
+    if let Err(e) = db::change_cart(
+        &state.pool,
+        &session.cart_owner(),
+        product,
+        db::CartChange::Set(quantity),
+    )
+    .await
+    {
         return page_error(&session, &state, e, "/cart").await;
     }
     see_other("/cart?notice=updated")

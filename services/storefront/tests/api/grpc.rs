@@ -8,7 +8,6 @@ use std::time::Duration;
 
 use shop_testkit::{bearer, fake::RecordingCatalog, services};
 use tonic::Code;
-use tonic_types::StatusExt as _;
 
 use crate::helpers::{ADMIN_EMAIL, ADMIN_PASSWORD, Shop};
 
@@ -109,13 +108,7 @@ async fn bad_requests_get_the_right_codes() {
         .await
         .unwrap_err();
     assert_eq!(weak.code(), Code::InvalidArgument);
-    let fields: Vec<_> = weak
-        .get_details_bad_request()
-        .unwrap()
-        .field_violations
-        .into_iter()
-        .map(|v| v.field)
-        .collect();
+    let fields = shop_runtime::error::violated_fields(&weak);
     assert_eq!(fields, ["email", "password"]);
     let taken = anonymous
         .register(RegisterRequest {

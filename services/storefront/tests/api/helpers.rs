@@ -4,10 +4,9 @@
 
 use std::path::PathBuf;
 
-use shop_proto::ecommerce::{Money, Product, product_info_client::ProductInfoClient};
+use shop_testkit::services;
 pub use shop_testkit::services::Running;
 pub use shop_testkit::web::Web;
-use shop_testkit::{admin_token, bearer, services};
 
 /// The first admin's credentials in every test shop.
 pub const ADMIN_EMAIL: &str = "boss@shop.test";
@@ -65,22 +64,8 @@ impl Shop {
 
     /// Adds a USD product to the catalog as admin; returns its id.
     pub async fn add_product(&self, name: &str, cents: i64, stock: i64) -> String {
-        ProductInfoClient::with_interceptor(
-            self.productinfo.channel.clone(),
-            bearer(&admin_token()),
-        )
-        .add_product(Product {
-            name: name.into(),
-            description: format!("All about {name}."),
-            unit_price: Some(Money::from_minor("USD", cents)),
-            stock,
-            category: "kitchen".into(),
-            ..Default::default()
-        })
-        .await
-        .expect("add product")
-        .into_inner()
-        .value
+        let product = shop_testkit::product(name, cents, stock);
+        shop_testkit::add_product(self.productinfo.channel.clone(), product).await
     }
 
     pub async fn storefront_db(&self) -> sqlx::PgPool {

@@ -2,8 +2,7 @@
 
 use std::path::PathBuf;
 
-use shop_proto::ecommerce::{Money, Product, product_info_client::ProductInfoClient};
-use shop_testkit::{admin_token, bearer, binary::Process, keys};
+use shop_testkit::{binary::Process, keys};
 use tonic::transport::Endpoint;
 
 /// The first admin of every test shop.
@@ -106,17 +105,7 @@ impl RealShop {
         let channel = Endpoint::from_shared(format!("http://{}", self.productinfo.addr))
             .unwrap()
             .connect_lazy();
-        ProductInfoClient::with_interceptor(channel, bearer(&admin_token()))
-            .add_product(Product {
-                name: name.into(),
-                unit_price: Some(Money::from_minor("USD", cents)),
-                stock,
-                ..Default::default()
-            })
-            .await
-            .unwrap()
-            .into_inner()
-            .value
+        shop_testkit::add_product(channel, shop_testkit::product(name, cents, stock)).await
     }
 
     /// SIGTERM to all three, last first; each must exit cleanly (flushing

@@ -27,7 +27,7 @@ use super::{
     ConnectArgs,
     output::{Format, OutputArgs, Printer},
     parse_line, read_lines, stdin_lines,
-    view::{OrderRows, ShipmentRows, StatusRows, print_id, print_order, print_update},
+    view::{self, print_id, print_order, print_update},
     within,
 };
 
@@ -184,7 +184,7 @@ pub async fn run(args: OrderArgs) -> anyhow::Result<()> {
             let request = clients.request(query);
             within(clients.timeout, async {
                 let mut stream = client.search_orders(request).await?.into_inner();
-                let mut rows = OrderRows::new();
+                let mut rows = view::order_rows();
                 while let Some(order) = stream.message().await? {
                     rows.print(&p, &order)?;
                 }
@@ -245,7 +245,7 @@ pub async fn run(args: OrderArgs) -> anyhow::Result<()> {
             request.set_timeout(deadline);
             let rejected = within(deadline, async {
                 let mut stream = client.process_orders(request).await?.into_inner();
-                let mut rows = ShipmentRows::new();
+                let mut rows = view::shipment_rows();
                 let mut rejected = 0;
                 while let Some(shipment) = stream.message().await? {
                     if shipment.status == "REJECTED" {
@@ -279,7 +279,7 @@ pub async fn run(args: OrderArgs) -> anyhow::Result<()> {
             request.set_timeout(duration);
             let watch = within(duration, async {
                 let mut stream = client.watch_order(request).await?.into_inner();
-                let mut rows = StatusRows::new();
+                let mut rows = view::status_rows();
                 while let Some(order) = stream.message().await? {
                     rows.print(&p, &order)?;
                 }

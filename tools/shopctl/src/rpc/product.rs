@@ -22,8 +22,7 @@ use super::{
     output::{Format, OutputArgs, Printer},
     parse_amount, parse_line,
     view::{
-        ProductJson, ProductRows, print_id, print_product, print_reservation, product_json,
-        product_table,
+        self, ProductJson, print_id, print_product, print_reservation, product_json, product_table,
     },
     within,
 };
@@ -229,7 +228,7 @@ pub async fn run(args: ProductArgs) -> anyhow::Result<()> {
         }
         ProductCommand::List(list) => {
             let mut token = list.page_token;
-            let mut rows = ProductRows::new();
+            let mut rows = view::product_rows();
             loop {
                 let page = client
                     .list_products(clients.request(ListProductsRequest {
@@ -279,7 +278,7 @@ pub async fn run(args: ProductArgs) -> anyhow::Result<()> {
             });
             within(clients.timeout, async {
                 let mut stream = client.search_products(request).await?.into_inner();
-                let mut rows = ProductRows::new();
+                let mut rows = view::product_rows();
                 while let Some(product) = stream.message().await? {
                     rows.print(&p, &product)?;
                 }

@@ -9,39 +9,17 @@
 use chrono::{DateTime, SecondsFormat, Utc};
 use prost_types::Timestamp;
 use serde::Serialize;
-use shop_proto::{
-    ecommerce::{
-        Cart, CombinedShipment, Money, Order, OrderStatus, Product, Reservation, ReservationState,
-        Session, UpdateOrdersResult,
-    },
-    money::minor_digits,
+use shop_proto::ecommerce::{
+    Cart, CombinedShipment, Money, Order, OrderStatus, Product, Reservation, ReservationState,
+    Session, UpdateOrdersResult,
 };
 
 use super::output::{Align, Format, Printer, Rows, Table};
 
-/// `19.99` for 19 units and 990000000 nanos: exact, with at least the
-/// currency's decimals (`5.00 USD`, `500 JPY`).
-pub fn amount(money: &Money) -> String {
-    let negative = money.units < 0 || money.nanos < 0;
-    let nanos = i64::from(money.nanos).unsigned_abs();
-    let units = money.units.unsigned_abs() + nanos / 1_000_000_000;
-    let mut fraction = format!("{:09}", nanos % 1_000_000_000);
-    let digits = minor_digits(&money.currency_code).unwrap_or(2) as usize;
-    while fraction.len() > digits && fraction.ends_with('0') {
-        fraction.pop();
-    }
-    let sign = if negative { "-" } else { "" };
-    if fraction.is_empty() {
-        format!("{sign}{units}")
-    } else {
-        format!("{sign}{units}.{fraction}")
-    }
-}
-
 /// `19.99 EUR`, or empty when there is no amount.
 pub fn money_text(money: Option<&Money>) -> String {
     money
-        .map(|m| format!("{} {}", amount(m), m.currency_code))
+        .map(|m| format!("{} {}", m.amount(), m.currency_code))
         .unwrap_or_default()
 }
 
@@ -55,7 +33,7 @@ pub struct MoneyJson {
 fn money_json(money: Option<&Money>) -> Option<MoneyJson> {
     money.map(|m| MoneyJson {
         currency_code: m.currency_code.clone(),
-        amount: amount(m),
+        amount: m.amount(),
     })
 }
 
@@ -182,61 +160,109 @@ pub fn product_table<'a>(products: impl IntoIterator<Item = &'a Product>) -> Tab
     table
 }
 
-/// Products as a stream delivers them, one row each.
-#[derive(Debug)]
-pub struct ProductRows(Rows);
-
-impl ProductRows {
-    pub fn new() -> Self {
-        ProductRows(Rows::new(&PRODUCT_COLUMNS))
-    }
-
-    pub fn print(&mut self, p: &Printer, product: &Product) -> anyhow::Result<()> {
-        match p.format {
-            Format::Json => p.json(&product_json(product)),
-            Format::Id => p.line(&product.id),
-            Format::Table => self.0.print(&product_row(product)),
-        }
-    }
-
-    pub fn count(&self) -> usize {
-        self.0.count()
-    }
+/// Products as a stream or pages deliver them, one row each.
+pub fn product_rows() -> Listing<Product, ProductJson> {
+    Listing::new(
+        &PRODUCT_COLUMNS,
+        product_row,
+        |p| p.id.as_str(),
+        product_json,
+    )
 }
 
+/// What a line of a reservation, an order or a cart shows: the product,
+/// how many, at what price; orders and carts add a line total, carts the
+/// product's stock and picture.
 #[derive(Serialize)]
-pub struct ReservedLineJson {
+pub struct LineJson {
     pub product_id: String,
     pub name: String,
     pub quantity: i64,
     pub unit_price: Option<MoneyJson>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub line_total: Option<MoneyJson>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub stock: Option<i64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub image_url: Option<String>,
+}
+
+impl LineJson {
+    fn new(product_id: &str, name: &str, quantity: i64, unit_price: Option<&Money>) -> Self {
+        LineJson {
+            product_id: product_id.to_owned(),
+            name: name.to_owned(),
+            quantity,
+            unit_price: money_json(unit_price),
+            line_total: None,
+            stock: None,
+            image_url: None,
+        }
+    }
+}
+
+/// `lines` as a table: product, name, quantity, unit price, and the line
+/// total and stock where the lines have them.
+fn lines_table(p: &Printer, lines: &[LineJson]) -> anyhow::Result<()> {
+    let totals = lines.iter().any(|l| l.line_total.is_some());
+    let stock = lines.iter().any(|l| l.stock.is_some());
+    let mut columns = vec![
+        ("PRODUCT", Align::Left),
+        ("NAME", Align::Left),
+        ("QTY", Align::Right),
+        ("UNIT PRICE", Align::Right),
+    ];
+    if totals {
+        columns.push(("TOTAL", Align::Right));
+    }
+    if stock {
+        columns.push(("STOCK", Align::Right));
+    }
+    let mut table = Table::new(&columns);
+    let money = |m: &Option<MoneyJson>| {
+        m.as_ref()
+            .map(|m| format!("{} {}", m.amount, m.currency_code))
+            .unwrap_or_default()
+    };
+    for l in lines {
+        let mut row = vec![
+            l.product_id.clone(),
+            l.name.clone(),
+            l.quantity.to_string(),
+            money(&l.unit_price),
+        ];
+        if totals {
+            row.push(money(&l.line_total));
+        }
+        if stock {
+            row.push(l.stock.map(|s| s.to_string()).unwrap_or_default());
+        }
+        table.push(row);
+    }
+    p.table(&table)
 }
 
 #[derive(Serialize)]
 pub struct ReservationJson {
     pub order_id: String,
     pub state: &'static str,
-    pub lines: Vec<ReservedLineJson>,
+    pub lines: Vec<LineJson>,
     pub create_time: Option<String>,
 }
 
 pub fn print_reservation(p: &Printer, r: &Reservation) -> anyhow::Result<()> {
+    let json = ReservationJson {
+        order_id: r.order_id.clone(),
+        state: state_name(r.state),
+        lines: r
+            .lines
+            .iter()
+            .map(|l| LineJson::new(&l.product_id, &l.name, l.quantity, l.unit_price.as_ref()))
+            .collect(),
+        create_time: time_json(r.create_time.as_ref()),
+    };
     match p.format {
-        Format::Json => p.json(&ReservationJson {
-            order_id: r.order_id.clone(),
-            state: state_name(r.state),
-            lines: r
-                .lines
-                .iter()
-                .map(|l| ReservedLineJson {
-                    product_id: l.product_id.clone(),
-                    name: l.name.clone(),
-                    quantity: l.quantity,
-                    unit_price: money_json(l.unit_price.as_ref()),
-                })
-                .collect(),
-            create_time: time_json(r.create_time.as_ref()),
-        }),
+        Format::Json => p.json(&json),
         Format::Id => p.line(&r.order_id),
         Format::Table => {
             p.details(&[
@@ -244,36 +270,13 @@ pub fn print_reservation(p: &Printer, r: &Reservation) -> anyhow::Result<()> {
                 ("state", state_name(r.state).to_owned()),
                 ("created", time_text(r.create_time.as_ref())),
             ])?;
-            if r.lines.is_empty() {
+            if json.lines.is_empty() {
                 return Ok(());
             }
-            let mut table = Table::new(&[
-                ("PRODUCT", Align::Left),
-                ("NAME", Align::Left),
-                ("QTY", Align::Right),
-                ("UNIT PRICE", Align::Right),
-            ]);
-            for l in &r.lines {
-                table.push(vec![
-                    l.product_id.clone(),
-                    l.name.clone(),
-                    l.quantity.to_string(),
-                    money_text(l.unit_price.as_ref()),
-                ]);
-            }
             p.line("")?;
-            p.table(&table)
+            lines_table(p, &json.lines)
         }
     }
-}
-
-#[derive(Serialize)]
-pub struct OrderLineJson {
-    pub product_id: String,
-    pub name: String,
-    pub quantity: i64,
-    pub unit_price: Option<MoneyJson>,
-    pub line_total: Option<MoneyJson>,
 }
 
 #[derive(Serialize)]
@@ -284,7 +287,7 @@ pub struct OrderJson {
     pub destination: String,
     pub description: String,
     pub items: Vec<String>,
-    pub lines: Vec<OrderLineJson>,
+    pub lines: Vec<LineJson>,
     pub total: Option<MoneyJson>,
     pub idempotency_key: String,
     pub status_reason: String,
@@ -304,12 +307,9 @@ pub fn order_json(o: &Order) -> OrderJson {
         lines: o
             .lines
             .iter()
-            .map(|l| OrderLineJson {
-                product_id: l.product_id.clone(),
-                name: l.name.clone(),
-                quantity: l.quantity,
-                unit_price: money_json(l.unit_price.as_ref()),
+            .map(|l| LineJson {
                 line_total: money_json(l.line_total.as_ref()),
+                ..LineJson::new(&l.product_id, &l.name, l.quantity, l.unit_price.as_ref())
             })
             .collect(),
         total: money_json(o.total.as_ref()),
@@ -323,8 +323,9 @@ pub fn order_json(o: &Order) -> OrderJson {
 
 /// One order in full: its fields, then its lines.
 pub fn print_order(p: &Printer, o: &Order) -> anyhow::Result<()> {
+    let json = order_json(o);
     match p.format {
-        Format::Json => p.json(&order_json(o)),
+        Format::Json => p.json(&json),
         Format::Id => p.line(&o.id),
         Format::Table => {
             p.details(&[
@@ -340,25 +341,9 @@ pub fn print_order(p: &Printer, o: &Order) -> anyhow::Result<()> {
                 ("created", time_text(o.create_time.as_ref())),
                 ("updated", time_text(o.update_time.as_ref())),
             ])?;
-            if !o.lines.is_empty() {
-                let mut table = Table::new(&[
-                    ("PRODUCT", Align::Left),
-                    ("NAME", Align::Left),
-                    ("QTY", Align::Right),
-                    ("UNIT PRICE", Align::Right),
-                    ("TOTAL", Align::Right),
-                ]);
-                for l in &o.lines {
-                    table.push(vec![
-                        l.product_id.clone(),
-                        l.name.clone(),
-                        l.quantity.to_string(),
-                        money_text(l.unit_price.as_ref()),
-                        money_text(l.line_total.as_ref()),
-                    ]);
-                }
+            if !json.lines.is_empty() {
                 p.line("")?;
-                p.table(&table)?;
+                lines_table(p, &json.lines)?;
             } else if !o.items.is_empty() {
                 p.details(&[("items", o.items.join(", "))])?;
             }
@@ -387,74 +372,50 @@ fn items_text(o: &Order) -> String {
 }
 
 /// Orders as a stream delivers them (searchOrders), one row each.
-#[derive(Debug)]
-pub struct OrderRows(Rows);
-
-impl OrderRows {
-    pub fn new() -> Self {
-        OrderRows(Rows::new(&[
-            ("ID", 36, Align::Left),
-            ("STATUS", 9, Align::Left),
-            ("TOTAL", 13, Align::Right),
-            ("DESTINATION", 14, Align::Left),
-            ("CREATED", 20, Align::Left),
-            ("ITEMS", 0, Align::Left),
-        ]))
-    }
-
-    pub fn print(&mut self, p: &Printer, o: &Order) -> anyhow::Result<()> {
-        match p.format {
-            Format::Json => p.json(&order_json(o)),
-            Format::Id => p.line(&o.id),
-            Format::Table => self.0.print(&[
-                o.id.clone(),
-                status_name(o.status).to_owned(),
-                money_text(o.total.as_ref()),
-                o.destination.clone(),
-                time_text(o.create_time.as_ref()),
-                items_text(o),
-            ]),
-        }
-    }
-
-    pub fn count(&self) -> usize {
-        self.0.count()
-    }
+pub fn order_rows() -> Listing<Order, OrderJson> {
+    let row = |o: &Order| {
+        vec![
+            o.id.clone(),
+            status_name(o.status).to_owned(),
+            money_text(o.total.as_ref()),
+            o.destination.clone(),
+            time_text(o.create_time.as_ref()),
+            items_text(o),
+        ]
+    };
+    const COLUMNS: [(&str, usize, Align); 6] = [
+        ("ID", 36, Align::Left),
+        ("STATUS", 9, Align::Left),
+        ("TOTAL", 13, Align::Right),
+        ("DESTINATION", 14, Align::Left),
+        ("CREATED", 20, Align::Left),
+        ("ITEMS", 0, Align::Left),
+    ];
+    Listing::new(&COLUMNS, row, |o| o.id.as_str(), order_json)
 }
 
 /// An order's status changes as watchOrder delivers them, one row each.
-#[derive(Debug)]
-pub struct StatusRows(Rows);
-
-impl StatusRows {
-    pub fn new() -> Self {
-        StatusRows(Rows::new(&[
-            ("UPDATED", 20, Align::Left),
-            ("ORDER", 36, Align::Left),
-            ("STATUS", 9, Align::Left),
-            ("DETAIL", 0, Align::Left),
-        ]))
-    }
-
-    pub fn print(&mut self, p: &Printer, o: &Order) -> anyhow::Result<()> {
-        match p.format {
-            Format::Json => p.json(&order_json(o)),
-            Format::Id => p.line(&o.id),
-            Format::Table => {
-                let detail = if !o.shipment_id.is_empty() {
-                    format!("shipment {}", o.shipment_id)
-                } else {
-                    o.status_reason.clone()
-                };
-                self.0.print(&[
-                    time_text(o.update_time.as_ref().or(o.create_time.as_ref())),
-                    o.id.clone(),
-                    status_name(o.status).to_owned(),
-                    detail,
-                ])
-            }
-        }
-    }
+pub fn status_rows() -> Listing<Order, OrderJson> {
+    let row = |o: &Order| {
+        let detail = if !o.shipment_id.is_empty() {
+            format!("shipment {}", o.shipment_id)
+        } else {
+            o.status_reason.clone()
+        };
+        vec![
+            time_text(o.update_time.as_ref().or(o.create_time.as_ref())),
+            o.id.clone(),
+            status_name(o.status).to_owned(),
+            detail,
+        ]
+    };
+    const COLUMNS: [(&str, usize, Align); 4] = [
+        ("UPDATED", 20, Align::Left),
+        ("ORDER", 36, Align::Left),
+        ("STATUS", 9, Align::Left),
+        ("DETAIL", 0, Align::Left),
+    ];
+    Listing::new(&COLUMNS, row, |o| o.id.as_str(), order_json)
 }
 
 #[derive(Serialize)]
@@ -467,51 +428,83 @@ pub struct ShipmentJson {
     pub create_time: Option<String>,
 }
 
-/// Combined shipments as processOrders delivers them, one row each.
-#[derive(Debug)]
-pub struct ShipmentRows(Rows);
-
-impl ShipmentRows {
-    pub fn new() -> Self {
-        ShipmentRows(Rows::new(&[
-            ("SHIPMENT", 36, Align::Left),
-            ("STATUS", 8, Align::Left),
-            ("DESTINATION", 14, Align::Left),
-            ("ORDERS", 0, Align::Left),
-        ]))
+fn shipment_json(s: &CombinedShipment) -> ShipmentJson {
+    ShipmentJson {
+        id: s.id.clone(),
+        status: s.status.clone(),
+        destination: s.destination.clone(),
+        reason: s.reason.clone(),
+        orders_list: s.orders_list.iter().map(order_json).collect(),
+        create_time: time_json(s.create_time.as_ref()),
     }
+}
 
-    pub fn print(&mut self, p: &Printer, s: &CombinedShipment) -> anyhow::Result<()> {
+/// Combined shipments (and rejections, which have no id) as processOrders
+/// delivers them, one row each.
+pub fn shipment_rows() -> Listing<CombinedShipment, ShipmentJson> {
+    let row = |s: &CombinedShipment| {
         let ids: Vec<&str> = s.orders_list.iter().map(|o| o.id.as_str()).collect();
-        match p.format {
-            Format::Json => p.json(&ShipmentJson {
-                id: s.id.clone(),
-                status: s.status.clone(),
-                destination: s.destination.clone(),
-                reason: s.reason.clone(),
-                orders_list: s.orders_list.iter().map(order_json).collect(),
-                create_time: time_json(s.create_time.as_ref()),
-            }),
-            Format::Id if s.id.is_empty() => Ok(()),
-            Format::Id => p.line(&s.id),
-            Format::Table => {
-                let mut orders = ids.join(",");
-                if !s.reason.is_empty() {
-                    orders = format!("{orders} ({})", s.reason);
-                }
-                let id = if s.id.is_empty() { "-" } else { &s.id };
-                self.0.print(&[
-                    id.to_owned(),
-                    s.status.clone(),
-                    s.destination.clone(),
-                    orders,
-                ])
-            }
+        let mut orders = ids.join(",");
+        if !s.reason.is_empty() {
+            orders = format!("{orders} ({})", s.reason);
+        }
+        let id = if s.id.is_empty() { "-" } else { &s.id };
+        vec![
+            id.to_owned(),
+            s.status.clone(),
+            s.destination.clone(),
+            orders,
+        ]
+    };
+    const COLUMNS: [(&str, usize, Align); 4] = [
+        ("SHIPMENT", 36, Align::Left),
+        ("STATUS", 8, Align::Left),
+        ("DESTINATION", 14, Align::Left),
+        ("ORDERS", 0, Align::Left),
+    ];
+    Listing::new(&COLUMNS, row, |s| s.id.as_str(), shipment_json)
+}
+
+/// Messages as a stream delivers them, one at a time: a JSON object
+/// (`J`), an id (nothing for a message without one), or a row of a
+/// fixed-width table.
+pub struct Listing<T, J> {
+    rows: Rows,
+    row: fn(&T) -> Vec<String>,
+    id: fn(&T) -> &str,
+    json: fn(&T) -> J,
+}
+
+impl<T, J: Serialize> Listing<T, J> {
+    fn new(
+        columns: &[(&'static str, usize, Align)],
+        row: fn(&T) -> Vec<String>,
+        id: fn(&T) -> &str,
+        json: fn(&T) -> J,
+    ) -> Self {
+        Listing {
+            rows: Rows::new(columns),
+            row,
+            id,
+            json,
         }
     }
 
+    /// Prints `message` as the output format says.
+    pub fn print(&mut self, p: &Printer, message: &T) -> anyhow::Result<()> {
+        match p.format {
+            Format::Json => p.json(&(self.json)(message)),
+            Format::Id => match (self.id)(message) {
+                "" => Ok(()),
+                id => p.line(id),
+            },
+            Format::Table => self.rows.print(&(self.row)(message)),
+        }
+    }
+
+    /// How many messages were printed.
     pub fn count(&self) -> usize {
-        self.0.count()
+        self.rows.count()
     }
 }
 
@@ -614,66 +607,35 @@ pub fn print_session(p: &Printer, s: &Session) -> anyhow::Result<()> {
 }
 
 #[derive(Serialize)]
-pub struct CartLineJson {
-    pub product_id: String,
-    pub name: String,
-    pub quantity: i64,
-    pub unit_price: Option<MoneyJson>,
-    pub line_total: Option<MoneyJson>,
-    pub stock: i64,
-    pub image_url: String,
-}
-
-#[derive(Serialize)]
 pub struct CartJson {
-    pub lines: Vec<CartLineJson>,
+    pub lines: Vec<LineJson>,
     pub total: Option<MoneyJson>,
     pub unavailable_product_ids: Vec<String>,
 }
 
 pub fn print_cart(p: &Printer, cart: &Cart) -> anyhow::Result<()> {
+    let json = CartJson {
+        lines: cart
+            .lines
+            .iter()
+            .map(|l| LineJson {
+                line_total: money_json(l.line_total.as_ref()),
+                stock: Some(l.stock),
+                image_url: Some(l.image_url.clone()),
+                ..LineJson::new(&l.product_id, &l.name, l.quantity, l.unit_price.as_ref())
+            })
+            .collect(),
+        total: money_json(cart.total.as_ref()),
+        unavailable_product_ids: cart.unavailable_product_ids.clone(),
+    };
     match p.format {
-        Format::Json => p.json(&CartJson {
-            lines: cart
-                .lines
-                .iter()
-                .map(|l| CartLineJson {
-                    product_id: l.product_id.clone(),
-                    name: l.name.clone(),
-                    quantity: l.quantity,
-                    unit_price: money_json(l.unit_price.as_ref()),
-                    line_total: money_json(l.line_total.as_ref()),
-                    stock: l.stock,
-                    image_url: l.image_url.clone(),
-                })
-                .collect(),
-            total: money_json(cart.total.as_ref()),
-            unavailable_product_ids: cart.unavailable_product_ids.clone(),
-        }),
+        Format::Json => p.json(&json),
         Format::Id => cart.lines.iter().try_for_each(|l| p.line(&l.product_id)),
         Format::Table => {
-            if cart.lines.is_empty() {
+            if json.lines.is_empty() {
                 p.line("The cart is empty.")?;
             } else {
-                let mut table = Table::new(&[
-                    ("PRODUCT", Align::Left),
-                    ("NAME", Align::Left),
-                    ("QTY", Align::Right),
-                    ("UNIT PRICE", Align::Right),
-                    ("TOTAL", Align::Right),
-                    ("STOCK", Align::Right),
-                ]);
-                for l in &cart.lines {
-                    table.push(vec![
-                        l.product_id.clone(),
-                        l.name.clone(),
-                        l.quantity.to_string(),
-                        money_text(l.unit_price.as_ref()),
-                        money_text(l.line_total.as_ref()),
-                        l.stock.to_string(),
-                    ]);
-                }
-                p.table(&table)?;
+                lines_table(p, &json.lines)?;
                 p.line("")?;
                 p.details(&[("total", money_text(cart.total.as_ref()))])?;
             }
@@ -689,25 +651,10 @@ pub fn print_cart(p: &Printer, cart: &Cart) -> anyhow::Result<()> {
 mod tests {
     use super::*;
 
-    fn money(code: &str, units: i64, nanos: i32) -> Money {
-        Money {
-            currency_code: code.into(),
-            units,
-            nanos,
-        }
-    }
-
     #[test]
-    fn amounts_keep_the_currency_decimals_and_never_round() {
-        assert_eq!(amount(&money("EUR", 19, 990_000_000)), "19.99");
-        assert_eq!(amount(&money("USD", 5, 0)), "5.00");
-        assert_eq!(amount(&money("JPY", 500, 0)), "500");
-        assert_eq!(amount(&money("KWD", 1, 5_000_000)), "1.005");
-        assert_eq!(amount(&money("USD", -1, -500_000_000)), "-1.50");
-        assert_eq!(amount(&money("USD", 0, -50_000_000)), "-0.05");
-        assert_eq!(amount(&money("USD", 1, 1)), "1.000000001");
+    fn money_is_its_exact_amount_and_currency() {
         assert_eq!(
-            money_text(Some(&money("EUR", 19, 990_000_000))),
+            money_text(Some(&Money::from_minor("EUR", 1999))),
             "19.99 EUR"
         );
         assert_eq!(money_text(None), "");
@@ -732,7 +679,7 @@ mod tests {
         let order = Order {
             id: "o1".into(),
             status: OrderStatus::Shipped as i32,
-            total: Some(money("USD", 25, 0)),
+            total: Some(Money::from_minor("USD", 2500)),
             ..Default::default()
         };
         let json = serde_json::to_value(order_json(&order)).expect("json");
