@@ -39,6 +39,19 @@ pub struct Args {
     /// and its reservation is released.
     #[arg(long, env = "ABANDONED_AFTER", default_value = "60s", value_parser = parse_duration)]
     pub abandoned_after: Duration,
+
+    /// watchOrder streams one caller (token subject) may have open at once.
+    #[arg(long, env = "WATCH_MAX_PER_CALLER", default_value_t = 5)]
+    pub watch_max_per_caller: usize,
+
+    /// watchOrder streams this server keeps open at once (each costs some
+    /// tens of KiB: the default stays well inside a 128 MiB pod).
+    #[arg(long, env = "WATCH_MAX_TOTAL", default_value_t = 1000)]
+    pub watch_max_total: usize,
+
+    /// A watchOrder stream ends after this long; clients watch again.
+    #[arg(long, env = "WATCH_MAX_LIFETIME", default_value = "30m", value_parser = parse_duration)]
+    pub watch_max_lifetime: Duration,
 }
 
 /// The service's flags and the shared ones have distinct names (clap checks).

@@ -9,7 +9,7 @@ use shop_runtime::{
 use tonic::{Code, Status};
 use uuid::Uuid;
 
-use crate::order::OrderState;
+use crate::{order::OrderState, watch::TooMany};
 
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
@@ -27,6 +27,11 @@ pub enum Error {
     TotalTooLarge,
     #[error("order {id} is {state} and can no longer change")]
     Final { id: Uuid, state: OrderState },
+    #[error("{}", match .0 {
+        TooMany::Caller(n) => format!("at most {n} order watches at once per caller; close one first"),
+        TooMany::Total(n) => format!("this server already serves {n} order watches; try again later"),
+    })]
+    TooManyWatches(TooMany),
     /// The catalog said no, or could not be reached.
     #[error(transparent)]
     Catalog(#[from] UpstreamError),
@@ -45,6 +50,7 @@ impl From<Error> for Status {
                 Status::failed_precondition(e.to_string())
             }
             Error::PlacementInFlight | Error::PlacementAbandoned => Status::aborted(e.to_string()),
+            Error::TooManyWatches(_) => Status::resource_exhausted(e.to_string()),
             Error::Catalog(e) => match e.into_status() {
                 // A placement that could not reach the catalog has released
                 // whatever it may have reserved: say so.

@@ -9,7 +9,7 @@
 //! Who may call what is written next to each method in
 //! `proto/ecommerce/order_management.proto`.
 
-use std::{pin::Pin, sync::Arc};
+use std::{pin::Pin, sync::Arc, time::Duration};
 
 use futures::Stream;
 use prost::Message as _;
@@ -39,6 +39,23 @@ use crate::{
     watch::Watchers,
 };
 
+/// Updates one `updateOrders` call applies; more are left unread.
+const MAX_UPDATES_PER_CALL: usize = 100;
+/// Longest client-sent id echoed back in a result.
+const MAX_ID_ECHO: usize = 64;
+/// Largest `order-update-results-bin` header, in bytes before base64
+/// (clients such as hyper's refuse header blocks over 16 KiB).
+const MAX_RESULTS_HEADER: usize = 6 * 1024;
+
+/// `s` cut to at most `max` bytes, at a character boundary.
+fn clip(s: &str, max: usize) -> String {
+    let mut end = s.len().min(max);
+    while !s.is_char_boundary(end) {
+        end -= 1;
+    }
+    s[..end].to_owned()
+}
+
 pub(crate) type OrderStream = Pin<Box<dyn Stream<Item = Result<Order, Status>> + Send>>;
 type ShipmentStream = Pin<Box<dyn Stream<Item = Result<CombinedShipment, Status>> + Send>>;
 
@@ -52,17 +69,19 @@ struct Inner {
     db: Db,
     catalog: Catalog,
     watchers: Watchers,
+    watch_lifetime: Duration,
     stopping: CancellationToken,
     batch_size: usize,
 }
 
 impl OrderManagementService {
     /// The service over its database and the catalog; its streams end when
-    /// `stopping` is cancelled.
+    /// `stopping` is cancelled, watches after `watch_lifetime`.
     pub fn new(
         db: Db,
         catalog: Catalog,
         watchers: Watchers,
+        watch_lifetime: Duration,
         stopping: CancellationToken,
         batch_size: usize,
     ) -> Self {
@@ -71,6 +90,7 @@ impl OrderManagementService {
                 db,
                 catalog,
                 watchers,
+                watch_lifetime,
                 stopping,
                 batch_size: batch_size.max(1),
             }),
@@ -150,8 +170,15 @@ impl OrderManagement for OrderManagementService {
         Principal::of(&request)?.require(&[Role::Admin])?;
         let mut stream = request.into_inner();
         let mut result = UpdateOrdersResult::default();
+        let mut taken = 0;
         while let Some(update) = stream.message().await? {
-            let id = update.id.clone();
+            if taken == MAX_UPDATES_PER_CALL {
+                // Not read further: the rest goes in another call.
+                result.truncated = true;
+                break;
+            }
+            taken += 1;
+            let id = clip(&update.id, MAX_ID_ECHO);
             match self.update_one(update).await {
                 Ok(()) => result.updated_ids.push(id),
                 Err(e) => {
@@ -176,6 +203,18 @@ impl OrderManagement for OrderManagementService {
                 .map(|f| format!("{} ({}: {})", f.id, f.code, f.message))
                 .collect();
             summary.push_str(&format!("; failed: {}", failed.join(", ")));
+        }
+        if result.truncated {
+            summary.push_str(&format!(
+                "; stopped after {MAX_UPDATES_PER_CALL} updates: send the rest in another call"
+            ));
+        }
+        // The per-order results travel as a header: the messages are in the
+        // summary already, so they go first if the header would be too big.
+        if result.encoded_len() > MAX_RESULTS_HEADER {
+            for failure in &mut result.failed {
+                failure.message.clear();
+            }
         }
         tracing::info!(
             updated = result.updated_ids.len(),
@@ -251,14 +290,18 @@ impl OrderManagement for OrderManagementService {
         let mut v = FieldViolations::default();
         let id = order::parse_id(&mut v, "value", request.get_ref());
         v.finish()?;
-        // Subscribe before reading, so no change can slip in between.
-        let changes = self.inner.watchers.subscribe(id);
+        // Watch before reading, so no change can slip in between.
+        let watch = self
+            .inner
+            .watchers
+            .watch(id, &caller.subject)
+            .map_err(Error::TooManyWatches)?;
         let first = self.visible_order(&caller, id).await?;
         Ok(Response::new(streams::watch_stream(
-            self.inner.db.clone(),
-            self.inner.stopping.clone(),
             first,
-            changes,
+            watch,
+            self.inner.watch_lifetime,
+            self.inner.stopping.clone(),
         )))
     }
 }

@@ -44,6 +44,8 @@ pub struct OrderManagement {
     shipment_batch_size: usize,
     release_interval: Duration,
     abandoned_after: Duration,
+    watch_limits: watch::WatchLimits,
+    watch_lifetime: Duration,
 }
 
 impl Service for OrderManagement {
@@ -62,12 +64,17 @@ impl Service for OrderManagement {
             shipment_batch_size: args.shipment_batch_size as usize,
             release_interval: args.release_interval,
             abandoned_after: args.abandoned_after,
+            watch_limits: watch::WatchLimits {
+                per_caller: args.watch_max_per_caller,
+                total: args.watch_max_total,
+            },
+            watch_lifetime: args.watch_max_lifetime,
         })
     }
 
     async fn start(self, ctx: &mut Context) -> anyhow::Result<Endpoints> {
         let catalog = catalog::Catalog::new(&self.caller, self.productinfo, &ctx.metrics);
-        let watchers = watch::Watchers::default();
+        let watchers = watch::Watchers::new(ctx.db.clone(), self.watch_limits);
         ctx.spawn(
             "order change listener",
             watchers.clone().listen(ctx.db_options.clone()),
@@ -85,11 +92,13 @@ impl Service for OrderManagement {
             ctx.db.clone(),
             catalog,
             watchers,
+            self.watch_lifetime,
             ctx.stopping.clone(),
             self.shipment_batch_size,
         ))
         .accept_compressed(CompressionEncoding::Gzip)
-        .send_compressed(CompressionEncoding::Gzip);
+        .send_compressed(CompressionEncoding::Gzip)
+        .max_decoding_message_size(ctx.max_message_size);
         Ok(Endpoints::grpc(Routes::new(InterceptedService::new(
             service,
             ctx.auth(),

@@ -15,6 +15,9 @@ use crate::{db, order::OrderState};
 /// The bidirectional `processOrders` conversation: reads order ids, groups
 /// them by destination, ships a group as soon as it is full and the rest
 /// when the client half-closes.
+/// Orders one `processOrders` call takes; the rest are refused.
+const MAX_ORDERS_PER_CALL: usize = 1000;
+
 pub async fn ship_stream(
     db: Db,
     batch_size: usize,
@@ -36,7 +39,15 @@ pub async fn ship_stream(
                 return;
             }
         };
-        let verdict = admit(&db, &raw, &mut seen).await;
+        let verdict = if seen.len() >= MAX_ORDERS_PER_CALL {
+            // Bounded memory: ids past the limit are refused, not remembered.
+            Err(rejected(
+                &raw,
+                format!("at most {MAX_ORDERS_PER_CALL} orders per call; send the rest in another"),
+            ))
+        } else {
+            admit(&db, &raw, &mut seen).await
+        };
         let reply = match verdict {
             Ok((id, destination)) => {
                 let group = groups.entry(destination.clone()).or_default();

@@ -4,16 +4,18 @@
 
 use std::collections::VecDeque;
 
+use std::time::Duration;
+
 use shop_proto::ecommerce::Order;
 use shop_runtime::pg::Db;
 use tokio_util::sync::CancellationToken;
 use tonic::Status;
-use uuid::Uuid;
 
 use crate::{
     db,
     grpc::OrderStream,
     order::{OrderRecord, OrderState},
+    watch::Watch,
 };
 
 /// Orders read per query while streaming search results.
@@ -87,27 +89,25 @@ pub fn search_stream(pool: Db, customer: Option<String>, pattern: Option<String>
     }))
 }
 
-/// The order now, then after each status change, until it is final or the
-/// server shuts down.
+/// The order now, then after each status change, until it is final, the
+/// server shuts down or `lifetime` passes (the client watches again).
 pub fn watch_stream(
-    db: Db,
-    stopping: CancellationToken,
     first: OrderRecord,
-    changes: tokio::sync::watch::Receiver<u64>,
+    watch: Watch,
+    lifetime: Duration,
+    stopping: CancellationToken,
 ) -> OrderStream {
     struct State {
-        db: Db,
+        watch: Watch,
         stopping: CancellationToken,
-        changes: tokio::sync::watch::Receiver<u64>,
+        ends: tokio::time::Instant,
         next: Option<OrderRecord>,
         last: Option<OrderState>,
-        id: Uuid,
     }
     let state = State {
-        id: first.order.id,
-        db,
+        watch,
         stopping,
-        changes,
+        ends: tokio::time::Instant::now() + lifetime,
         next: Some(first),
         last: None,
     };
@@ -124,13 +124,11 @@ pub fn watch_stream(
                 return None;
             }
             tokio::select! {
-                changed = st.changes.changed() => if changed.is_err() { return None },
+                changed = st.watch.latest.changed() => if changed.is_err() { return None },
                 () = st.stopping.cancelled() => return None,
+                () = tokio::time::sleep_until(st.ends) => return None,
             }
-            match db::get(&st.db, st.id).await {
-                Ok(record) => st.next = record,
-                Err(e) => return Some((Err(Status::from(e)), st)),
-            }
+            st.next = st.watch.latest.borrow_and_update().as_deref().cloned();
         }
     }))
 }

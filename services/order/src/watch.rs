@@ -1,11 +1,19 @@
 //! Live order status for `watchOrder`: one PostgreSQL `LISTEN order_changed`
-//! connection per process fans out to every stream watching an order.
+//! connection per process, and one read of an order per change, shared by
+//! every stream watching it.
 //!
 //! A trigger on `orders` announces every status change (see the migration),
 //! so a stream learns about changes made by any replica, at commit time.
-//! Streams are woken, not sent data: each one re-reads its order, so a
-//! missed or duplicated wake-up can never show a wrong status. When the
-//! listening connection is lost, every stream is woken once it is back.
+//! A notification names the order; the order is then read once and the
+//! record goes to all its watchers (a thousand streams on one order cost
+//! one query per change, not a thousand). A missed or duplicated
+//! notification can never show a wrong status: each one re-reads. When the
+//! listening connection is lost, every watched order is read again once
+//! it is back.
+//!
+//! Watching is bounded: at most `--watch-max-per-caller` streams per caller
+//! (token subject) and `--watch-max-total` per process; each stream ends
+//! after `--watch-max-lifetime` (clients watch again).
 
 use std::{
     collections::HashMap,
@@ -13,41 +21,154 @@ use std::{
     time::Duration,
 };
 
+use shop_runtime::pg::Db;
 use sqlx::postgres::{PgConnectOptions, PgListener, PgPoolOptions};
 use tokio::sync::watch;
 use uuid::Uuid;
 
+use crate::{db, order::OrderRecord};
+
 /// The notification channel the migration's trigger uses.
 const CHANNEL: &str = "order_changed";
 
-/// Wake-ups for watched orders, shared by every stream of the process.
-#[derive(Clone, Debug, Default)]
+/// How many watches may be open.
+#[derive(Debug, Clone, Copy)]
+pub struct WatchLimits {
+    pub per_caller: usize,
+    pub total: usize,
+}
+
+/// The latest read of one watched order (`None` until the first change).
+pub type Latest = watch::Receiver<Option<Arc<OrderRecord>>>;
+
+/// Watched orders, shared by every stream of the process.
+#[derive(Clone)]
 pub struct Watchers {
-    senders: Arc<Mutex<HashMap<Uuid, watch::Sender<u64>>>>,
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    db: Db,
+    limits: WatchLimits,
+    state: Mutex<State>,
+}
+
+#[derive(Default)]
+struct State {
+    orders: HashMap<Uuid, watch::Sender<Option<Arc<OrderRecord>>>>,
+    per_caller: HashMap<String, usize>,
+    total: usize,
+}
+
+/// Why a watch was refused.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TooMany {
+    Caller(usize),
+    Total(usize),
+}
+
+/// One stream's watch of an order: its latest reads, and its place among
+/// the caller's watches until dropped.
+pub struct Watch {
+    pub latest: Latest,
+    id: Uuid,
+    caller: String,
+    watchers: Watchers,
+}
+
+impl Drop for Watch {
+    fn drop(&mut self) {
+        let mut state = self.watchers.inner.lock();
+        state.total = state.total.saturating_sub(1);
+        let id = self.id;
+        if state
+            .orders
+            .get(&id)
+            .is_some_and(|tx| tx.receiver_count() <= 1)
+        {
+            // The last watcher of this order (its receiver goes just after).
+            state.orders.remove(&id);
+        }
+        if let Some(n) = state.per_caller.get_mut(&self.caller) {
+            *n -= 1;
+            if *n == 0 {
+                state.per_caller.remove(&self.caller);
+            }
+        }
+    }
 }
 
 impl Watchers {
-    /// A receiver that changes whenever order `id` may have changed.
-    pub fn subscribe(&self, id: Uuid) -> watch::Receiver<u64> {
-        let mut senders = self.senders.lock().unwrap_or_else(|p| p.into_inner());
-        senders.retain(|_, tx| tx.receiver_count() > 0);
-        senders
-            .entry(id)
-            .or_insert_with(|| watch::channel(0).0)
-            .subscribe()
-    }
-
-    fn wake(&self, id: Uuid) {
-        let senders = self.senders.lock().unwrap_or_else(|p| p.into_inner());
-        if let Some(tx) = senders.get(&id) {
-            tx.send_modify(|v| *v += 1);
+    /// Watchers reading changed orders from `db`.
+    pub fn new(db: Db, limits: WatchLimits) -> Self {
+        Self {
+            inner: Arc::new(Inner {
+                db,
+                limits,
+                state: Mutex::default(),
+            }),
         }
     }
 
-    fn wake_all(&self) {
-        let senders = self.senders.lock().unwrap_or_else(|p| p.into_inner());
-        for tx in senders.values() {
-            tx.send_modify(|v| *v += 1);
+    /// A watch of order `id` for `caller`, unless the caller or the process
+    /// already has as many as allowed.
+    pub fn watch(&self, id: Uuid, caller: &str) -> Result<Watch, TooMany> {
+        let mut state = self.inner.lock();
+        let limits = self.inner.limits;
+        if state.total >= limits.total {
+            return Err(TooMany::Total(limits.total));
+        }
+        let mine = state.per_caller.get(caller).copied().unwrap_or(0);
+        if mine >= limits.per_caller {
+            return Err(TooMany::Caller(limits.per_caller));
+        }
+        state.total += 1;
+        *state.per_caller.entry(caller.to_owned()).or_default() += 1;
+        let latest = state
+            .orders
+            .entry(id)
+            .or_insert_with(|| watch::channel(None).0)
+            .subscribe();
+        Ok(Watch {
+            latest,
+            id,
+            caller: caller.to_owned(),
+            watchers: self.clone(),
+        })
+    }
+
+    /// Reads order `id` once, if anyone watches it, for all its watchers.
+    fn changed(&self, id: Uuid) {
+        let watched = self
+            .inner
+            .lock()
+            .orders
+            .get(&id)
+            .is_some_and(|tx| tx.receiver_count() > 0);
+        if watched {
+            let watchers = self.clone();
+            tokio::spawn(async move { watchers.read(id).await });
+        }
+    }
+
+    async fn read(&self, id: Uuid) {
+        let record = match db::get(&self.inner.db, id).await {
+            Ok(record) => record,
+            Err(e) => {
+                tracing::warn!(order.id = %id, error = %e, "cannot read a watched order");
+                return;
+            }
+        };
+        if let Some(tx) = self.inner.lock().orders.get(&id) {
+            tx.send_replace(record.map(Arc::new));
+        }
+    }
+
+    /// Reads every watched order again (after missing notifications).
+    fn all_changed(&self) {
+        let ids: Vec<Uuid> = self.inner.lock().orders.keys().copied().collect();
+        for id in ids {
+            self.changed(id);
         }
     }
 
@@ -72,16 +193,16 @@ impl Watchers {
                 continue;
             }
             // Changes made while not listening were missed: re-read all.
-            self.wake_all();
+            self.all_changed();
             loop {
                 match listener.try_recv().await {
                     Ok(Some(notification)) => {
                         if let Ok(id) = notification.payload().parse() {
-                            self.wake(id);
+                            self.changed(id);
                         }
                     }
                     // The connection was lost and is back: re-read all.
-                    Ok(None) => self.wake_all(),
+                    Ok(None) => self.all_changed(),
                     Err(e) => {
                         tracing::warn!(error = %e, "lost the order change listener");
                         break;
@@ -90,5 +211,11 @@ impl Watchers {
             }
             tokio::time::sleep(Duration::from_secs(1)).await;
         }
+    }
+}
+
+impl Inner {
+    fn lock(&self) -> std::sync::MutexGuard<'_, State> {
+        self.state.lock().unwrap_or_else(|p| p.into_inner())
     }
 }

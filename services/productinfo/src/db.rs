@@ -61,10 +61,13 @@ pub const GET_PRODUCT_SQL: &str = concat!(
 /// One product by id.
 #[tracing::instrument(skip_all, fields(db.system = "postgresql", db.operation = "SELECT", db.table = "products"))]
 pub async fn get_product(db: &Db, id: Uuid) -> Result<Option<ProductRow>, Error> {
-    let mut conn = db.acquire().await?;
-    Ok(sqlx::query_as::<_, ProductRow>(GET_PRODUCT_SQL)
-        .bind(id)
-        .fetch_optional(&mut *conn)
+    Ok(db
+        .read(|mut conn| async move {
+            sqlx::query_as::<_, ProductRow>(GET_PRODUCT_SQL)
+                .bind(id)
+                .fetch_optional(&mut *conn)
+                .await
+        })
         .await?)
 }
 
@@ -75,16 +78,19 @@ pub async fn get_products(
     ids: &[Uuid],
     names: &[String],
 ) -> Result<Vec<ProductRow>, Error> {
-    let mut conn = db.acquire().await?;
-    Ok(sqlx::query_as::<_, ProductRow>(concat!(
-        "SELECT ",
-        product_columns!(),
-        " FROM products WHERE id = ANY($1) OR name = ANY($2)"
-    ))
-    .bind(ids)
-    .bind(names)
-    .fetch_all(&mut *conn)
-    .await?)
+    Ok(db
+        .read(|mut conn| async move {
+            sqlx::query_as::<_, ProductRow>(concat!(
+                "SELECT ",
+                product_columns!(),
+                " FROM products WHERE id = ANY($1) OR name = ANY($2)"
+            ))
+            .bind(ids)
+            .bind(names)
+            .fetch_all(&mut *conn)
+            .await
+        })
+        .await?)
 }
 
 /// Up to `limit` products matching `filter`, ordered by (name, id), starting
@@ -97,24 +103,27 @@ pub async fn list_products(
     after: Option<&Cursor>,
     limit: i64,
 ) -> Result<Vec<ProductRow>, Error> {
-    let mut conn = db.acquire().await?;
-    Ok(sqlx::query_as::<_, ProductRow>(concat!(
-        "SELECT ",
-        product_columns!(),
-        " FROM products \
-          WHERE ($1::text IS NULL OR name ILIKE $1 OR description ILIKE $1 OR category ILIKE $1) \
-            AND ($2::text IS NULL OR category = $2) \
-            AND ($3::text IS NULL OR (name, id) > ($3, $4)) \
-          ORDER BY name, id \
-          LIMIT $5"
-    ))
-    .bind(filter.pattern.as_deref())
-    .bind(filter.category.as_deref())
-    .bind(after.map(|c| c.name.as_str()))
-    .bind(after.map(|c| c.id).unwrap_or_default())
-    .bind(limit)
-    .fetch_all(&mut *conn)
-    .await?)
+    Ok(db
+        .read(|mut conn| async move {
+            sqlx::query_as::<_, ProductRow>(concat!(
+                "SELECT ",
+                product_columns!(),
+                " FROM products \
+                  WHERE ($1::text IS NULL OR name ILIKE $1 OR description ILIKE $1 OR category ILIKE $1) \
+                    AND ($2::text IS NULL OR category = $2) \
+                    AND ($3::text IS NULL OR (name, id) > ($3, $4)) \
+                  ORDER BY name, id \
+                  LIMIT $5"
+            ))
+            .bind(filter.pattern.as_deref())
+            .bind(filter.category.as_deref())
+            .bind(after.map(|c| c.name.as_str()))
+            .bind(after.map(|c| c.id).unwrap_or_default())
+            .bind(limit)
+            .fetch_all(&mut *conn)
+            .await
+        })
+        .await?)
 }
 
 /// Adds `delta` to a product's stock and records who did it and why.

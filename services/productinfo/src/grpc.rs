@@ -176,7 +176,7 @@ impl ProductInfo for ProductInfoService {
         let id = product::parse_id(&mut v, "product_id", &req.product_id);
         if req.delta == 0 {
             v.add("delta", "must not be zero");
-        } else if req.delta.abs() > product::MAX_STOCK {
+        } else if req.delta.unsigned_abs() > product::MAX_STOCK.unsigned_abs() {
             v.add(
                 "delta",
                 format!("must be at most {} either way", product::MAX_STOCK),

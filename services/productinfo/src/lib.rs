@@ -62,7 +62,8 @@ impl Service for ProductInfo {
             self.reserve_callers,
         ))
         .accept_compressed(CompressionEncoding::Gzip)
-        .send_compressed(CompressionEncoding::Gzip);
+        .send_compressed(CompressionEncoding::Gzip)
+        .max_decoding_message_size(ctx.max_message_size);
         Ok(Endpoints::grpc(Routes::new(InterceptedService::new(
             service,
             ctx.auth(),

@@ -13,6 +13,9 @@ pub struct Config<A: clap::Args> {
     pub server: ServerArgs,
 
     #[command(flatten)]
+    pub limits: LimitArgs,
+
+    #[command(flatten)]
     pub auth: AuthArgs,
 
     #[command(flatten)]
@@ -56,6 +59,68 @@ pub struct ServerArgs {
     /// the service on port 0).
     #[arg(long, env = "ADDR_FILE")]
     pub addr_file: Option<PathBuf>,
+}
+
+/// What one client may ask of the gRPC server, and how much the server
+/// takes on at once. Every default is chosen for the chart's pods (128 MiB,
+/// a fraction of a core): the README's configuration table says why.
+#[derive(clap::Args, Debug, Clone)]
+pub struct LimitArgs {
+    /// Calls served at once (health and reflection aside); more are refused
+    /// at once with RESOURCE_EXHAUSTED and a retry hint, never queued. 0:
+    /// four per database connection.
+    #[arg(long, env = "MAX_IN_FLIGHT", default_value_t = 0)]
+    pub max_in_flight: u32,
+
+    /// Concurrent HTTP/2 streams (calls) one connection may open.
+    #[arg(long, env = "MAX_CONCURRENT_STREAMS", default_value_t = 100)]
+    pub max_concurrent_streams: u32,
+
+    /// Largest request message, in bytes; a larger one is refused with
+    /// RESOURCE_EXHAUSTED before it is read.
+    #[arg(long, env = "MAX_MESSAGE_SIZE", default_value_t = 4 * 1024 * 1024)]
+    pub max_message_size: u32,
+
+    /// Largest header block (metadata) of a request, in bytes.
+    #[arg(long, env = "MAX_HEADER_LIST_SIZE", default_value_t = 16 * 1024)]
+    pub max_header_list_size: u32,
+
+    /// Streams a client may reset before they are accepted (a reset flood,
+    /// "Rapid Reset"): past it the connection is closed.
+    #[arg(long, env = "MAX_PENDING_ACCEPT_RESET_STREAMS", default_value_t = 20)]
+    pub max_pending_accept_reset_streams: usize,
+
+    /// Streams a client may make the server reset for its errors on one
+    /// connection ("MadeYouReset"): past it the connection is closed.
+    #[arg(long, env = "MAX_LOCAL_ERROR_RESET_STREAMS", default_value_t = 1024)]
+    pub max_local_error_reset_streams: usize,
+
+    /// A client's keepalive pings closer together than this count against
+    /// it; after a few the connection gets GOAWAY (ENHANCE_YOUR_CALM,
+    /// "too_many_pings"), as gRPC's keepalive enforcement policy does.
+    #[arg(long, env = "MIN_PING_INTERVAL", default_value = "10s", value_parser = parse_duration)]
+    pub min_ping_interval: Duration,
+
+    /// A connection older than this is asked to go (GOAWAY), so clients
+    /// resolve again and spread over replicas added since.
+    #[arg(long, env = "MAX_CONNECTION_AGE", default_value = "30m", value_parser = parse_duration)]
+    pub max_connection_age: Duration,
+
+    /// How long calls on such a connection may still take before it closes.
+    #[arg(long, env = "MAX_CONNECTION_AGE_GRACE", default_value = "30s", value_parser = parse_duration)]
+    pub max_connection_age_grace: Duration,
+}
+
+impl Default for LimitArgs {
+    /// The flags' defaults (for servers started in tests and tools).
+    fn default() -> Self {
+        #[derive(clap::Parser)]
+        struct Defaults {
+            #[command(flatten)]
+            limits: LimitArgs,
+        }
+        <Defaults as clap::Parser>::parse_from(["defaults"]).limits
+    }
 }
 
 /// The web (HTTP) listener of a service that serves browsers.
@@ -172,6 +237,19 @@ pub struct DbArgs {
     /// How often the health check asks the database whether it answers.
     #[arg(long, env = "DB_HEALTH_INTERVAL", default_value = "1s", value_parser = parse_duration)]
     pub db_health_interval: Duration,
+
+    /// Longest a statement may run before the database cancels it (the call
+    /// fails UNAVAILABLE): no slow query holds a connection for long.
+    #[arg(long, env = "DB_STATEMENT_TIMEOUT", default_value = "5s", value_parser = parse_duration)]
+    pub db_statement_timeout: Duration,
+
+    /// Longest a statement may wait for a row or table lock.
+    #[arg(long, env = "DB_LOCK_TIMEOUT", default_value = "2s", value_parser = parse_duration)]
+    pub db_lock_timeout: Duration,
+
+    /// Longest a transaction may sit idle before the database ends it.
+    #[arg(long, env = "DB_IDLE_IN_TRANSACTION_TIMEOUT", default_value = "10s", value_parser = parse_duration)]
+    pub db_idle_in_transaction_timeout: Duration,
 }
 
 /// Parses durations such as `250ms`, `2s`, `1m`, `1h`; a bare number is seconds.

@@ -154,6 +154,12 @@ impl Metrics {
             "Calls the balancer handed to each upstream address.".into(),
         );
         r.describe_counter(
+            "shop_grpc_server_shed_total".into(),
+            None,
+            "Calls refused at once with RESOURCE_EXHAUSTED: the server was at --max-in-flight."
+                .into(),
+        );
+        r.describe_counter(
             "shop_upstream_retries_total".into(),
             None,
             "Idempotent calls to another service sent again after UNAVAILABLE.".into(),
@@ -218,14 +224,14 @@ impl Metrics {
     pub fn watch_pool(&self, db: &crate::pg::Db) {
         let db = db.clone();
         self.add_collector(move |m| {
-            let size = db.pool().size() as f64;
+            let open = db.open() as f64;
             let idle = db.idle() as f64;
             m.gauge("shop_db_pool_connections", &[("state", "idle")])
                 .set(idle);
             m.gauge("shop_db_pool_connections", &[("state", "in_use")])
-                .set((size - idle).max(0.0));
+                .set((open - idle).max(0.0));
             m.gauge("shop_db_pool_max_connections", &[])
-                .set(f64::from(db.pool().options().get_max_connections()));
+                .set(f64::from(db.max()));
             m.gauge("shop_db_pool_waiters", &[])
                 .set(db.waiters() as f64);
         });

@@ -30,15 +30,24 @@ use tonic::{
     transport::{Server as TonicServer, server::TcpIncoming},
 };
 
+mod admission;
+mod keepalive;
+
+use futures::StreamExt as _;
+
+pub use admission::AdmissionLayer;
+pub use keepalive::Policed;
+
 use crate::{
-    config::ServerArgs,
+    config::{LimitArgs, ServerArgs},
     health::HealthRegistry,
     metrics::Metrics,
     service::{Endpoints, Listeners},
     telemetry::{Methods, rpc::RpcLayer},
 };
 
-/// How a server drains, and where it says it listens.
+/// How a server drains, what it lets clients do, and where it says it
+/// listens.
 #[derive(Debug, Clone)]
 pub struct ServeOptions {
     /// Time between going NOT_SERVING and closing the listeners.
@@ -47,14 +56,18 @@ pub struct ServeOptions {
     pub grace: Duration,
     /// A file to write the bound addresses to once listening.
     pub addr_file: Option<PathBuf>,
+    /// Limits on clients and calls (`max_in_flight` 0: no admission limit).
+    pub limits: LimitArgs,
 }
 
-impl From<&ServerArgs> for ServeOptions {
-    fn from(args: &ServerArgs) -> Self {
+impl ServeOptions {
+    /// The options `server` and `limits` say.
+    pub fn new(server: &ServerArgs, limits: LimitArgs) -> Self {
         Self {
-            drain_delay: args.drain_delay,
-            grace: args.shutdown_grace,
-            addr_file: args.addr_file.clone(),
+            drain_delay: server.drain_delay,
+            grace: server.shutdown_grace,
+            addr_file: server.addr_file.clone(),
+            limits,
         }
     }
 }
@@ -137,12 +150,35 @@ impl Server {
             ))
         });
         let routes = self.routes(endpoints.grpc)?;
-        let incoming = TcpIncoming::from(listeners.grpc).with_nodelay(Some(true));
+        let limits = &options.limits;
+        let min_ping_interval = limits.min_ping_interval;
+        let incoming = TcpIncoming::from(listeners.grpc)
+            .with_nodelay(Some(true))
+            .with_keepalive(Some(Duration::from_secs(60)))
+            .map(move |accepted| accepted.map(|io| Policed::new(io, min_ping_interval)));
+        let max_in_flight = match limits.max_in_flight {
+            0 => tokio::sync::Semaphore::MAX_PERMITS,
+            n => n as usize,
+        };
         let grpc: Served = tokio::spawn({
             let stop = stopping.clone().cancelled_owned();
             let serving = TonicServer::builder()
                 .http2_keepalive_interval(Some(Duration::from_secs(30)))
                 .http2_keepalive_timeout(Some(Duration::from_secs(10)))
+                .max_concurrent_streams(limits.max_concurrent_streams)
+                .http2_max_header_list_size(limits.max_header_list_size)
+                .http2_max_pending_accept_reset_streams(Some(
+                    limits.max_pending_accept_reset_streams,
+                ))
+                .http2_max_local_error_reset_streams(Some(limits.max_local_error_reset_streams))
+                .max_connection_age(limits.max_connection_age)
+                .max_connection_age_grace(limits.max_connection_age_grace)
+                // Refusing must cost next to nothing: before any span or log.
+                .layer(AdmissionLayer::new(
+                    max_in_flight,
+                    limits.max_message_size,
+                    &self.metrics,
+                ))
                 .layer(RpcLayer::new(self.metrics.clone(), self.methods.clone()))
                 .add_routes(routes)
                 .serve_with_incoming_shutdown(incoming, stop);

@@ -36,11 +36,11 @@ use tonic::service::Routes;
 
 use crate::{
     auth::{AuthInterceptor, Verifier},
-    config::{Config, DbArgs, LogArgs, ServerArgs, WebArgs},
+    config::{Config, DbArgs, LimitArgs, LogArgs, ServerArgs, WebArgs},
     health::HealthRegistry,
     metrics::Metrics,
     pg::{self, Db},
-    server::Server,
+    server::{ServeOptions, Server},
 };
 
 /// What makes one service of the shop: everything the skeleton does not do
@@ -118,6 +118,10 @@ pub struct Context {
     /// Cancelled when the listeners stop accepting: long-lived streams end
     /// then, so calls in flight can finish within the grace period.
     pub stopping: CancellationToken,
+    /// The largest request message, in bytes (`--max-message-size`): give
+    /// it to each generated server's `max_decoding_message_size`, which
+    /// also bounds what a compressed message may grow to.
+    pub max_message_size: usize,
     verifier: Arc<Verifier>,
     tasks: Tasks,
 }
@@ -270,6 +274,7 @@ impl Addrs {
 pub struct Prepared<S> {
     service: S,
     server: ServerArgs,
+    limits: LimitArgs,
     web: Option<WebArgs>,
     db: DbArgs,
     db_options: PgConnectOptions,
@@ -282,9 +287,16 @@ pub fn prepare<S: Service>(config: Config<S::Args>) -> anyhow::Result<Prepared<S
     let db_options = pg::connect_options(&config.db, S::NAME)?;
     let verifier = Arc::new(Verifier::new(S::NAME, config.auth.issuers()?));
     let web = S::web(&config.service).cloned();
+    let mut limits = config.limits;
+    if limits.max_in_flight == 0 {
+        // Four calls per connection: enough to keep every connection busy
+        // while calls wait briefly for one, few enough to answer in time.
+        limits.max_in_flight = 4 * config.db.db_max_connections.max(1);
+    }
     Ok(Prepared {
         service: S::prepare(config.service)?,
         server: config.server,
+        limits,
         web,
         db: config.db,
         db_options,
@@ -311,16 +323,14 @@ impl<S: Service> Prepared<S> {
         }
         let server = Server::new(S::NAME, S::DESCRIPTOR_SETS);
         let stopping = CancellationToken::new();
-        let db = Db::new(
-            pg::pool(&self.db, self.db_options.clone()),
-            Some(&server.metrics),
-        );
+        let db = Db::new(&self.db, self.db_options.clone(), Some(&server.metrics));
         let mut ctx = Context {
             db: db.clone(),
             db_options: self.db_options.clone(),
             metrics: server.metrics.clone(),
             health: server.health.clone(),
             stopping: stopping.clone(),
+            max_message_size: self.limits.max_message_size as usize,
             verifier: self.verifier,
             tasks: Tasks {
                 set: JoinSet::new(),
@@ -341,14 +351,9 @@ impl<S: Service> Prepared<S> {
         let tasks = ctx.tasks;
         let result = match started {
             Ok(endpoints) => {
+                let options = ServeOptions::new(&self.server, self.limits.clone());
                 server
-                    .serve(
-                        listeners,
-                        endpoints,
-                        (&self.server).into(),
-                        shutdown,
-                        stopping,
-                    )
+                    .serve(listeners, endpoints, options, shutdown, stopping)
                     .await
             }
             Err(e) => Err(e),

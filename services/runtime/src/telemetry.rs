@@ -39,6 +39,7 @@ use tracing_subscriber::{
     registry::LookupSpan, util::SubscriberInitExt as _,
 };
 
+pub(crate) use call::Frames;
 pub use call::{ObservedBody, code_name, go_code_name, grpc_status};
 
 /// How log lines are written.

@@ -14,11 +14,13 @@
 //! - fails with an [`UpstreamError`] whose [`Fault`] is decided in one place,
 //!   [`Fault::of`], for every service: the caller acts on the fault (pass a
 //!   "no" on, say "try later", report a bug), never on raw status codes;
-//! - if it is [idempotent](Call::idempotent) and failed `UNAVAILABLE`, is
-//!   tried again, at most `--upstream-retries` times, after a random pause
-//!   (full jitter, growing) that must fit in its deadline. The balancer has
-//!   already moved calls that never reached a replica; these retries cover
-//!   a replica that answered `UNAVAILABLE` itself (draining, say).
+//! - if it is [idempotent](Call::idempotent) and failed `UNAVAILABLE` (or
+//!   `RESOURCE_EXHAUSTED` with the server's `grpc-retry-pushback-ms` hint),
+//!   is tried again, at most `--upstream-retries` times, after a random
+//!   pause (full jitter, growing) or the pause the server asked for, which
+//!   must fit in its deadline. The balancer has already moved calls that
+//!   never reached a replica; these retries cover a replica that answered
+//!   `UNAVAILABLE` itself (draining, say) or was shedding load.
 
 use std::{future::Future, time::Duration};
 
@@ -217,6 +219,25 @@ impl UpstreamError {
     }
 }
 
+/// Whether a failed idempotent call may be sent again: the upstream was
+/// unavailable, or it was busy and said when to come back.
+fn retryable(status: &Status) -> bool {
+    status.code() == Code::Unavailable
+        || (status.code() == Code::ResourceExhausted && pushback(status).is_some())
+}
+
+/// The server's `grpc-retry-pushback-ms` hint (gRFC A6), if it sent one.
+fn pushback(status: &Status) -> Option<Duration> {
+    let ms: u64 = status
+        .metadata()
+        .get("grpc-retry-pushback-ms")?
+        .to_str()
+        .ok()?
+        .parse()
+        .ok()?;
+    Some(Duration::from_millis(ms))
+}
+
 /// An answer, or `None` where the called service has no such thing (not
 /// found, or an id it cannot even parse).
 pub fn found<T>(result: Result<T, UpstreamError>) -> Result<Option<T>, UpstreamError> {
@@ -294,10 +315,12 @@ impl<C: Clone> Upstream<C> {
                 return self.send(&call, message, &rpc).await;
             }
             match self.send(&call, message.clone(), &rpc).await {
-                Err(e) if e.status.code() == Code::Unavailable => {
-                    let pause = RETRY_BASE
-                        .saturating_mul(1 << attempt.min(8))
-                        .mul_f64(fastrand::f64());
+                Err(e) if retryable(&e.status) => {
+                    let pause = pushback(&e.status).unwrap_or_else(|| {
+                        RETRY_BASE
+                            .saturating_mul(1 << attempt.min(8))
+                            .mul_f64(fastrand::f64())
+                    });
                     let fits = call
                         .deadline
                         .remaining()

@@ -128,7 +128,8 @@ impl Service for Storefront {
             self.caller.signer().clone(),
         ))
         .accept_compressed(CompressionEncoding::Gzip)
-        .send_compressed(CompressionEncoding::Gzip);
+        .send_compressed(CompressionEncoding::Gzip)
+        .max_decoding_message_size(ctx.max_message_size);
         let grpc = Routes::new(InterceptedService::new(
             service,
             ctx.auth_allowing_anonymous(),

@@ -642,6 +642,10 @@ pub async fn run(clients: Clients, fixtures: Fixtures, plan: &Plan) -> anyhow::R
     })
 }
 
+/// How long a closed-loop caller told RESOURCE_EXHAUSTED waits before its
+/// next call: the services' `grpc-retry-pushback-ms`.
+const BUSY_PUSHBACK: Duration = Duration::from_millis(100);
+
 async fn closed_loop(
     shared: &Arc<Shared>,
     callers: usize,
@@ -661,9 +665,15 @@ async fn closed_loop(
                 let op = shared.mix.pick(&mut rng);
                 let outcome = call(&shared, op, &mut rng).await;
                 count(&shared, &outcome);
+                let busy = matches!(outcome, Err((_, "RESOURCE_EXHAUSTED")));
                 if started >= measure_from {
                     let (op, result) = split(outcome);
                     stats.record(op, result, started.elapsed());
+                }
+                if busy {
+                    // Told to back off: wait as the shop's pushback hint
+                    // says, as a gRPC client with a retry policy would.
+                    tokio::time::sleep(BUSY_PUSHBACK).await;
                 }
             }
             stats

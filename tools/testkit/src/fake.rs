@@ -63,6 +63,7 @@ impl RecordingCatalog {
             drain_delay: Duration::ZERO,
             grace: Duration::from_secs(1),
             addr_file: None,
+            limits: Default::default(),
         };
         tokio::spawn(server.serve(
             listeners,

@@ -5,7 +5,7 @@ use std::{future::Future, net::SocketAddr, time::Duration};
 use std::path::PathBuf;
 
 use shop_runtime::{
-    config::{AuthArgs, Config, DbArgs, LogArgs, ServerArgs, UpstreamArgs, WebArgs},
+    config::{AuthArgs, Config, DbArgs, LimitArgs, LogArgs, ServerArgs, UpstreamArgs, WebArgs},
     service::{Listeners, Service as _},
     telemetry::LogFormat,
 };
@@ -111,6 +111,9 @@ fn db_args(database_url: String) -> DbArgs {
         db_max_connections: 8,
         db_acquire_timeout: TEST_PATIENCE,
         db_health_interval: Duration::from_millis(100),
+        db_statement_timeout: TEST_PATIENCE,
+        db_lock_timeout: TEST_PATIENCE,
+        db_idle_in_transaction_timeout: TEST_PATIENCE,
     }
 }
 
@@ -125,6 +128,12 @@ fn log_args() -> LogArgs {
 fn config<A: clap::Args>(database_url: String, trusted_issuers: &str, service: A) -> Config<A> {
     Config {
         server: server_args(),
+        // Tests of concurrency fire hundreds of calls at once to see every
+        // one decided; the load-shedding tests set their own limit.
+        limits: LimitArgs {
+            max_in_flight: 1000,
+            ..LimitArgs::default()
+        },
         auth: AuthArgs {
             trusted_issuers: trusted_issuers.to_owned(),
         },
@@ -193,6 +202,9 @@ pub fn order_config(database_url: String, productinfo_target: &str) -> order::Co
             shipment_batch_size: 3,
             release_interval: Duration::from_millis(200),
             abandoned_after: Duration::from_secs(60),
+            watch_max_per_caller: 5,
+            watch_max_total: 1000,
+            watch_max_lifetime: Duration::from_secs(1800),
         },
     )
 }

@@ -209,7 +209,9 @@ impl Drop for Call {
                 peer,
                 "rpc"
             );
-        } else if self.stats.plumbing {
+        } else if self.stats.plumbing || code == Code::ResourceExhausted {
+            // Probes, and clients told to back off (counted in metrics): a
+            // line each would flood the log exactly when the server is busy.
             tracing::debug!(
                 grpc.method = method,
                 grpc.code = grpc_code,
@@ -236,9 +238,16 @@ pub(crate) struct Frames {
     header: [u8; 5],
     header_len: usize,
     remaining: u64,
+    longest: u32,
 }
 
 impl Frames {
+    /// The longest message announced so far, in bytes (known from its
+    /// header, before its payload arrives).
+    pub(crate) fn longest(&self) -> u32 {
+        self.longest
+    }
+
     /// Feeds `data`; returns how many messages it completed.
     pub(crate) fn feed(&mut self, mut data: &[u8]) -> u64 {
         let mut done = 0;
@@ -263,6 +272,7 @@ impl Frames {
                         self.header[3],
                         self.header[4],
                     ]);
+                    self.longest = self.longest.max(len);
                     if len == 0 {
                         done += 1;
                     } else {
@@ -331,10 +341,22 @@ pin_project! {
     /// its call when the trailers pass (or when it is dropped early); a
     /// request body (what the other end sends us) has no call to complete.
     pub struct ObservedBody<B> {
+        // `None` only while being dropped.
         #[pin]
-        inner: B,
+        inner: Option<B>,
         counter: MessageCounter,
         call: Option<Call>,
+    }
+
+    impl<B> PinnedDrop for ObservedBody<B> {
+        fn drop(this: Pin<&mut Self>) {
+            let mut this = this.project();
+            if this.call.is_some() {
+                // Dropped before its end: the client went away mid-stream,
+                // so whatever statement the stream is running is cancelled.
+                crate::pg::while_cancelling(|| this.inner.set(None));
+            }
+        }
     }
 }
 
@@ -342,7 +364,7 @@ impl<B> ObservedBody<B> {
     /// A response body that ends `call`.
     pub(crate) fn new(inner: B, counter: MessageCounter, call: Call) -> Self {
         Self {
-            inner,
+            inner: Some(inner),
             counter,
             call: Some(call),
         }
@@ -351,7 +373,7 @@ impl<B> ObservedBody<B> {
     /// A request body, only counted.
     pub(crate) fn counted(inner: B, counter: MessageCounter) -> Self {
         Self {
-            inner,
+            inner: Some(inner),
             counter,
             call: None,
         }
@@ -367,7 +389,10 @@ impl<B: Body<Data = Bytes>> Body for ObservedBody<B> {
         cx: &mut Context<'_>,
     ) -> Poll<Option<Result<Frame<Bytes>, B::Error>>> {
         let this = self.project();
-        let frame = ready!(this.inner.poll_frame(cx));
+        let Some(inner) = this.inner.as_pin_mut() else {
+            return Poll::Ready(None);
+        };
+        let frame = ready!(inner.poll_frame(cx));
         match &frame {
             Some(Ok(f)) => {
                 if let Some(data) = f.data_ref() {
@@ -392,11 +417,11 @@ impl<B: Body<Data = Bytes>> Body for ObservedBody<B> {
     }
 
     fn is_end_stream(&self) -> bool {
-        self.inner.is_end_stream()
+        self.inner.as_ref().is_none_or(Body::is_end_stream)
     }
 
     fn size_hint(&self) -> http_body::SizeHint {
-        self.inner.size_hint()
+        self.inner.as_ref().map(Body::size_hint).unwrap_or_default()
     }
 }
 

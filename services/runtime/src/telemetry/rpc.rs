@@ -119,7 +119,7 @@ where
             self.inner.call(request)
         };
         ResponseFuture {
-            inner,
+            inner: Some(inner),
             call: Some((call, sent)),
             span,
         }
@@ -129,10 +129,23 @@ where
 pin_project! {
     /// Response future of [`RpcService`].
     pub struct ResponseFuture<F> {
+        // `None` only while being dropped.
         #[pin]
-        inner: F,
+        inner: Option<F>,
         call: Option<(Call, MessageCounter)>,
         span: tracing::Span,
+    }
+
+    impl<F> PinnedDrop for ResponseFuture<F> {
+        fn drop(this: Pin<&mut Self>) {
+            let mut this = this.project();
+            if this.call.is_some() {
+                // Dropped before the handler answered: the client went away
+                // or the deadline passed, so the handler's statement (if
+                // one is running) is cancelled with it.
+                crate::pg::while_cancelling(|| this.inner.set(None));
+            }
+        }
     }
 }
 
@@ -144,9 +157,12 @@ where
 
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
         let this = self.project();
+        let Some(inner) = this.inner.as_pin_mut() else {
+            unreachable!("ResponseFuture polled while being dropped");
+        };
         let result = {
             let _entered = this.span.enter();
-            ready!(this.inner.poll(cx))
+            ready!(inner.poll(cx))
         };
         let Some((mut call, sent)) = this.call.take() else {
             unreachable!("ResponseFuture polled after completion");

@@ -90,6 +90,10 @@ pub async fn events(
         Err(Error::Upstream(e)) if e.fault == Fault::NotFound => {
             return axum::http::StatusCode::NOT_FOUND.into_response();
         }
+        // The order service's cap on live watches per person.
+        Err(Error::Upstream(e)) if e.status.code() == tonic::Code::ResourceExhausted => {
+            return axum::http::StatusCode::TOO_MANY_REQUESTS.into_response();
+        }
         Err(e) => {
             tracing::warn!(error = %e, "cannot watch order");
             return axum::http::StatusCode::SERVICE_UNAVAILABLE.into_response();
