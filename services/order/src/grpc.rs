@@ -22,6 +22,7 @@ use shop_runtime::{
     deadline::Deadline,
     error::FieldViolations,
     pg::Db,
+    slots::Slots,
     telemetry::rpc::code_name,
 };
 use tokio::sync::mpsc;
@@ -67,6 +68,7 @@ pub struct OrderManagementService {
 
 struct Inner {
     db: Db,
+    searches: Slots,
     catalog: Catalog,
     watchers: Watchers,
     watch_lifetime: Duration,
@@ -75,10 +77,12 @@ struct Inner {
 }
 
 impl OrderManagementService {
-    /// The service over its database and the catalog; its streams end when
-    /// `stopping` is cancelled, watches after `watch_lifetime`.
+    /// The service over its database and the catalog; searches stream while
+    /// `searches` has a slot; its streams end when `stopping` is cancelled,
+    /// watches after `watch_lifetime`.
     pub fn new(
         db: Db,
+        searches: Slots,
         catalog: Catalog,
         watchers: Watchers,
         watch_lifetime: Duration,
@@ -88,6 +92,7 @@ impl OrderManagementService {
         Self {
             inner: Arc::new(Inner {
                 db,
+                searches,
                 catalog,
                 watchers,
                 watch_lifetime,
@@ -160,6 +165,7 @@ impl OrderManagement for OrderManagementService {
             self.inner.db.clone(),
             scope(&caller).map(str::to_owned),
             streams::like_pattern(&query),
+            self.inner.searches.take()?,
         )))
     }
 

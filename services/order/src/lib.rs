@@ -74,7 +74,7 @@ impl Service for OrderManagement {
 
     async fn start(self, ctx: &mut Context) -> anyhow::Result<Endpoints> {
         let catalog = catalog::Catalog::new(&self.caller, self.productinfo, &ctx.metrics);
-        let watchers = watch::Watchers::new(ctx.db.clone(), self.watch_limits);
+        let watchers = watch::Watchers::new(ctx.db.clone(), self.watch_limits, &ctx.metrics);
         ctx.spawn(
             "order change listener",
             watchers.clone().listen(ctx.db_options.clone()),
@@ -90,6 +90,7 @@ impl Service for OrderManagement {
         );
         let service = OrderManagementServer::new(grpc::OrderManagementService::new(
             ctx.db.clone(),
+            ctx.bulk_streams.clone(),
             catalog,
             watchers,
             self.watch_lifetime,

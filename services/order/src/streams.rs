@@ -7,7 +7,7 @@ use std::collections::VecDeque;
 use std::time::Duration;
 
 use shop_proto::ecommerce::Order;
-use shop_runtime::pg::Db;
+use shop_runtime::{pg::Db, slots::Slot};
 use tokio_util::sync::CancellationToken;
 use tonic::Status;
 
@@ -42,8 +42,14 @@ pub fn like_pattern(query: &str) -> Option<String> {
 /// Every matching order, read [`SEARCH_BATCH`] at a time (keyset paging, no
 /// long transaction). The next batch is read only when the client has taken
 /// the previous one, and not at all once it has gone away.
-pub fn search_stream(pool: Db, customer: Option<String>, pattern: Option<String>) -> OrderStream {
+pub fn search_stream(
+    pool: Db,
+    customer: Option<String>,
+    pattern: Option<String>,
+    slot: Slot,
+) -> OrderStream {
     struct State {
+        _slot: Slot,
         pool: Db,
         customer: Option<String>,
         pattern: Option<String>,
@@ -52,6 +58,7 @@ pub fn search_stream(pool: Db, customer: Option<String>, pattern: Option<String>
         exhausted: bool,
     }
     let state = State {
+        _slot: slot,
         pool,
         customer,
         pattern,

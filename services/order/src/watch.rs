@@ -21,7 +21,7 @@ use std::{
     time::Duration,
 };
 
-use shop_runtime::pg::Db;
+use shop_runtime::{metrics::Metrics, pg::Db};
 use sqlx::postgres::{PgConnectOptions, PgListener, PgPoolOptions};
 use tokio::sync::watch;
 use uuid::Uuid;
@@ -51,6 +51,8 @@ struct Inner {
     db: Db,
     limits: WatchLimits,
     state: Mutex<State>,
+    /// `shop_order_watch_reads_total`: one per change of a watched order.
+    reads: metrics::Counter,
 }
 
 #[derive(Default)]
@@ -99,13 +101,15 @@ impl Drop for Watch {
 }
 
 impl Watchers {
-    /// Watchers reading changed orders from `db`.
-    pub fn new(db: Db, limits: WatchLimits) -> Self {
+    /// Watchers reading changed orders from `db`, counting the reads into
+    /// `metrics`.
+    pub fn new(db: Db, limits: WatchLimits, metrics: &Metrics) -> Self {
         Self {
             inner: Arc::new(Inner {
                 db,
                 limits,
                 state: Mutex::default(),
+                reads: metrics.counter("shop_order_watch_reads_total", &[]),
             }),
         }
     }
@@ -152,6 +156,7 @@ impl Watchers {
     }
 
     async fn read(&self, id: Uuid) {
+        self.inner.reads.increment(1);
         let record = match db::get(&self.inner.db, id).await {
             Ok(record) => record,
             Err(e) => {

@@ -10,10 +10,13 @@ use shop_proto::ecommerce::{
     ListProductsResponse, Product, ProductId, ReleaseStockRequest, Reservation,
     ReserveStockRequest, SearchProductsRequest, product_info_server::ProductInfo,
 };
-use shop_runtime::pg::Db;
 use shop_runtime::{
     auth::{Principal, Role},
     error::FieldViolations,
+};
+use shop_runtime::{
+    pg::Db,
+    slots::{Slot, Slots},
 };
 use tonic::{Request, Response, Status};
 use uuid::Uuid;
@@ -35,16 +38,24 @@ pub(crate) struct ProductInfoService {
     db: Db,
     default_currency: Arc<str>,
     reserve_callers: Arc<[String]>,
+    searches: Slots,
 }
 
 impl ProductInfoService {
-    /// A service over `db`, reading legacy prices in `default_currency` and
-    /// letting the service tokens of `reserve_callers` reserve stock.
-    pub fn new(db: Db, default_currency: &str, reserve_callers: Vec<String>) -> Self {
+    /// A service over `db`, reading legacy prices in `default_currency`,
+    /// letting the service tokens of `reserve_callers` reserve stock, and
+    /// streaming searches while `searches` has a slot.
+    pub fn new(
+        db: Db,
+        default_currency: &str,
+        reserve_callers: Vec<String>,
+        searches: Slots,
+    ) -> Self {
         Self {
             db,
             default_currency: default_currency.into(),
             reserve_callers: reserve_callers.into(),
+            searches,
         }
     }
 }
@@ -162,6 +173,7 @@ impl ProductInfo for ProductInfoService {
             self.db.clone(),
             filter,
             (req.limit > 0).then_some(req.limit),
+            self.searches.take()?,
         )))
     }
 
@@ -225,8 +237,9 @@ impl ProductInfo for ProductInfoService {
 /// bounded. The next batch is only fetched once the client has taken the
 /// previous one (HTTP/2 flow control pushes back), and a client that goes
 /// away stops it: the stream is dropped between batches.
-fn search_stream(db: Db, filter: Filter, limit: Option<i64>) -> ProductStream {
+fn search_stream(db: Db, filter: Filter, limit: Option<i64>, slot: Slot) -> ProductStream {
     struct State {
+        _slot: Slot,
         db: Db,
         filter: Filter,
         buffer: VecDeque<product::ProductRow>,
@@ -235,6 +248,7 @@ fn search_stream(db: Db, filter: Filter, limit: Option<i64>) -> ProductStream {
         exhausted: bool,
     }
     let state = State {
+        _slot: slot,
         db,
         filter,
         buffer: VecDeque::new(),

@@ -60,6 +60,7 @@ impl Service for ProductInfo {
             ctx.db.clone(),
             &self.default_currency,
             self.reserve_callers,
+            ctx.bulk_streams.clone(),
         ))
         .accept_compressed(CompressionEncoding::Gzip)
         .send_compressed(CompressionEncoding::Gzip)

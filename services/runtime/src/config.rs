@@ -72,6 +72,18 @@ pub struct LimitArgs {
     #[arg(long, env = "MAX_IN_FLIGHT", default_value_t = 0)]
     pub max_in_flight: u32,
 
+    /// Calls open at once, streams included (a stream stays open until its
+    /// last message): bounds what clients that open streams and never read
+    /// them can make the server hold. More are refused RESOURCE_EXHAUSTED.
+    #[arg(long, env = "MAX_OPEN_CALLS", default_value_t = 2000)]
+    pub max_open_calls: u32,
+
+    /// Bulk streams (searches, which send many messages) open at once, each
+    /// buffering up to a batch for a client that reads slowly. More are
+    /// refused RESOURCE_EXHAUSTED.
+    #[arg(long, env = "MAX_BULK_STREAMS", default_value_t = 64)]
+    pub max_bulk_streams: u32,
+
     /// Concurrent HTTP/2 streams (calls) one connection may open.
     #[arg(long, env = "MAX_CONCURRENT_STREAMS", default_value_t = 100)]
     pub max_concurrent_streams: u32,

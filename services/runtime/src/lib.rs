@@ -12,6 +12,7 @@
 //! - [`error`]: the shapes of errors clients see (field violations, opaque internals).
 //! - [`metrics`]: Prometheus metrics per server on an admin port.
 //! - [`pg`]: PostgreSQL pools, error classification and the database health check.
+//! - [`slots`]: bounded numbers of streams of one kind.
 //! - [`config`]: the configuration every service shares, and the shape of each one's.
 
 pub mod auth;
@@ -24,5 +25,6 @@ pub mod metrics;
 pub mod pg;
 pub mod server;
 pub mod service;
+pub mod slots;
 pub mod telemetry;
 pub mod upstream;

@@ -160,6 +160,11 @@ impl Metrics {
                 .into(),
         );
         r.describe_counter(
+            "shop_order_watch_reads_total".into(),
+            None,
+            "Reads of watched orders: one per change, however many streams watch it.".into(),
+        );
+        r.describe_counter(
             "shop_upstream_retries_total".into(),
             None,
             "Idempotent calls to another service sent again after UNAVAILABLE.".into(),

@@ -1,7 +1,8 @@
-//! Every listener of a service is served and drained here: the gRPC server
-//! (the one place a tonic server is built), the web shop where there is one
-//! and `/metrics` (through [`serve_http`], the one place an HTTP listener is
-//! served).
+//! Every listener of a service is served and drained here: gRPC (the one
+//! place gRPC is served: `server/connections.rs`, with the limits of
+//! `server/admission.rs` and `server/keepalive.rs`), the web shop where
+//! there is one and `/metrics` (through [`serve_http`], the one place an
+//! HTTP listener is served).
 //!
 //! The gRPC server gets, besides the service's own routes:
 //!
@@ -25,15 +26,11 @@ use std::{future::Future, net::SocketAddr, path::PathBuf, time::Duration};
 use anyhow::Context as _;
 use tokio::{net::TcpListener, task::JoinHandle};
 use tokio_util::sync::CancellationToken;
-use tonic::{
-    service::Routes,
-    transport::{Server as TonicServer, server::TcpIncoming},
-};
+use tonic::service::Routes;
 
 mod admission;
+mod connections;
 mod keepalive;
-
-use futures::StreamExt as _;
 
 pub use admission::AdmissionLayer;
 pub use keepalive::Policed;
@@ -149,41 +146,28 @@ impl Server {
                 metrics_stop.clone(),
             ))
         });
-        let routes = self.routes(endpoints.grpc)?;
-        let limits = &options.limits;
-        let min_ping_interval = limits.min_ping_interval;
-        let incoming = TcpIncoming::from(listeners.grpc)
-            .with_nodelay(Some(true))
-            .with_keepalive(Some(Duration::from_secs(60)))
-            .map(move |accepted| accepted.map(|io| Policed::new(io, min_ping_interval)));
+        let routes = self.routes(endpoints.grpc)?.prepare();
+        let limits = options.limits.clone();
         let max_in_flight = match limits.max_in_flight {
             0 => tokio::sync::Semaphore::MAX_PERMITS,
             n => n as usize,
         };
-        let grpc: Served = tokio::spawn({
-            let stop = stopping.clone().cancelled_owned();
-            let serving = TonicServer::builder()
-                .http2_keepalive_interval(Some(Duration::from_secs(30)))
-                .http2_keepalive_timeout(Some(Duration::from_secs(10)))
-                .max_concurrent_streams(limits.max_concurrent_streams)
-                .http2_max_header_list_size(limits.max_header_list_size)
-                .http2_max_pending_accept_reset_streams(Some(
-                    limits.max_pending_accept_reset_streams,
-                ))
-                .http2_max_local_error_reset_streams(Some(limits.max_local_error_reset_streams))
-                .max_connection_age(limits.max_connection_age)
-                .max_connection_age_grace(limits.max_connection_age_grace)
-                // Refusing must cost next to nothing: before any span or log.
-                .layer(AdmissionLayer::new(
-                    max_in_flight,
-                    limits.max_message_size,
-                    &self.metrics,
-                ))
-                .layer(RpcLayer::new(self.metrics.clone(), self.methods.clone()))
-                .add_routes(routes)
-                .serve_with_incoming_shutdown(incoming, stop);
-            async move { Ok(serving.await?) }
-        });
+        let grpc_service = tower::ServiceBuilder::new()
+            // Refusing must cost next to nothing: before any span or log.
+            .layer(AdmissionLayer::new(
+                max_in_flight,
+                limits.max_open_calls as usize,
+                limits.max_message_size,
+                &self.metrics,
+            ))
+            .layer(RpcLayer::new(self.metrics.clone(), self.methods.clone()))
+            .service(routes);
+        let grpc: Served = tokio::spawn(connections::serve(
+            listeners.grpc,
+            grpc_service,
+            limits,
+            stopping.clone(),
+        ));
         let web: Option<Served> = listeners
             .web
             .zip(endpoints.web)

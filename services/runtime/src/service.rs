@@ -118,6 +118,9 @@ pub struct Context {
     /// Cancelled when the listeners stop accepting: long-lived streams end
     /// then, so calls in flight can finish within the grace period.
     pub stopping: CancellationToken,
+    /// Slots for the service's bulk streams (`--max-bulk-streams`): take
+    /// one for each search stream and keep it in the stream.
+    pub bulk_streams: crate::slots::Slots,
     /// The largest request message, in bytes (`--max-message-size`): give
     /// it to each generated server's `max_decoding_message_size`, which
     /// also bounds what a compressed message may grow to.
@@ -331,6 +334,10 @@ impl<S: Service> Prepared<S> {
             health: server.health.clone(),
             stopping: stopping.clone(),
             max_message_size: self.limits.max_message_size as usize,
+            bulk_streams: crate::slots::Slots::new(
+                self.limits.max_bulk_streams as usize,
+                "searches",
+            ),
             verifier: self.verifier,
             tasks: Tasks {
                 set: JoinSet::new(),

@@ -179,6 +179,24 @@ pub async fn add_product(channel: Channel, product: Product) -> String {
         .value
 }
 
+/// The value of the unlabelled metric `name` on `/metrics` at `addr` (0 when
+/// not there yet).
+pub async fn metric(addr: std::net::SocketAddr, name: &str) -> f64 {
+    let page = web::Web::new(&format!("http://{addr}"))
+        .get("/metrics")
+        .await;
+    page.body
+        .lines()
+        .find_map(|line| {
+            line.strip_prefix(name)?
+                .strip_prefix(' ')?
+                .trim()
+                .parse()
+                .ok()
+        })
+        .unwrap_or(0.0)
+}
+
 /// Waits (checking every 20 ms, up to `timeout`) until `check` says yes:
 /// for states that show up in a database or a log, where there is no
 /// stream to follow. Panics naming `what` when time runs out.

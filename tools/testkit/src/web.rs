@@ -80,7 +80,8 @@ impl Web {
         self.cookies.lock().expect("cookie jar").get(name).cloned()
     }
 
-    async fn send(&self, request: http::request::Builder, body: Bytes) -> Page {
+    /// `request` with this client's cookies and headers.
+    fn prepared(&self, request: http::request::Builder, body: Bytes) -> http::Request<Full<Bytes>> {
         let cookies = self
             .cookies
             .lock()
@@ -96,9 +97,23 @@ impl Web {
         if !cookies.is_empty() {
             request = request.header(http::header::COOKIE, cookies);
         }
+        request.body(Full::new(body)).expect("a valid request")
+    }
+
+    /// GETs `path` and returns the response as soon as its head arrives,
+    /// its body unread (a live stream, say).
+    pub async fn open(&self, path: &str) -> http::Response<hyper::body::Incoming> {
+        let request = http::Request::get(format!("{}{path}", self.base));
+        self.client
+            .request(self.prepared(request, Bytes::new()))
+            .await
+            .expect("HTTP request")
+    }
+
+    async fn send(&self, request: http::request::Builder, body: Bytes) -> Page {
         let response = self
             .client
-            .request(request.body(Full::new(body)).expect("a valid request"))
+            .request(self.prepared(request, body))
             .await
             .expect("HTTP request");
         let status = response.status().as_u16();

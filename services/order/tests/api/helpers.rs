@@ -110,6 +110,11 @@ impl Shop {
             .expect("catalog database")
     }
 
+    /// The order service's `shop_order_watch_reads_total`.
+    pub async fn watch_reads(&self) -> f64 {
+        shop_testkit::metric(self.order.metrics_addr, "shop_order_watch_reads_total").await
+    }
+
     pub async fn count(&self, sql: &str) -> i64 {
         sqlx::query_scalar(sqlx::AssertSqlSafe(sql.to_owned()))
             .fetch_one(&self.order_db().await)

@@ -160,6 +160,68 @@ async fn a_watch_shows_the_order_then_each_change_and_ends_when_final() {
     assert_eq!(stranger.code(), Code::NotFound);
 }
 
+#[tokio::test]
+async fn a_caller_has_at_most_five_watches_and_each_change_is_read_once_for_all() {
+    let shop = Shop::start().await;
+    let mug = shop.add_product("Mug", 100, 10).await;
+    let id = shop.place(order_of(&mug, 1, "Home")).await;
+    let mut watches = Vec::new();
+    for _ in 0..5 {
+        let mut watch = shop
+            .customer()
+            .watch_order(id.clone())
+            .await
+            .unwrap()
+            .into_inner();
+        assert_eq!(
+            watch.message().await.unwrap().unwrap().status,
+            OrderStatus::Confirmed as i32
+        );
+        watches.push(watch);
+    }
+
+    let sixth = shop.customer().watch_order(id.clone()).await.unwrap_err();
+    assert_eq!(sixth.code(), Code::ResourceExhausted, "{sixth:?}");
+    let other = shop.other_customer().watch_order(id.clone()).await;
+    assert_eq!(
+        other.unwrap_err().code(),
+        Code::NotFound,
+        "the cap is per caller: another caller is not refused for it"
+    );
+
+    let reads_before = shop.watch_reads().await;
+    shop.customer()
+        .cancel_order(shop_proto::ecommerce::CancelOrderRequest {
+            order_id: id.clone(),
+            reason: String::new(),
+        })
+        .await
+        .unwrap();
+    for watch in &mut watches {
+        let next = tokio::time::timeout(Duration::from_secs(10), watch.message())
+            .await
+            .expect("every watcher hears the change")
+            .unwrap()
+            .unwrap();
+        assert_eq!(next.status, OrderStatus::Cancelled as i32);
+    }
+    assert_eq!(
+        shop.watch_reads().await - reads_before,
+        1.0,
+        "one read for the five streams"
+    );
+    drop(watches);
+    shop_testkit::eventually(
+        "closed watches free their places",
+        Duration::from_secs(10),
+        || {
+            let (shop, id) = (&shop, id.clone());
+            async move { shop.customer().watch_order(id).await.is_ok() }
+        },
+    )
+    .await;
+}
+
 /// Collects a stream of results, failing the test on an error.
 trait CollectAll<T> {
     async fn collect_all(self) -> Vec<T>;

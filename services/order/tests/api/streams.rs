@@ -292,3 +292,43 @@ async fn search_all(shop: &Shop) -> tonic::Streaming<shop_proto::ecommerce::Orde
         .unwrap()
         .into_inner()
 }
+
+#[tokio::test]
+async fn update_orders_takes_a_hundred_updates_a_call_and_says_the_rest_were_not_applied() {
+    let shop = Shop::start().await;
+    let mug = shop.add_product("Mug", 100, 10).await;
+    let id = shop.place(order_of(&mug, 1, "Home")).await;
+    let updates: Vec<Order> = (0..500)
+        .map(|i| Order {
+            id: id.clone(),
+            description: format!("note {i}"),
+            ..Default::default()
+        })
+        .collect();
+
+    let response = shop
+        .admin()
+        .update_orders(futures::stream::iter(updates))
+        .await
+        .unwrap();
+
+    let header = response
+        .metadata()
+        .get_bin("order-update-results-bin")
+        .unwrap()
+        .to_bytes()
+        .unwrap();
+    assert!(header.len() < 8 * 1024, "{} bytes", header.len());
+    let result = UpdateOrdersResult::decode(header).unwrap();
+    assert_eq!(result.updated_ids.len(), 100);
+    assert!(result.truncated);
+    assert!(
+        response.into_inner().contains("stopped after 100 updates"),
+        "the summary says so"
+    );
+    let order = shop.customer().get_order(id).await.unwrap().into_inner();
+    assert_eq!(
+        order.description, "note 99",
+        "the 101st and later were not applied"
+    );
+}

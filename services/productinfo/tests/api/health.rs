@@ -157,3 +157,48 @@ async fn calls_and_scrapes_arriving_during_the_drain_delay_are_served() {
     })
     .await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_database_restart_under_load_fails_no_read_whose_deadline_outlasts_it() {
+    let cluster = Cluster::temporary().unwrap();
+    let url = cluster.ensure_database("productinfo").await.unwrap();
+    let app = TestApp::spawn_with(config(url)).await;
+    let id = app.add_product("Mug", 500, 1).await;
+
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let readers: Vec<_> = (0..4)
+        .map(|_| {
+            let (mut client, id, stop) = (app.customer(), id.clone(), stop.clone());
+            tokio::spawn(async move {
+                let mut done = 0;
+                while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                    let mut request = tonic::Request::new(ProductId { value: id.clone() });
+                    request.set_timeout(Duration::from_secs(10));
+                    client
+                        .get_product(request)
+                        .await
+                        .unwrap_or_else(|e| panic!("read {done} failed: {e:?}"));
+                    done += 1;
+                }
+                done
+            })
+        })
+        .collect();
+    tokio::time::sleep(Duration::from_millis(300)).await;
+
+    // A fast restart (as a rolling upgrade of the database does).
+    let cluster = tokio::task::spawn_blocking(move || {
+        cluster.stop().unwrap();
+        cluster.start().unwrap();
+        cluster
+    })
+    .await
+    .unwrap();
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+
+    for reader in readers {
+        assert!(reader.await.unwrap() > 0, "every reader kept reading");
+    }
+    drop(cluster);
+}

@@ -9,4 +9,5 @@ mod catalog;
 mod cli;
 mod health;
 mod helpers;
+mod limits;
 mod stock;

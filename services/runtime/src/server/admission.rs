@@ -7,6 +7,9 @@
 //!   call holds its slot until its handler has answered (a server stream's
 //!   own caps govern the stream after that). Health and reflection are
 //!   never refused: a shedding server is busy, not sick, and stays SERVING.
+//! - **Open calls.** At most `--max-open-calls` calls are open at once,
+//!   streams until their last message: a client that opens streams and
+//!   never reads them holds a bounded number of them.
 //! - **Message size.** A request message longer than `--max-message-size`
 //!   fails its call with `RESOURCE_EXHAUSTED` as soon as its 5-byte header
 //!   is read, before any of it is buffered.
@@ -34,16 +37,19 @@ const PUSHBACK_MS: &str = "100";
 #[derive(Clone)]
 pub struct AdmissionLayer {
     slots: Arc<Semaphore>,
+    open: Arc<Semaphore>,
     max_message: u32,
     shed: metrics::Counter,
 }
 
 impl AdmissionLayer {
-    /// `max_in_flight` calls at once, request messages up to `max_message`
-    /// bytes; refused calls counted in `shop_grpc_server_shed_total`.
-    pub fn new(max_in_flight: usize, max_message: u32, metrics: &Metrics) -> Self {
+    /// `max_in_flight` calls served at once, `max_open` calls (streams
+    /// included) open, request messages up to `max_message` bytes; refused
+    /// calls counted in `shop_grpc_server_shed_total`.
+    pub fn new(max_in_flight: usize, max_open: usize, max_message: u32, metrics: &Metrics) -> Self {
         Self {
             slots: Arc::new(Semaphore::new(max_in_flight.max(1))),
+            open: Arc::new(Semaphore::new(max_open.max(1))),
             max_message,
             shed: metrics.counter("shop_grpc_server_shed_total", &[]),
         }
@@ -57,6 +63,7 @@ impl<S> Layer<S> for AdmissionLayer {
         Admission {
             inner,
             slots: self.slots.clone(),
+            open: self.open.clone(),
             max_message: self.max_message,
             shed: self.shed.clone(),
         }
@@ -68,6 +75,7 @@ impl<S> Layer<S> for AdmissionLayer {
 pub struct Admission<S> {
     inner: S,
     slots: Arc<Semaphore>,
+    open: Arc<Semaphore>,
     max_message: u32,
     shed: metrics::Counter,
 }
@@ -92,12 +100,16 @@ where
     }
 
     fn call(&mut self, request: http::Request<Body>) -> Self::Future {
-        let slot = if always_admitted(request.uri().path()) {
-            None
+        let (slot, open) = if always_admitted(request.uri().path()) {
+            (None, None)
         } else {
-            match self.slots.clone().try_acquire_owned() {
-                Ok(slot) => Some(slot),
-                Err(_) => {
+            let slots = (
+                self.open.clone().try_acquire_owned(),
+                self.slots.clone().try_acquire_owned(),
+            );
+            match slots {
+                (Ok(open), Ok(slot)) => (Some(slot), Some(open)),
+                _ => {
                     self.shed.increment(1);
                     return Admitted::Refused {
                         response: Some(busy()),
@@ -110,6 +122,7 @@ where
         Admitted::Serving {
             inner: self.inner.call(request),
             _slot: slot,
+            open,
         }
     }
 }
@@ -133,6 +146,7 @@ pin_project! {
             #[pin]
             inner: F,
             _slot: Option<OwnedSemaphorePermit>,
+            open: Option<OwnedSemaphorePermit>,
         },
         Refused {
             response: Option<http::Response<Body>>,
@@ -150,14 +164,58 @@ where
 
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
         match self.project() {
-            AdmittedProj::Serving { inner, .. } => inner
-                .poll(cx)
-                .map(|result| result.map(|response| response.map(Body::new))),
+            AdmittedProj::Serving { inner, open, .. } => {
+                let result = std::task::ready!(inner.poll(cx));
+                let open = open.take();
+                Poll::Ready(
+                    result.map(|response| response.map(|body| Body::new(Held::new(body, open)))),
+                )
+            }
             AdmittedProj::Refused { response } => match response.take() {
                 Some(response) => Poll::Ready(Ok(response)),
                 None => unreachable!("Admitted polled after completion"),
             },
         }
+    }
+}
+
+pin_project! {
+    /// A response body holding its call's open-call permit until it ends.
+    struct Held<B> {
+        #[pin]
+        inner: B,
+        open: Option<OwnedSemaphorePermit>,
+    }
+}
+
+impl<B> Held<B> {
+    fn new(inner: B, open: Option<OwnedSemaphorePermit>) -> Self {
+        Self { inner, open }
+    }
+}
+
+impl<B: http_body::Body<Data = Bytes>> http_body::Body for Held<B> {
+    type Data = Bytes;
+    type Error = B::Error;
+
+    fn poll_frame(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, B::Error>>> {
+        let this = self.project();
+        let frame = std::task::ready!(this.inner.poll_frame(cx));
+        if frame.is_none() {
+            this.open.take();
+        }
+        Poll::Ready(frame)
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.inner.is_end_stream()
+    }
+
+    fn size_hint(&self) -> http_body::SizeHint {
+        self.inner.size_hint()
     }
 }
 

@@ -311,6 +311,42 @@ async fn checkout_places_the_order_empties_the_cart_and_lists_it() {
 }
 
 #[tokio::test]
+async fn a_person_follows_at_most_five_orders_live_and_the_sixth_page_gets_429() {
+    let shop = Shop::start().await;
+    let mug = shop.add_product("Mug", 1250, 5).await;
+    let visitor = shop.visitor();
+    visitor.register("live@example.com").await;
+    visitor
+        .submit("/", "/cart/add", &[("product_id", &mug), ("quantity", "1")])
+        .await;
+    let form = visitor.get("/checkout").await;
+    let key_marker = "name=\"idempotency_key\" value=\"";
+    let at = form.body.find(key_marker).unwrap() + key_marker.len();
+    let placed = visitor
+        .post(
+            "/checkout",
+            &[
+                ("_csrf", &form.csrf()),
+                ("destination", "Home"),
+                ("idempotency_key", &form.body[at..at + 36]),
+            ],
+        )
+        .await;
+    let events = format!("{}/events", placed.location().split('?').next().unwrap());
+
+    let mut live = Vec::new();
+    for _ in 0..5 {
+        let stream = visitor.open(&events).await;
+        assert_eq!(stream.status(), 200);
+        live.push(stream);
+    }
+    let sixth = visitor.open(&events).await;
+
+    assert_eq!(sixth.status(), 429);
+    drop(live);
+}
+
+#[tokio::test]
 async fn admins_manage_the_catalog_and_ship_orders_customers_may_not() {
     let shop = Shop::start().await;
     let customer = shop.visitor();
