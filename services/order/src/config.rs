@@ -41,12 +41,12 @@ pub struct Args {
     pub abandoned_after: Duration,
 
     /// watchOrder streams one caller (token subject) may have open at once.
-    #[arg(long, env = "WATCH_MAX_PER_CALLER", default_value_t = 5)]
+    #[arg(long, env = "WATCH_MAX_PER_CALLER", default_value_t = 5, value_parser = clap::builder::RangedU64ValueParser::<usize>::new().range(1..))]
     pub watch_max_per_caller: usize,
 
     /// watchOrder streams this server keeps open at once (each costs some
     /// tens of KiB: the default stays well inside a 128 MiB pod).
-    #[arg(long, env = "WATCH_MAX_TOTAL", default_value_t = 1000)]
+    #[arg(long, env = "WATCH_MAX_TOTAL", default_value_t = 1000, value_parser = clap::builder::RangedU64ValueParser::<usize>::new().range(1..))]
     pub watch_max_total: usize,
 
     /// A watchOrder stream ends after this long; clients watch again.

@@ -255,6 +255,10 @@ impl tower::Service<http::Request<Body>> for Balanced {
     }
 }
 
+/// How long a call that found an address unreachable waits for the owner to
+/// take it out of the rotation.
+const OUT_OF_ROTATION: Duration = Duration::from_millis(50);
+
 async fn call(
     shared: Arc<Shared>,
     request: http::Request<Body>,
@@ -309,6 +313,13 @@ async fn call(
                 tracing::debug!(upstream = %shared.name, addr = %endpoint.addr, error = %e, "unreachable; trying the next address");
                 let _ = shared.events.send(Event::CallFailed(endpoint.id));
                 tried.push(endpoint.addr);
+                // Out of the rotation before this call goes on, so the calls
+                // after it do not pick the dead address too (the owner takes
+                // microseconds; the wait is bounded in case it is gone).
+                let gone = pickers.wait_for(|p| !p.offers(endpoint.id));
+                if let Ok(Ok(current)) = tokio::time::timeout(OUT_OF_ROTATION, gone).await {
+                    picker = current.clone();
+                }
             }
             Err(e) => return Err(e.into()),
         }

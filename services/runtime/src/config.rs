@@ -68,33 +68,33 @@ pub struct ServerArgs {
 pub struct LimitArgs {
     /// Calls served at once (health and reflection aside); more are refused
     /// at once with RESOURCE_EXHAUSTED and a retry hint, never queued. 0:
-    /// four per database connection.
+    /// two per database connection.
     #[arg(long, env = "MAX_IN_FLIGHT", default_value_t = 0)]
     pub max_in_flight: u32,
 
     /// Calls open at once, streams included (a stream stays open until its
     /// last message): bounds what clients that open streams and never read
     /// them can make the server hold. More are refused RESOURCE_EXHAUSTED.
-    #[arg(long, env = "MAX_OPEN_CALLS", default_value_t = 2000)]
+    #[arg(long, env = "MAX_OPEN_CALLS", default_value_t = 2000, value_parser = clap::value_parser!(u32).range(1..))]
     pub max_open_calls: u32,
 
     /// Bulk streams (searches, which send many messages) open at once, each
     /// buffering up to a batch for a client that reads slowly. More are
     /// refused RESOURCE_EXHAUSTED.
-    #[arg(long, env = "MAX_BULK_STREAMS", default_value_t = 64)]
+    #[arg(long, env = "MAX_BULK_STREAMS", default_value_t = 64, value_parser = clap::value_parser!(u32).range(1..))]
     pub max_bulk_streams: u32,
 
     /// Concurrent HTTP/2 streams (calls) one connection may open.
-    #[arg(long, env = "MAX_CONCURRENT_STREAMS", default_value_t = 100)]
+    #[arg(long, env = "MAX_CONCURRENT_STREAMS", default_value_t = 100, value_parser = clap::value_parser!(u32).range(1..))]
     pub max_concurrent_streams: u32,
 
     /// Largest request message, in bytes; a larger one is refused with
     /// RESOURCE_EXHAUSTED before it is read.
-    #[arg(long, env = "MAX_MESSAGE_SIZE", default_value_t = 4 * 1024 * 1024)]
+    #[arg(long, env = "MAX_MESSAGE_SIZE", default_value_t = 4 * 1024 * 1024, value_parser = clap::value_parser!(u32).range(1024..=256 * 1024 * 1024))]
     pub max_message_size: u32,
 
     /// Largest header block (metadata) of a request, in bytes.
-    #[arg(long, env = "MAX_HEADER_LIST_SIZE", default_value_t = 16 * 1024)]
+    #[arg(long, env = "MAX_HEADER_LIST_SIZE", default_value_t = 16 * 1024, value_parser = clap::value_parser!(u32).range(1024..))]
     pub max_header_list_size: u32,
 
     /// Streams a client may reset before they are accepted (a reset flood,

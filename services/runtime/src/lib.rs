@@ -23,6 +23,7 @@ pub mod error;
 pub mod health;
 pub mod metrics;
 pub mod pg;
+pub mod pushback;
 pub mod server;
 pub mod service;
 pub mod slots;

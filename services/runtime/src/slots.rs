@@ -34,17 +34,13 @@ impl Slots {
     pub fn take(&self) -> Result<Slot, Status> {
         match self.semaphore.clone().try_acquire_owned() {
             Ok(permit) => Ok(Slot(permit)),
-            Err(_) => {
-                let mut status = Status::resource_exhausted(format!(
+            Err(_) => Err(crate::pushback::refuse(
+                format!(
                     "{} {} are running already; try again shortly",
                     self.max, self.what
-                ));
-                status.metadata_mut().insert(
-                    "grpc-retry-pushback-ms",
-                    "100".parse().unwrap_or_else(|_| unreachable!()),
-                );
-                Err(status)
-            }
+                ),
+                crate::pushback::SHORTEST,
+            )),
         }
     }
 }

@@ -140,18 +140,32 @@ where
         .with_tracked_inactivity(false)
         .with_threads(false)
         .with_location(false)
-        .with_filter(trace_filter);
+        .with_filter(trace_filter.clone());
     // The same for logs, unless the filter needs EnvFilter's span directives.
     let logs = LogLayer { json, out };
-    let logs = match log_level.parse::<Targets>() {
-        Ok(targets) => logs.with_filter(targets).boxed(),
+    let (logs, log_targets) = match log_level.parse::<Targets>() {
+        Ok(targets) => (logs.with_filter(targets.clone()).boxed(), Some(targets)),
         Err(_) => {
             let filter = EnvFilter::try_new(log_level)
                 .map_err(|e| anyhow::anyhow!("invalid --log-level {log_level:?}: {e}"))?;
-            logs.with_filter(filter).boxed()
+            (logs.with_filter(filter).boxed(), None)
         }
     };
+    // What either layer could want, decided once per callsite: everything
+    // else (h2's and hyper's trace-level spans and events, on every frame)
+    // is off before it reaches the registry. Without it the unfiltered
+    // `SpanIds` layer made each of them a registry entry and a dispatch:
+    // most of a loaded server's CPU. With EnvFilter's span directives
+    // nothing can be ruled out per callsite.
+    let wanted = log_targets.map(|log_targets| {
+        let trace_filter = trace_filter.clone();
+        tracing_subscriber::filter::filter_fn(move |meta| {
+            trace_filter.would_enable(meta.target(), meta.level())
+                || log_targets.would_enable(meta.target(), meta.level())
+        })
+    });
     Ok(tracing_subscriber::registry()
+        .with(wanted)
         .with(SpanIds)
         .with(otel)
         .with(logs))

@@ -223,19 +223,7 @@ impl UpstreamError {
 /// unavailable, or it was busy and said when to come back.
 fn retryable(status: &Status) -> bool {
     status.code() == Code::Unavailable
-        || (status.code() == Code::ResourceExhausted && pushback(status).is_some())
-}
-
-/// The server's `grpc-retry-pushback-ms` hint (gRFC A6), if it sent one.
-fn pushback(status: &Status) -> Option<Duration> {
-    let ms: u64 = status
-        .metadata()
-        .get("grpc-retry-pushback-ms")?
-        .to_str()
-        .ok()?
-        .parse()
-        .ok()?;
-    Some(Duration::from_millis(ms))
+        || (status.code() == Code::ResourceExhausted && crate::pushback::of(status).is_some())
 }
 
 /// An answer, or `None` where the called service has no such thing (not
@@ -316,7 +304,7 @@ impl<C: Clone> Upstream<C> {
             }
             match self.send(&call, message.clone(), &rpc).await {
                 Err(e) if retryable(&e.status) => {
-                    let pause = pushback(&e.status).unwrap_or_else(|| {
+                    let pause = crate::pushback::of(&e.status).unwrap_or_else(|| {
                         RETRY_BASE
                             .saturating_mul(1 << attempt.min(8))
                             .mul_f64(fastrand::f64())

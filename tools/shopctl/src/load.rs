@@ -69,6 +69,12 @@ pub struct LoadArgs {
     #[arg(long, default_value_t = 2000)]
     pub max_in_flight: usize,
 
+    /// Connections to each replica; each call takes one at random. A server
+    /// takes at most MAX_CONCURRENT_STREAMS calls per connection at once, so
+    /// many callers need many connections or they queue in the generator.
+    #[arg(long, default_value_t = 1)]
+    pub connections: usize,
+
     /// Weights of the RPCs: get, list, order, search, process.
     #[arg(long, default_value = "get=60,list=15,order=15,search=5,process=5")]
     pub mix: Mix,
@@ -201,6 +207,16 @@ pub struct Plan {
     pub rate: Option<f64>,
     pub max_in_flight: usize,
     pub progress: bool,
+}
+
+impl Plan {
+    /// Callers at once, or the most calls in flight of an open loop.
+    fn callers(&self) -> usize {
+        match self.rate {
+            None => self.concurrency,
+            Some(_) => self.max_in_flight,
+        }
+    }
 }
 
 impl From<&LoadArgs> for Plan {
@@ -399,16 +415,6 @@ impl Stats {
             Err(code) => *stats.errors.entry(code).or_default() += 1,
         }
     }
-
-    fn merge(&mut self, other: &Stats) {
-        for (mine, theirs) in self.0.iter_mut().zip(&other.0) {
-            // Same bounds on both sides: adding cannot fail.
-            let _ = mine.latency.add(&theirs.latency);
-            for (code, n) in &theirs.errors {
-                *mine.errors.entry(code).or_default() += n;
-            }
-        }
-    }
 }
 
 /// A small xorshift generator: picks products and RPCs, nothing secret.
@@ -440,7 +446,8 @@ impl Rng {
 }
 
 struct Shared {
-    clients: Clients,
+    /// One set of clients per connection (see [`LoadArgs::connections`]).
+    clients: Vec<Clients>,
     fixtures: Fixtures,
     mix: Mix,
     /// Calls finished so far (for the progress bar).
@@ -448,12 +455,28 @@ struct Shared {
     failed: AtomicU64,
 }
 
+/// A call's op, or how it failed.
+type Outcome = Result<Op, Failed>;
+
+/// A failed call: its status code's name, and the wait its refusal asked for.
+struct Failed {
+    op: Op,
+    code: &'static str,
+    pushback: Option<Duration>,
+}
+
 /// Makes one call of `op`; the error is the status code's name.
-async fn call(shared: &Shared, op: Op, rng: &mut Rng) -> Result<Op, (Op, &'static str)> {
-    let c = &shared.clients;
+async fn call(shared: &Shared, op: Op, rng: &mut Rng) -> Outcome {
+    let c = rng.choose(&shared.clients);
     let f = &shared.fixtures;
     let customer = rng.choose(&f.customers);
-    let fail = |op: Op| move |status: tonic::Status| (op, code_name(status.code()));
+    let fail = |op: Op| {
+        move |status: tonic::Status| Failed {
+            op,
+            code: code_name(status.code()),
+            pushback: shop_runtime::pushback::of(&status),
+        }
+    };
     match op {
         Op::Get => {
             let id = rng.choose(&f.products).clone();
@@ -538,8 +561,21 @@ async fn call(shared: &Shared, op: Op, rng: &mut Rng) -> Result<Op, (Op, &'stati
     Ok(op)
 }
 
-/// Runs `plan` against the shop and reports.
-pub async fn run(clients: Clients, fixtures: Fixtures, plan: &Plan) -> anyhow::Result<Report> {
+/// Runs `plan` against the shop and reports; each call goes out over one of
+/// `clients` (one set per connection), picked at random.
+pub async fn run(clients: Vec<Clients>, fixtures: Fixtures, plan: &Plan) -> anyhow::Result<Report> {
+    if clients.is_empty() {
+        bail!("no clients to call with");
+    }
+    if clients.len() * STREAMS_PER_CONNECTION < plan.callers() {
+        eprintln!(
+            "note: {} callers over {} connection(s): past {} calls per connection, calls wait in the generator; pass --connections {}",
+            plan.callers(),
+            clients.len(),
+            STREAMS_PER_CONNECTION,
+            plan.callers().div_ceil(STREAMS_PER_CONNECTION)
+        );
+    }
     if plan.mix.has(Op::Process) && !plan.mix.has(Op::Order) {
         bail!("processOrders ships orders this run placed: give `order` a weight too");
     }
@@ -557,12 +593,12 @@ pub async fn run(clients: Clients, fixtures: Fixtures, plan: &Plan) -> anyhow::R
         .progress
         .then(|| progress_bar(shared.clone(), start, end));
 
-    let spread_before = shared.clients.productinfo_channel.stats();
+    let spread_before = picks(&shared);
     let spread_at_start = {
         let shared = shared.clone();
         tokio::spawn(async move {
             tokio::time::sleep_until(measure_from).await;
-            shared.clients.productinfo_channel.stats()
+            picks(&shared)
         })
     };
 
@@ -570,7 +606,7 @@ pub async fn run(clients: Clients, fixtures: Fixtures, plan: &Plan) -> anyhow::R
         None => closed_loop(&shared, plan.concurrency, measure_from, end).await,
         Some(rate) => open_loop(&shared, rate, plan.max_in_flight, measure_from, end).await?,
     };
-    let spread_after = shared.clients.productinfo_channel.stats();
+    let spread_after = picks(&shared);
     let spread_start = spread_at_start.await.unwrap_or(spread_before);
     if let Some((bar, ticker)) = progress {
         ticker.abort();
@@ -608,12 +644,9 @@ pub async fn run(clients: Clients, fixtures: Fixtures, plan: &Plan) -> anyhow::R
     let ok: u64 = rpcs.iter().map(|r| r.ok).sum();
     let picks: Vec<(String, u64)> = spread_after
         .iter()
-        .map(|after| {
-            let before = spread_start
-                .iter()
-                .find(|b| b.addr == after.addr)
-                .map_or(0, |b| b.picks);
-            (after.addr.to_string(), after.picks.saturating_sub(before))
+        .map(|(addr, after)| {
+            let before = spread_start.get(addr).copied().unwrap_or(0);
+            (addr.clone(), after.saturating_sub(before))
         })
         .collect();
     let total_picks: u64 = picks.iter().map(|(_, n)| n).sum();
@@ -642,20 +675,36 @@ pub async fn run(clients: Clients, fixtures: Fixtures, plan: &Plan) -> anyhow::R
     })
 }
 
-/// How long a closed-loop caller told RESOURCE_EXHAUSTED waits before its
-/// next call: the services' `grpc-retry-pushback-ms`.
-const BUSY_PUSHBACK: Duration = Duration::from_millis(100);
+/// Calls each productinfo address got so far, over all connections.
+fn picks(shared: &Shared) -> BTreeMap<String, u64> {
+    let mut picks = BTreeMap::new();
+    for clients in &shared.clients {
+        for endpoint in clients.productinfo_channel.stats() {
+            *picks.entry(endpoint.addr.to_string()).or_default() += endpoint.picks;
+        }
+    }
+    picks
+}
 
+/// Calls one connection takes at once: the services' MAX_CONCURRENT_STREAMS
+/// default.
+const STREAMS_PER_CONNECTION: usize = 100;
+
+/// How long a closed-loop caller told RESOURCE_EXHAUSTED without a hint
+/// waits before its next call.
+const BUSY_PUSHBACK: Duration = Duration::from_millis(100);
 async fn closed_loop(
     shared: &Arc<Shared>,
     callers: usize,
     measure_from: Instant,
     end: Instant,
 ) -> Stats {
+    // One set of histograms for all callers (a set is a few hundred KB:
+    // one per caller made 2,000 callers cost gigabytes).
+    let stats = Arc::new(Mutex::new(Stats::new()));
     let workers = (0..callers).map(|_| {
-        let shared = shared.clone();
+        let (shared, stats) = (shared.clone(), stats.clone());
         tokio::spawn(async move {
-            let mut stats = Stats::new();
             let mut rng = Rng::new();
             loop {
                 let started = Instant::now();
@@ -665,29 +714,26 @@ async fn closed_loop(
                 let op = shared.mix.pick(&mut rng);
                 let outcome = call(&shared, op, &mut rng).await;
                 count(&shared, &outcome);
-                let busy = matches!(outcome, Err((_, "RESOURCE_EXHAUSTED")));
+                let busy = match &outcome {
+                    Err(f) if f.code == "RESOURCE_EXHAUSTED" => {
+                        Some(f.pushback.unwrap_or(BUSY_PUSHBACK))
+                    }
+                    _ => None,
+                };
                 if started >= measure_from {
                     let (op, result) = split(outcome);
-                    stats.record(op, result, started.elapsed());
+                    lock(&stats).record(op, result, started.elapsed());
                 }
-                if busy {
+                if let Some(wait) = busy {
                     // Told to back off: wait as the shop's pushback hint
                     // says, as a gRPC client with a retry policy would.
-                    tokio::time::sleep(BUSY_PUSHBACK).await;
+                    tokio::time::sleep(wait).await;
                 }
             }
-            stats
         })
     });
-    let mut total = Stats::new();
-    for worker in futures::future::join_all(workers)
-        .await
-        .into_iter()
-        .flatten()
-    {
-        total.merge(&worker);
-    }
-    total
+    futures::future::join_all(workers).await;
+    lock(&stats).clone()
 }
 
 async fn open_loop(
@@ -769,14 +815,14 @@ fn lock(stats: &Mutex<Stats>) -> std::sync::MutexGuard<'_, Stats> {
     stats.lock().unwrap_or_else(|p| p.into_inner())
 }
 
-fn split(outcome: Result<Op, (Op, &'static str)>) -> (Op, Result<(), &'static str>) {
+fn split(outcome: Outcome) -> (Op, Result<(), &'static str>) {
     match outcome {
         Ok(op) => (op, Ok(())),
-        Err((op, code)) => (op, Err(code)),
+        Err(f) => (f.op, Err(f.code)),
     }
 }
 
-fn count(shared: &Shared, outcome: &Result<Op, (Op, &'static str)>) {
+fn count(shared: &Shared, outcome: &Outcome) {
     shared.done.fetch_add(1, Ordering::Relaxed);
     if outcome.is_err() {
         shared.failed.fetch_add(1, Ordering::Relaxed);
@@ -826,9 +872,11 @@ pub async fn load(connect: &ConnectArgs, args: &LoadArgs) -> anyhow::Result<()> 
             connect.key.display()
         )
     })?;
-    let clients = connect.clients_with(Bearer::none())?;
+    let clients = (0..args.connections.max(1))
+        .map(|_| connect.clients_with(Bearer::none()))
+        .collect::<anyhow::Result<Vec<_>>>()?;
     let fixtures = Fixtures::prepare(
-        &clients,
+        &clients[0],
         &signer,
         args.products,
         if args.mix.has(Op::Order) || args.mix.has(Op::Search) {
@@ -931,15 +979,13 @@ mod tests {
     }
 
     #[test]
-    fn stats_merge_and_quantiles() {
+    fn stats_quantiles_and_errors() {
         let mut a = Stats::new();
-        let mut b = Stats::new();
         for ms in 1..=100u64 {
             a.record(Op::Get, Ok(()), Duration::from_millis(ms));
         }
-        b.record(Op::Get, Err("UNAVAILABLE"), Duration::ZERO);
-        b.record(Op::Get, Ok(()), Duration::from_secs(2));
-        a.merge(&b);
+        a.record(Op::Get, Err("UNAVAILABLE"), Duration::ZERO);
+        a.record(Op::Get, Ok(()), Duration::from_secs(2));
         let get = &a.0[Op::Get.index()];
         assert_eq!(get.latency.len(), 101);
         assert_eq!(get.errors["UNAVAILABLE"], 1);

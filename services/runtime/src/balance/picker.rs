@@ -89,6 +89,11 @@ impl Picker {
         Some(endpoint.clone())
     }
 
+    /// Whether the endpoint `id` is in the rotation.
+    pub(super) fn offers(&self, id: u64) -> bool {
+        self.ready.iter().any(|e| e.id == id)
+    }
+
     /// Whether some endpoint is ready.
     pub(super) fn has_ready(&self) -> bool {
         !self.ready.is_empty()

@@ -2,7 +2,8 @@
 //!
 //! - **Admission.** At most `--max-in-flight` calls are served at once;
 //!   the next one is answered at once with `RESOURCE_EXHAUSTED` and a
-//!   `grpc-retry-pushback-ms` hint (gRFC A6), before any token check or
+//!   `grpc-retry-pushback-ms` hint that grows with the overload
+//!   ([`crate::pushback`]), before any token check or
 //!   database work, instead of waiting in a queue until its deadline. A
 //!   call holds its slot until its handler has answered (a server stream's
 //!   own caps govern the stream after that). Health and reflection are
@@ -28,10 +29,7 @@ use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use tonic::{Status, body::Body};
 use tower::{Layer, Service};
 
-use crate::{metrics::Metrics, telemetry::Frames};
-
-/// How long a refused client is asked to wait before trying again.
-const PUSHBACK_MS: &str = "100";
+use crate::{metrics::Metrics, pushback::Pushback, telemetry::Frames};
 
 /// Admits calls up to a limit and bounds request messages.
 #[derive(Clone)]
@@ -40,6 +38,7 @@ pub struct AdmissionLayer {
     open: Arc<Semaphore>,
     max_message: u32,
     shed: metrics::Counter,
+    pushback: Arc<Pushback>,
 }
 
 impl AdmissionLayer {
@@ -52,6 +51,7 @@ impl AdmissionLayer {
             open: Arc::new(Semaphore::new(max_open.max(1))),
             max_message,
             shed: metrics.counter("shop_grpc_server_shed_total", &[]),
+            pushback: Arc::default(),
         }
     }
 }
@@ -66,6 +66,7 @@ impl<S> Layer<S> for AdmissionLayer {
             open: self.open.clone(),
             max_message: self.max_message,
             shed: self.shed.clone(),
+            pushback: self.pushback.clone(),
         }
     }
 }
@@ -78,7 +79,12 @@ pub struct Admission<S> {
     open: Arc<Semaphore>,
     max_message: u32,
     shed: metrics::Counter,
+    pushback: Arc<Pushback>,
 }
+
+/// How long a refusal waits for the rest of its request (see
+/// [`Admitted`]'s `poll`).
+const DRAIN_WAIT: std::time::Duration = std::time::Duration::from_millis(500);
 
 /// Calls that are never refused: probes and tools must always get through.
 fn always_admitted(path: &str) -> bool {
@@ -108,11 +114,22 @@ where
                 self.slots.clone().try_acquire_owned(),
             );
             match slots {
-                (Ok(open), Ok(slot)) => (Some(slot), Some(open)),
+                (Ok(open), Ok(slot)) => {
+                    self.pushback.served();
+                    (Some(slot), Some(open))
+                }
                 _ => {
                     self.shed.increment(1);
+                    let busy = crate::pushback::refuse(
+                        "the server is busy; try again shortly",
+                        self.pushback.refused(),
+                    );
                     return Admitted::Refused {
-                        response: Some(busy()),
+                        response: Some(busy.into_http()),
+                        body: Some(request.into_body()),
+                        read: 0,
+                        limit: self.max_message as usize + 5,
+                        wait: None,
                     };
                 }
             }
@@ -127,17 +144,6 @@ where
     }
 }
 
-/// `RESOURCE_EXHAUSTED`, try again in [`PUSHBACK_MS`].
-fn busy() -> http::Response<Body> {
-    let mut response =
-        Status::resource_exhausted("the server is busy; try again shortly").into_http::<Body>();
-    response.headers_mut().insert(
-        "grpc-retry-pushback-ms",
-        http::HeaderValue::from_static(PUSHBACK_MS),
-    );
-    response
-}
-
 pin_project! {
     /// The response future of [`Admission`].
     #[project = AdmittedProj]
@@ -150,6 +156,12 @@ pin_project! {
         },
         Refused {
             response: Option<http::Response<Body>>,
+            // The request's body, read to its end before the answer goes
+            // out (see `Admitted::poll`).
+            body: Option<Body>,
+            read: usize,
+            limit: usize,
+            wait: Option<Pin<Box<tokio::time::Sleep>>>,
         },
     }
 }
@@ -171,10 +183,49 @@ where
                     result.map(|response| response.map(|body| Body::new(Held::new(body, open)))),
                 )
             }
-            AdmittedProj::Refused { response } => match response.take() {
-                Some(response) => Poll::Ready(Ok(response)),
-                None => unreachable!("Admitted polled after completion"),
-            },
+            AdmittedProj::Refused {
+                response,
+                body,
+                read,
+                limit,
+                wait,
+            } => {
+                // Answering before the client has sent all of its request
+                // makes h2 reset the stream; the request's last frames then
+                // arrive on a stream h2 may have forgotten (it remembers 50
+                // for a second), and each counts against the connection's
+                // MAX_LOCAL_ERROR_RESET_STREAMS: a refusal storm closed busy
+                // clients' connections. So the refusal waits for the end of
+                // the request (a unary call's is there already), as long as
+                // it is at most one message and comes within DRAIN_WAIT.
+                if let Some(b) = body.as_mut() {
+                    loop {
+                        match http_body::Body::poll_frame(Pin::new(&mut *b), cx) {
+                            Poll::Ready(Some(Ok(frame))) => {
+                                *read += frame.data_ref().map_or(0, bytes::Buf::remaining);
+                                if *read > *limit {
+                                    break;
+                                }
+                            }
+                            Poll::Ready(_) => break,
+                            Poll::Pending => {
+                                let wait = wait.get_or_insert_with(|| {
+                                    Box::pin(tokio::time::sleep(DRAIN_WAIT))
+                                });
+                                if wait.as_mut().poll(cx).is_pending() {
+                                    return Poll::Pending;
+                                }
+                                break;
+                            }
+                        }
+                    }
+                    *body = None;
+                }
+                match response.take() {
+                    Some(response) => Poll::Ready(Ok(response)),
+                    None => unreachable!("Admitted polled after completion"),
+                }
+            }
         }
     }
 }
