@@ -4,7 +4,8 @@
     notes.py NOTES.txt RENDERED.yaml [--objects EXTRA.yaml ...]
 
 NOTES.txt (rendered for the same values) must contain the port-forward,
-grpcurl (-plaintext) and token instructions, and every object its commands
+grpcurl (-plaintext) and token instructions (a login, never a signing key
+taken out of its Secret), and every object its commands
 name (svc/..., deploy/..., `get secret NAME`) must exist in the rendering or
 among the objects made beforehand (the admin's, the secrets Job's), with the
 jsonpath key it reads.
@@ -31,9 +32,13 @@ def main() -> int:
     notes = args.notes.read_text()
     docs = rendered.load_file(args.rendered) + [d for f in args.objects for d in rendered.load_file(f)]
     problems = []
-    for needle in ("port-forward", "grpcurl -plaintext", "grpc.health.v1.Health/Check", "shopctl token --role admin --key", "grpc_health_probe"):
+    for needle in ("port-forward", "grpcurl -plaintext", "grpc.health.v1.Health/Check", "ecommerce.Storefront/login", "grpc_health_probe"):
         if needle not in notes:
             problems.append(f"NOTES.txt does not mention {needle!r}")
+    # A signing key never leaves the cluster: no reading of a key Secret.
+    for line in notes.splitlines():
+        if re.search(r"get secret \S*signing-key|private\\?\.pem|shopctl token", line):
+            problems.append(f"NOTES.txt asks the operator to handle a signing key: {line.strip()!r}")
     for kind, name in re.findall(r"\b(svc|deploy)/([a-z0-9-]+)", notes):
         k = {"svc": "Service", "deploy": "Deployment"}[kind]
         if rendered.find(docs, k, name) is None:

@@ -33,11 +33,11 @@ issues tokens, and whose tokens it accepts (TRUSTED_ISSUERS).
 {{- $issuers := "/etc/shop/issuers" -}}
 {{- $facts := dict
   "productinfo" (dict "health" "ecommerce.ProductInfo" "calls" (list) "callers" (list "order" "storefront") "signs" false
-                      "trusted" (printf "storefront=%s/storefront.pem,order:service=%s/order.pem" $issuers $issuers))
+                      "trusted" (printf "storefront:customer+admin+service=%s/storefront.pem,order:service=%s/order.pem" $issuers $issuers))
   "order"       (dict "health" "ecommerce.OrderManagement" "calls" (list "productinfo") "callers" (list "storefront") "signs" true
-                      "trusted" (printf "storefront=%s/storefront.pem" $issuers))
+                      "trusted" (printf "storefront:customer+admin=%s/storefront.pem" $issuers))
   "storefront"  (dict "health" "ecommerce.Storefront" "calls" (list "productinfo" "order") "callers" (list) "signs" true
-                      "trusted" (printf "storefront=%s/storefront.pem" $issuers))
+                      "trusted" (printf "storefront:customer+admin=%s/storefront.pem" $issuers))
 -}}
 {{- index $facts . | toJson -}}
 {{- end -}}

@@ -190,6 +190,10 @@ pub enum AuthError {
     WrongAudience,
     #[error("issuer {issuer:?} may not grant role {role}")]
     RoleNotAllowed { issuer: String, role: Role },
+    #[error("token lives longer than the {max_secs} s this service accepts")]
+    TooLong { max_secs: u64 },
+    #[error("token is issued in the future")]
+    IssuedInFuture,
 }
 
 impl From<AuthError> for Status {
@@ -222,6 +226,8 @@ pub enum KeyError {
 pub struct Signer {
     issuer: String,
     key: EncodingKey,
+    /// SHA-256 of the private key: the root of [`Signer::derive_key`].
+    secret: [u8; 32],
 }
 
 impl fmt::Debug for Signer {
@@ -236,27 +242,36 @@ impl fmt::Debug for Signer {
 impl Signer {
     /// A signer from a PKCS#8 PEM private key (`-----BEGIN PRIVATE KEY-----`).
     pub fn from_pem(issuer: impl Into<String>, pem: &[u8]) -> Result<Self, KeyError> {
-        let key = EncodingKey::from_ed_pem(pem).map_err(|source| KeyError::Parse {
-            path: PathBuf::from("<memory>"),
-            source,
-        })?;
-        Ok(Self {
-            issuer: issuer.into(),
-            key,
-        })
+        Self::parse(issuer.into(), pem, PathBuf::from("<memory>"))
     }
 
     /// A signer from a PEM private key file.
     pub fn from_file(issuer: impl Into<String>, path: &Path) -> Result<Self, KeyError> {
         let pem = read_key(path)?;
-        let key = EncodingKey::from_ed_pem(&pem).map_err(|source| KeyError::Parse {
-            path: path.to_owned(),
-            source,
-        })?;
+        Self::parse(issuer.into(), &pem, path.to_owned())
+    }
+
+    fn parse(issuer: String, pem: &[u8], path: PathBuf) -> Result<Self, KeyError> {
+        use sha2::Digest as _;
+        let key =
+            EncodingKey::from_ed_pem(pem).map_err(|source| KeyError::Parse { path, source })?;
         Ok(Self {
-            issuer: issuer.into(),
+            issuer,
             key,
+            secret: sha2::Sha256::digest(pem).into(),
         })
+    }
+
+    /// A 32-byte key for `purpose` (say, "csrf"), derived from the private
+    /// key: every replica holding the key derives the same one, and knowing
+    /// it tells nothing of the private key or of other purposes' keys.
+    pub fn derive_key(&self, purpose: &str) -> [u8; 32] {
+        use sha2::Digest as _;
+        let mut h = sha2::Sha256::new();
+        h.update(self.secret);
+        h.update([0]);
+        h.update(purpose.as_bytes());
+        h.finalize().into()
     }
 
     /// The issuer name written into `iss` and the `kid` header.
@@ -413,6 +428,8 @@ struct Cached {
 /// Checks tokens for one service (the audience) against its trusted issuers.
 pub struct Verifier {
     issuers: HashMap<String, Trusted>,
+    /// The longest lifetime (`exp - iat`) accepted.
+    max_lifetime: u64,
     cache: Mutex<HashMap<Box<str>, Cached>>,
 }
 
@@ -425,8 +442,10 @@ impl fmt::Debug for Verifier {
 }
 
 impl Verifier {
-    /// A verifier accepting tokens whose audience includes `audience`.
-    pub fn new(audience: &str, issuers: TrustedIssuers) -> Self {
+    /// A verifier accepting tokens whose audience includes `audience` and
+    /// that live at most `max_lifetime` from when they were issued (a key
+    /// that leaks cannot mint tokens for years).
+    pub fn new(audience: &str, issuers: TrustedIssuers, max_lifetime: Duration) -> Self {
         let issuers = issuers
             .0
             .into_iter()
@@ -434,7 +453,7 @@ impl Verifier {
                 let mut validation = Validation::new(Algorithm::EdDSA);
                 validation.set_audience(&[audience]);
                 validation.set_issuer(&[&i.name]);
-                validation.set_required_spec_claims(&["exp", "iss", "aud", "sub"]);
+                validation.set_required_spec_claims(&["exp", "iat", "iss", "aud", "sub"]);
                 validation.leeway = LEEWAY_SECS;
                 (
                     i.name,
@@ -448,6 +467,7 @@ impl Verifier {
             .collect();
         Self {
             issuers,
+            max_lifetime: max_lifetime.as_secs(),
             cache: Mutex::new(HashMap::new()),
         }
     }
@@ -487,6 +507,14 @@ impl Verifier {
                 _ => AuthError::Malformed(e.to_string()),
             })?
             .claims;
+        if claims.iat > now + LEEWAY_SECS {
+            return Err(AuthError::IssuedInFuture);
+        }
+        if claims.exp.saturating_sub(claims.iat) > self.max_lifetime + LEEWAY_SECS {
+            return Err(AuthError::TooLong {
+                max_secs: self.max_lifetime,
+            });
+        }
         if let Some(roles) = &trusted.roles
             && !roles.contains(&claims.role)
         {
@@ -725,7 +753,7 @@ mod tests {
         for t in trusted {
             issuers.push(t);
         }
-        Verifier::new(audience, issuers)
+        Verifier::new(audience, issuers, 12 * HOUR)
     }
 
     const HOUR: Duration = Duration::from_secs(3600);
@@ -749,6 +777,38 @@ mod tests {
             }
         );
         assert_eq!(v.verify(&token).unwrap(), p, "second check hits the cache");
+    }
+
+    #[test]
+    fn tokens_that_live_too_long_or_come_from_the_future_are_refused() {
+        let (signer, trusted) = issuer("storefront", None);
+        let v = verifier("productinfo", vec![trusted]);
+        let month = signer
+            .sign("mallory", Role::Admin, &["productinfo"], 30 * 24 * HOUR)
+            .unwrap();
+        assert_eq!(
+            v.verify(&month),
+            Err(AuthError::TooLong {
+                max_secs: 12 * 3600
+            })
+        );
+        let twelve_hours = signer
+            .sign("alice", Role::Customer, &["productinfo"], 12 * HOUR)
+            .unwrap();
+        assert!(v.verify(&twelve_hours).is_ok());
+
+        let now = now_secs();
+        let future = signer
+            .sign_claims(&Claims {
+                iss: "storefront".into(),
+                sub: "mallory".into(),
+                role: Role::Admin,
+                aud: vec!["productinfo".into()],
+                iat: now + 3600,
+                exp: now + 2 * 3600,
+            })
+            .unwrap();
+        assert_eq!(v.verify(&future), Err(AuthError::IssuedInFuture));
     }
 
     #[test]

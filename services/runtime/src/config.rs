@@ -141,6 +141,11 @@ pub struct WebArgs {
     /// Address the web server (HTTP) listens on.
     #[arg(long, env = "HTTP_LISTEN_ADDR", default_value = "0.0.0.0:8080")]
     pub http_listen: SocketAddr,
+
+    /// Connections the web server takes at once; more are closed as soon as
+    /// they arrive.
+    #[arg(long, env = "HTTP_MAX_CONNECTIONS", default_value_t = crate::server::DEFAULT_WEB_MAX_CONNECTIONS, value_parser = clap::builder::RangedU64ValueParser::<usize>::new().range(1..))]
+    pub http_max_connections: usize,
 }
 
 /// How a service calls the others, and as whom.
@@ -197,6 +202,12 @@ pub struct AuthArgs {
     /// "storefront=/keys/storefront.pub,order:service=/keys/order.pub".
     #[arg(long, env = "TRUSTED_ISSUERS")]
     pub trusted_issuers: String,
+
+    /// The longest a token may live from its issue time (`exp - iat`);
+    /// longer ones are refused, however valid their signature. Bounds what
+    /// a leaked signing key can mint.
+    #[arg(long, env = "TOKEN_MAX_LIFETIME", default_value = "12h", value_parser = parse_duration)]
+    pub token_max_lifetime: Duration,
 }
 
 impl AuthArgs {

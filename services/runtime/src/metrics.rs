@@ -167,6 +167,17 @@ impl Metrics {
             "Reads of watched orders: one per change, however many streams watch it.".into(),
         );
         r.describe_counter(
+            "shop_password_hashes_total".into(),
+            None,
+            "Password hashes (op=hash) and verifications (op=verify) computed.".into(),
+        );
+        r.describe_counter(
+            "shop_password_hashes_refused_total".into(),
+            None,
+            "Logins and registrations refused because no hashing slot came within --hash-wait."
+                .into(),
+        );
+        r.describe_counter(
             "shop_upstream_retries_total".into(),
             None,
             "Idempotent calls to another service sent again after UNAVAILABLE.".into(),

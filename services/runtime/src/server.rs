@@ -21,7 +21,7 @@
 //! flight get up to `shutdown_grace` to finish; whatever is still running
 //! then is cut. `/metrics` answers until the very end.
 
-use std::{future::Future, net::SocketAddr, path::PathBuf, time::Duration};
+use std::{future::Future, path::PathBuf, time::Duration};
 
 use anyhow::Context as _;
 use tokio::{net::TcpListener, task::JoinHandle};
@@ -31,6 +31,7 @@ use tonic::service::Routes;
 mod admission;
 mod connections;
 mod keepalive;
+mod web;
 
 pub use admission::AdmissionLayer;
 pub use keepalive::Policed;
@@ -55,7 +56,17 @@ pub struct ServeOptions {
     pub addr_file: Option<PathBuf>,
     /// Limits on clients and calls (`max_in_flight` 0: no admission limit).
     pub limits: LimitArgs,
+    /// Connections the web listener takes at once.
+    pub web_max_connections: usize,
 }
+
+/// Connections the web listener takes at once unless HTTP_MAX_CONNECTIONS
+/// says otherwise: each costs some tens of KB, and a pod keeps serving
+/// those it has.
+pub const DEFAULT_WEB_MAX_CONNECTIONS: usize = 1024;
+
+/// Connections the `/metrics` listener takes at once (scrapers and probes).
+const METRICS_MAX_CONNECTIONS: usize = 64;
 
 impl ServeOptions {
     /// The options `server` and `limits` say.
@@ -65,6 +76,7 @@ impl ServeOptions {
             grace: server.shutdown_grace,
             addr_file: server.addr_file.clone(),
             limits,
+            web_max_connections: DEFAULT_WEB_MAX_CONNECTIONS,
         }
     }
 }
@@ -143,6 +155,7 @@ impl Server {
             tokio::spawn(serve_http(
                 listener,
                 crate::metrics::router(self.metrics.clone()),
+                METRICS_MAX_CONNECTIONS,
                 metrics_stop.clone(),
             ))
         });
@@ -168,10 +181,14 @@ impl Server {
             limits,
             stopping.clone(),
         ));
-        let web: Option<Served> = listeners
-            .web
-            .zip(endpoints.web)
-            .map(|(listener, router)| tokio::spawn(serve_http(listener, router, stopping.clone())));
+        let web: Option<Served> = listeners.web.zip(endpoints.web).map(|(listener, router)| {
+            tokio::spawn(serve_http(
+                listener,
+                router,
+                options.web_max_connections,
+                stopping.clone(),
+            ))
+        });
         if let Some(path) = &options.addr_file {
             std::fs::write(path, addrs.to_file_text())
                 .with_context(|| format!("cannot write {}", path.display()))?;
@@ -240,19 +257,15 @@ async fn drain(
 
 /// Serves `router` over HTTP on `listener` (with the client's address
 /// available as `ConnectInfo<SocketAddr>`) until `stop` is cancelled, then
-/// lets requests in flight finish.
+/// lets requests in flight finish; at most `max_connections` connections
+/// at once, and headers must arrive within ten seconds ([`web::serve`]).
 pub async fn serve_http(
     listener: TcpListener,
     router: axum::Router,
+    max_connections: usize,
     stop: CancellationToken,
 ) -> anyhow::Result<()> {
-    axum::serve(
-        listener,
-        router.into_make_service_with_connect_info::<SocketAddr>(),
-    )
-    .with_graceful_shutdown(stop.cancelled_owned())
-    .await?;
-    Ok(())
+    web::serve(listener, router, max_connections, stop).await
 }
 
 /// Completes on SIGTERM (Kubernetes stopping the pod) or SIGINT (Ctrl-C).

@@ -288,7 +288,11 @@ pub struct Prepared<S> {
 /// Parses and checks `config` for service `S`, contacting nothing.
 pub fn prepare<S: Service>(config: Config<S::Args>) -> anyhow::Result<Prepared<S>> {
     let db_options = pg::connect_options(&config.db, S::NAME)?;
-    let verifier = Arc::new(Verifier::new(S::NAME, config.auth.issuers()?));
+    let verifier = Arc::new(Verifier::new(
+        S::NAME,
+        config.auth.issuers()?,
+        config.auth.token_max_lifetime,
+    ));
     let web = S::web(&config.service).cloned();
     let mut limits = config.limits;
     if limits.max_in_flight == 0 {
@@ -361,7 +365,10 @@ impl<S: Service> Prepared<S> {
         let tasks = ctx.tasks;
         let result = match started {
             Ok(endpoints) => {
-                let options = ServeOptions::new(&self.server, self.limits.clone());
+                let mut options = ServeOptions::new(&self.server, self.limits.clone());
+                if let Some(web) = &self.web {
+                    options.web_max_connections = web.http_max_connections;
+                }
                 server
                     .serve(listeners, endpoints, options, shutdown, stopping)
                     .await

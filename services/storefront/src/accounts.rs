@@ -2,25 +2,34 @@
 //! pages and the gRPC API.
 //!
 //! - Passwords are hashed with Argon2id (the `argon2` crate's defaults,
-//!   OWASP's recommendation), on a blocking thread: hashing is slow on
-//!   purpose.
+//!   OWASP's recommendation: 19 MiB, two passes) on a blocking thread, at
+//!   most [`Hasher`]'s permits at once: each hash holds 19 MiB, and
+//!   unbounded they took the storefront past its memory limit. A call that
+//!   gets no permit within a short wait is refused ([`Error::Busy`]).
 //! - Login never tells an unknown email from a wrong password: same message,
-//!   and an unknown email still costs one hash verification, so timing does
-//!   not tell either.
-//! - Failed logins are counted per email and per client address in the
-//!   database (so every replica sees them): more than [`MAX_FAILURES_PER_EMAIL`]
-//!   or [`MAX_FAILURES_PER_CLIENT`] in [`FAILURE_WINDOW`] locks further
-//!   attempts until the window passes, whether or not the password is right.
+//!   and an unknown email still costs one hash verification.
+//! - Every sign-in attempt is counted before its password is checked, in one
+//!   transaction holding a lock per email and per client, so concurrent
+//!   attempts cannot all slip under a limit. Per client and email
+//!   ([`Policy::failures_per_email_client`]) and per client
+//!   ([`Policy::failures_per_client`]) the attempts are capped: past the cap,
+//!   `RateLimited` until the window passes. Per email alone nothing is
+//!   locked (anyone could lock the owner out): each attempt past the free
+//!   ones waits longer, up to [`MAX_EMAIL_DELAY`], whoever makes it.
+//! - Registrations are capped per client the same way.
+//! - The first admin (`ADMIN_EMAIL`) is created with the configured password,
+//!   and that password is set again at every start; an existing customer
+//!   account with that email is never promoted (start fails instead).
 
-use std::{sync::OnceLock, time::Duration};
+use std::{sync::Arc, time::Duration};
 
-use argon2::{Argon2, PasswordHasher as _, PasswordVerifier as _};
-use shop_runtime::pg::Db;
-use shop_runtime::{auth::Role, error::FieldViolations};
+use argon2::{Algorithm, Argon2, Block, Params, PasswordHash, Version};
+use shop_runtime::{auth::Role, error::FieldViolations, metrics::Metrics, pg::Db};
+use tokio::sync::{OnceCell, Semaphore};
 use uuid::Uuid;
 
 use crate::{
-    db::{self, UserRow},
+    db::{self, AdminAccount, Admitted, UserRow},
     error::Error,
 };
 
@@ -28,9 +37,25 @@ pub const MIN_PASSWORD: usize = 10;
 pub const MAX_PASSWORD: usize = 128;
 pub const MAX_EMAIL: usize = 254;
 pub const MAX_NAME: usize = 100;
-pub const MAX_FAILURES_PER_EMAIL: i64 = 5;
-pub const MAX_FAILURES_PER_CLIENT: i64 = 30;
-pub const FAILURE_WINDOW: Duration = Duration::from_secs(15 * 60);
+/// Failed logins for one email from anywhere before each further attempt
+/// waits ([`email_delay`]).
+pub const FREE_FAILURES_PER_EMAIL: i64 = 5;
+/// The longest an attempt waits for its email's failures.
+pub const MAX_EMAIL_DELAY: Duration = Duration::from_secs(10);
+/// How long attempts and registrations count against their limits.
+pub const WINDOW: Duration = Duration::from_secs(15 * 60);
+
+/// The limits on sign-in attempts and registrations.
+#[derive(Debug, Clone, Copy)]
+pub struct Policy {
+    /// Failed logins one client may make for one email in [`Policy::window`].
+    pub failures_per_email_client: i64,
+    /// Failed logins one client may make in all in the window.
+    pub failures_per_client: i64,
+    /// Accounts one client may register in the window.
+    pub registrations_per_client: i64,
+    pub window: Duration,
+}
 
 /// A user as the rest of the storefront sees it.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -96,98 +121,309 @@ pub fn check_password(v: &mut FieldViolations, password: &str) {
     }
 }
 
-/// An Argon2id hash of `password` in PHC string form.
-pub async fn hash_password(password: String) -> Result<String, Error> {
-    tokio::task::spawn_blocking(move || {
-        Argon2::default()
-            .hash_password(password.as_bytes())
-            .map(|h| h.to_string())
-            .map_err(|e| Error::Internal(anyhow::anyhow!("hashing failed: {e}")))
-    })
-    .await
-    .map_err(|e| Error::Internal(anyhow::Error::new(e).context("the hashing task failed")))?
-}
-
-/// Whether `password` matches `hash` (a PHC string).
-async fn verify_password(password: String, hash: String) -> bool {
-    tokio::task::spawn_blocking(move || {
-        Argon2::default()
-            .verify_password(password.as_bytes(), hash.as_str())
-            .is_ok()
-    })
-    .await
-    .unwrap_or(false)
-}
-
-/// A hash of a password nobody has, verified against when the email is
-/// unknown so that answering takes as long as for a real account.
-fn decoy_hash() -> &'static str {
-    static DECOY: OnceLock<String> = OnceLock::new();
-    DECOY.get_or_init(|| {
-        Argon2::default()
-            .hash_password(Uuid::new_v4().as_bytes())
-            .map(|h| h.to_string())
-            .unwrap_or_default()
-    })
-}
-
-/// Creates a customer account.
-pub async fn register(pool: &Db, email: &str, password: &str, name: &str) -> Result<User, Error> {
-    let mut v = FieldViolations::default();
-    let email = check_email(&mut v, email);
-    check_password(&mut v, password);
-    let name = name.trim();
-    if name.chars().count() > MAX_NAME || name.chars().any(char::is_control) {
-        v.add("name", format!("must be at most {MAX_NAME} characters"));
+/// How long a login attempt waits when its email already has `failures`
+/// failures in the window: nothing for the first few, then one second,
+/// doubling, up to [`MAX_EMAIL_DELAY`].
+pub fn email_delay(failures: i64) -> Duration {
+    let over = failures - FREE_FAILURES_PER_EMAIL;
+    if over < 0 {
+        return Duration::ZERO;
     }
-    v.finish()?;
-    let hash = hash_password(password.to_owned()).await?;
-    let row = db::create_user(pool, Uuid::now_v7(), &email, name, &hash, "customer").await?;
-    tracing::info!(user.id = %row.id, "account registered");
-    Ok(row.into())
+    Duration::from_secs(1u64 << over.min(6)).min(MAX_EMAIL_DELAY)
 }
 
-/// Checks email and password, honouring the rate limit. `client` is the
-/// caller's address (or another stable key for where the attempt comes from).
-pub async fn login(pool: &Db, email: &str, password: &str, client: &str) -> Result<User, Error> {
-    let email = email.trim().to_lowercase();
-    let email_key = format!("email:{email}");
-    let client_key = format!("client:{client}");
-    let (by_email, by_client) =
-        db::recent_failures(pool, &email_key, &client_key, FAILURE_WINDOW).await?;
-    if by_email >= MAX_FAILURES_PER_EMAIL || by_client >= MAX_FAILURES_PER_CLIENT {
-        tracing::warn!("login refused: too many failures");
-        return Err(Error::RateLimited);
-    }
-    let user = db::find_user_by_email(pool, &email).await?;
-    let hash = user
-        .as_ref()
-        .map_or_else(|| decoy_hash().to_owned(), |u| u.password_hash.clone());
-    let matches = verify_password(password.to_owned(), hash).await;
-    match user {
-        Some(user) if matches => {
-            db::clear_failures(pool, &email_key).await?;
-            Ok(user.into())
+/// A hashing job for the hasher's threads, given the thread's Argon2 memory.
+type Job = Box<dyn FnOnce(&mut Vec<Block>) + Send>;
+
+/// Argon2 hashing and verification, at most `permits` at once, each on a
+/// thread of its own that keeps its 19 MiB of Argon2 memory for good. A
+/// hash that allocated and freed its memory each time left the C
+/// allocator holding several such blocks per thread (half a gigabyte after
+/// a burst of logins); now the hashing memory is the permits times 19 MiB,
+/// whatever comes.
+#[derive(Clone)]
+pub struct Hasher {
+    jobs: std::sync::mpsc::Sender<Job>,
+    permits: Arc<Semaphore>,
+    wait: Duration,
+    /// A hash of a password nobody has, verified against when the email is
+    /// unknown so that answering costs what it costs for a real account.
+    decoy: Arc<OnceCell<String>>,
+    hashes: metrics::Counter,
+    verifications: metrics::Counter,
+    busy: metrics::Counter,
+}
+
+impl Hasher {
+    /// `permits` hashes at once (each holds 19 MiB); a call waits at most
+    /// `wait` for one.
+    pub fn new(permits: usize, wait: Duration, metrics: &Metrics) -> Self {
+        let count = |op: &'static str| metrics.counter("shop_password_hashes_total", &[("op", op)]);
+        let permits = permits.max(1);
+        let (jobs, queue) = std::sync::mpsc::channel::<Job>();
+        let queue = Arc::new(std::sync::Mutex::new(queue));
+        for n in 0..permits {
+            let queue = queue.clone();
+            // The threads end when the last Hasher clone (the sender) goes.
+            let _ = std::thread::Builder::new()
+                .name(format!("hasher-{n}"))
+                .spawn(move || {
+                    let mut memory = Vec::new();
+                    loop {
+                        let job = queue.lock().unwrap_or_else(|p| p.into_inner()).recv();
+                        match job {
+                            Ok(job) => job(&mut memory),
+                            Err(_) => return,
+                        }
+                    }
+                });
         }
-        _ => {
-            db::record_failure(pool, &[&email_key, &client_key]).await?;
-            Err(Error::WrongCredentials)
+        Self {
+            jobs,
+            permits: Arc::new(Semaphore::new(permits)),
+            wait,
+            decoy: Arc::default(),
+            hashes: count("hash"),
+            verifications: count("verify"),
+            busy: metrics.counter("shop_password_hashes_refused_total", &[]),
         }
     }
+
+    /// The permits for a machine with `cores` cores: one per core, at most
+    /// two (38 MiB of hashing inside a 128 MiB pod; two hashes at once are
+    /// some forty logins a second, and replicas add more).
+    pub fn permits_for(cores: usize) -> usize {
+        cores.clamp(1, 2)
+    }
+
+    /// Runs `work` on a hashing thread once a permit is free, counting it
+    /// in `done`.
+    async fn run<T: Send + 'static>(
+        &self,
+        done: &metrics::Counter,
+        work: impl FnOnce(&mut Vec<Block>) -> T + Send + 'static,
+    ) -> Result<T, Error> {
+        let permit =
+            match tokio::time::timeout(self.wait, self.permits.clone().acquire_owned()).await {
+                Ok(Ok(permit)) => permit,
+                _ => {
+                    self.busy.increment(1);
+                    return Err(Error::Busy);
+                }
+            };
+        done.increment(1);
+        let (tx, rx) = tokio::sync::oneshot::channel();
+        let job: Job = Box::new(move |memory| {
+            let _ = tx.send(work(memory));
+            drop(permit);
+        });
+        // A job waits for a thread only while one finishes: there are as
+        // many threads as permits.
+        self.jobs
+            .send(job)
+            .map_err(|_| Error::Internal(anyhow::anyhow!("the hashing threads are gone")))?;
+        rx.await
+            .map_err(|_| Error::Internal(anyhow::anyhow!("a hashing job failed")))
+    }
+
+    /// An Argon2id hash of `password` in PHC string form (`$argon2id$...`).
+    pub async fn hash(&self, password: String) -> Result<String, Error> {
+        let mut salt = [0u8; 16];
+        getrandom::fill(&mut salt)
+            .map_err(|e| Error::Internal(anyhow::anyhow!("no randomness for a salt: {e}")))?;
+        self.run(&self.hashes, move |memory| {
+            phc_hash(memory, password.as_bytes(), &salt)
+                .map_err(|e| Error::Internal(anyhow::anyhow!("hashing failed: {e}")))
+        })
+        .await?
+    }
+
+    /// Whether `password` matches `hash` (a PHC string).
+    pub async fn verify(&self, password: String, hash: String) -> Result<bool, Error> {
+        self.run(&self.verifications, move |memory| {
+            phc_verify(memory, password.as_bytes(), &hash)
+        })
+        .await
+    }
+
+    async fn decoy(&self) -> Result<String, Error> {
+        self.decoy
+            .get_or_try_init(|| self.hash(Uuid::new_v4().to_string()))
+            .await
+            .cloned()
+    }
 }
 
-/// Creates the configured first admin if missing (an existing account with
-/// that email is made admin; its password is left alone).
-pub async fn ensure_admin(pool: &Db, email: &str, password: &str) -> Result<(), Error> {
-    let mut v = FieldViolations::default();
-    let email = check_email(&mut v, email);
-    check_password(&mut v, password);
-    v.finish()?;
-    let hash = hash_password(password.to_owned()).await?;
-    if db::ensure_admin(pool, Uuid::now_v7(), &email, &hash).await? {
-        tracing::info!("first admin account created");
+/// `memory` with at least `blocks` blocks (grown once, then reused).
+fn blocks(memory: &mut Vec<Block>, blocks: usize) -> &mut [Block] {
+    if memory.len() < blocks {
+        memory.resize(blocks, Block::default());
     }
-    Ok(())
+    &mut memory[..blocks]
+}
+
+/// Argon2id with the crate's default parameters, into a PHC string.
+fn phc_hash(
+    memory: &mut Vec<Block>,
+    password: &[u8],
+    salt: &[u8],
+) -> argon2::password_hash::Result<String> {
+    use argon2::password_hash::phc::{Output, ParamsString, Salt};
+    let params = Params::default();
+    let argon = Argon2::new(Algorithm::Argon2id, Version::V0x13, params.clone());
+    let mut out = [0u8; Params::DEFAULT_OUTPUT_LEN];
+    argon.hash_password_into_with_memory(
+        password,
+        salt,
+        &mut out,
+        blocks(memory, params.block_count()),
+    )?;
+    Ok(PasswordHash {
+        algorithm: Algorithm::Argon2id.ident(),
+        version: Some(Version::V0x13.into()),
+        params: ParamsString::try_from(&params)?,
+        salt: Some(Salt::new(salt)?),
+        hash: Some(Output::new(&out)?),
+    }
+    .to_string())
+}
+
+/// Whether `password` matches the PHC string `hash`, with the parameters
+/// written in it (compared in constant time).
+fn phc_verify(memory: &mut Vec<Block>, password: &[u8], hash: &str) -> bool {
+    let mut check = || -> Option<bool> {
+        let phc = PasswordHash::new(hash).ok()?;
+        let algorithm = Algorithm::try_from(phc.algorithm.as_str()).ok()?;
+        let version = Version::try_from(phc.version.unwrap_or(Version::V0x13.into())).ok()?;
+        let params = Params::try_from(&phc).ok()?;
+        let (salt, expected) = (phc.salt?, phc.hash?);
+        // A stored hash asking for more than a gigabyte is not ours.
+        if params.block_count() > 1 << 20 {
+            return None;
+        }
+        let mut out = vec![0u8; expected.len()];
+        Argon2::new(algorithm, version, params.clone())
+            .hash_password_into_with_memory(
+                password,
+                &salt,
+                &mut out,
+                blocks(memory, params.block_count()),
+            )
+            .ok()?;
+        Some(argon2::password_hash::phc::Output::new(&out).ok()? == expected)
+    };
+    check().unwrap_or(false)
+}
+
+/// Registration, login and the first admin over the database.
+#[derive(Clone)]
+pub struct Accounts {
+    pub db: Db,
+    pub hasher: Hasher,
+    pub policy: Policy,
+}
+
+impl Accounts {
+    /// Creates a customer account; `client` is where the request comes from.
+    pub async fn register(
+        &self,
+        email: &str,
+        password: &str,
+        name: &str,
+        client: &str,
+    ) -> Result<User, Error> {
+        let mut v = FieldViolations::default();
+        let email = check_email(&mut v, email);
+        check_password(&mut v, password);
+        let name = name.trim();
+        if name.chars().count() > MAX_NAME || name.chars().any(char::is_control) {
+            v.add("name", format!("must be at most {MAX_NAME} characters"));
+        }
+        v.finish()?;
+        let key = format!("register:{client}");
+        if !db::count_registration(
+            &self.db,
+            &key,
+            self.policy.registrations_per_client,
+            self.policy.window,
+        )
+        .await?
+        {
+            tracing::warn!("registration refused: too many from one client");
+            return Err(Error::TooManyRegistrations);
+        }
+        let hash = self.hasher.hash(password.to_owned()).await?;
+        let row =
+            db::create_user(&self.db, Uuid::now_v7(), &email, name, &hash, "customer").await?;
+        tracing::info!(user.id = %row.id, "account registered");
+        Ok(row.into())
+    }
+
+    /// Checks email and password under the limits of the module
+    /// documentation. `client` is the caller's address.
+    pub async fn login(&self, email: &str, password: &str, client: &str) -> Result<User, Error> {
+        let email = email.trim().to_lowercase();
+        let attempt = match db::begin_login(&self.db, &email, client, &self.policy).await? {
+            Admitted::Yes(attempt) => attempt,
+            Admitted::No => {
+                tracing::warn!("login refused: too many failures");
+                return Err(Error::RateLimited);
+            }
+        };
+        let delay = email_delay(attempt.email_failures);
+        if !delay.is_zero() {
+            tokio::time::sleep(delay).await;
+        }
+        let user = db::find_user_by_email(&self.db, &email).await?;
+        let hash = match &user {
+            Some(u) => u.password_hash.clone(),
+            None => self.hasher.decoy().await?,
+        };
+        let matches = match self.hasher.verify(password.to_owned(), hash).await {
+            Ok(matches) => matches,
+            Err(e) => {
+                // Not a failure of the person's: the attempt does not count.
+                db::forget_attempt(&self.db, &attempt).await?;
+                return Err(e);
+            }
+        };
+        match user {
+            Some(user) if matches => {
+                db::login_succeeded(&self.db, &attempt).await?;
+                Ok(user.into())
+            }
+            _ => Err(Error::WrongCredentials),
+        }
+    }
+
+    /// Creates the configured first admin, or sets its password again; an
+    /// existing customer account with that email is an error.
+    pub async fn ensure_admin(&self, email: &str, password: &str) -> Result<(), Error> {
+        let mut v = FieldViolations::default();
+        let email = check_email(&mut v, email);
+        check_password(&mut v, password);
+        v.finish()?;
+        match db::admin_account(&self.db, &email).await? {
+            AdminAccount::Missing => {
+                let hash = self.hasher.hash(password.to_owned()).await?;
+                db::create_user(&self.db, Uuid::now_v7(), &email, "", &hash, "admin").await?;
+                tracing::info!("first admin account created");
+            }
+            AdminAccount::Customer => return Err(Error::AdminEmailTaken(email)),
+            AdminAccount::Admin { id, password_hash } => {
+                if !self
+                    .hasher
+                    .verify(password.to_owned(), password_hash)
+                    .await?
+                {
+                    let hash = self.hasher.hash(password.to_owned()).await?;
+                    db::set_admin_password(&self.db, id, &hash).await?;
+                    tracing::info!("the first admin's password changed; its sessions ended");
+                }
+            }
+        }
+        Ok(())
+    }
 }
 
 #[cfg(test)]
@@ -222,12 +458,81 @@ mod tests {
         assert!(!v.is_empty());
     }
 
+    #[test]
+    fn an_emails_failures_slow_its_attempts_down_up_to_a_bound() {
+        assert_eq!(email_delay(0), Duration::ZERO);
+        assert_eq!(email_delay(4), Duration::ZERO);
+        assert_eq!(email_delay(5), Duration::from_secs(1));
+        assert_eq!(email_delay(7), Duration::from_secs(4));
+        assert_eq!(email_delay(1_000), MAX_EMAIL_DELAY);
+    }
+
+    fn hasher(permits: usize, wait: Duration) -> Hasher {
+        Hasher::new(permits, wait, &Metrics::new("storefront"))
+    }
+
     #[tokio::test]
-    async fn hashes_verify_only_their_password() {
-        let hash = hash_password("correct horse battery".into()).await.unwrap();
-        assert!(hash.starts_with("$argon2id$"));
-        assert!(verify_password("correct horse battery".into(), hash.clone()).await);
-        assert!(!verify_password("wrong horse battery".into(), hash).await);
-        assert!(!verify_password("x".into(), "not a hash".into()).await);
+    async fn hashes_verify_only_their_password_and_read_the_crates_own() {
+        use argon2::{PasswordHasher as _, PasswordVerifier as _};
+        let h = hasher(2, Duration::from_secs(5));
+        let hash = h.hash("correct horse battery".into()).await.unwrap();
+        assert!(
+            hash.starts_with("$argon2id$v=19$m=19456,t=2,p=1$"),
+            "{hash}"
+        );
+        // The crate's own verifier agrees, and ours reads the crate's hashes
+        // (those stored before this hasher).
+        assert!(
+            Argon2::default()
+                .verify_password(b"correct horse battery", hash.as_str())
+                .is_ok()
+        );
+        let theirs = Argon2::default()
+            .hash_password(b"stored before".as_slice())
+            .unwrap()
+            .to_string();
+        assert!(
+            h.verify("stored before".into(), theirs.clone())
+                .await
+                .unwrap()
+        );
+        assert!(!h.verify("stored after".into(), theirs).await.unwrap());
+        assert!(
+            h.verify("correct horse battery".into(), hash.clone())
+                .await
+                .unwrap()
+        );
+        assert!(!h.verify("wrong horse battery".into(), hash).await.unwrap());
+        assert!(!h.verify("x".into(), "not a hash".into()).await.unwrap());
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn at_most_the_permits_hash_at_once_and_the_rest_are_refused_busy() {
+        let h = hasher(2, Duration::from_millis(50));
+        let running = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+        let peak = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+        let calls = (0..12).map(|_| {
+            let (h, running, peak) = (h.clone(), running.clone(), peak.clone());
+            tokio::spawn(async move {
+                h.run(&h.hashes.clone(), move |_| {
+                    use std::sync::atomic::Ordering::SeqCst;
+                    let now = running.fetch_add(1, SeqCst) + 1;
+                    peak.fetch_max(now, SeqCst);
+                    std::thread::sleep(Duration::from_millis(200));
+                    running.fetch_sub(1, SeqCst);
+                })
+                .await
+            })
+        });
+        let results = futures::future::join_all(calls).await;
+        let busy = results
+            .iter()
+            .filter(|r| matches!(r.as_ref().unwrap(), Err(Error::Busy)))
+            .count();
+        assert_eq!(peak.load(std::sync::atomic::Ordering::SeqCst), 2);
+        assert_eq!(
+            busy, 10,
+            "two ran; the others waited 50 ms and were refused"
+        );
     }
 }

@@ -71,31 +71,48 @@ pub async fn get_user(db: &Db, id: Uuid) -> Result<Option<UserRow>, Error> {
     .await?)
 }
 
-/// Creates an admin with `email` unless one exists; an existing customer
-/// with that email becomes admin. Returns whether an account was created.
-pub async fn ensure_admin(
-    db: &Db,
-    id: Uuid,
-    email: &str,
-    password_hash: &str,
-) -> Result<bool, Error> {
+/// What the configured first admin's email finds.
+pub enum AdminAccount {
+    Missing,
+    /// An account someone registered: never promoted.
+    Customer,
+    Admin {
+        id: Uuid,
+        password_hash: String,
+    },
+}
+
+pub async fn admin_account(db: &Db, email: &str) -> Result<AdminAccount, Error> {
+    Ok(match find_user_by_email(db, email).await? {
+        None => AdminAccount::Missing,
+        Some(u) if u.role == "admin" => AdminAccount::Admin {
+            id: u.id,
+            password_hash: u.password_hash,
+        },
+        Some(_) => AdminAccount::Customer,
+    })
+}
+
+/// Sets an admin's password and ends its sessions, in one transaction.
+pub async fn set_admin_password(db: &Db, id: Uuid, password_hash: &str) -> Result<(), Error> {
     let mut conn = db.acquire().await?;
-    let created = sqlx::query(
-        "INSERT INTO users (id, email, password_hash, role) VALUES ($1, $2, $3, 'admin') \
-         ON CONFLICT (email) DO UPDATE SET role = 'admin' RETURNING (xmax = 0)",
-    )
-    .bind(id)
-    .bind(email)
-    .bind(password_hash)
-    .fetch_one(&mut *conn)
-    .await?;
-    Ok(sqlx::Row::try_get::<bool, _>(&created, 0).unwrap_or(false))
+    let mut tx = conn.begin().await?;
+    sqlx::query("UPDATE users SET password_hash = $2 WHERE id = $1 AND role = 'admin'")
+        .bind(id)
+        .bind(password_hash)
+        .execute(&mut *tx)
+        .await?;
+    sqlx::query("DELETE FROM sessions WHERE user_id = $1")
+        .bind(id)
+        .execute(&mut *tx)
+        .await?;
+    tx.commit().await?;
+    Ok(())
 }
 
 /// A session row with its user, if logged in.
 #[derive(Debug, Clone, sqlx::FromRow)]
 pub struct SessionRow {
-    pub csrf_token: String,
     pub expires_at: DateTime<Utc>,
     pub user_id: Option<Uuid>,
     pub email: Option<String>,
@@ -108,7 +125,7 @@ pub struct SessionRow {
 pub async fn load_session(db: &Db, id_hash: &[u8]) -> Result<Option<SessionRow>, Error> {
     let mut conn = db.acquire().await?;
     Ok(sqlx::query_as::<_, SessionRow>(
-        "SELECT s.csrf_token, s.expires_at, u.id AS user_id, u.email, u.name, u.role \
+        "SELECT s.expires_at, u.id AS user_id, u.email, u.name, u.role \
          FROM sessions s LEFT JOIN users u ON u.id = s.user_id \
          WHERE s.id_hash = $1 AND s.expires_at > now()",
     )
@@ -117,46 +134,57 @@ pub async fn load_session(db: &Db, id_hash: &[u8]) -> Result<Option<SessionRow>,
     .await?)
 }
 
+/// How long sessions last: `ttl` past their last use, never more than
+/// `max` past their start.
+#[derive(Debug, Clone, Copy)]
+pub struct Lifetime {
+    pub ttl: Duration,
+    pub max: Duration,
+}
+
+/// Stores an anonymous session (on its first change: a cart line) unless
+/// it is stored already.
 #[tracing::instrument(skip_all, fields(db.system = "postgresql", db.operation = "INSERT", db.table = "sessions"))]
-pub async fn create_session(
-    db: &Db,
-    id_hash: &[u8],
-    user_id: Option<Uuid>,
-    csrf_token: &str,
-    ttl: Duration,
-) -> Result<(), Error> {
+pub async fn store_session(db: &Db, id_hash: &[u8], lifetime: Lifetime) -> Result<(), Error> {
     let mut conn = db.acquire().await?;
-    insert_session(&mut conn, id_hash, user_id, csrf_token, ttl).await
+    insert_session(&mut conn, id_hash, None, lifetime, true).await
 }
 
 async fn insert_session(
     conn: &mut sqlx::PgConnection,
     id_hash: &[u8],
     user_id: Option<Uuid>,
-    csrf_token: &str,
-    ttl: Duration,
+    lifetime: Lifetime,
+    keep_existing: bool,
 ) -> Result<(), Error> {
-    sqlx::query(
-        "INSERT INTO sessions (id_hash, user_id, csrf_token, expires_at) \
-         VALUES ($1, $2, $3, now() + make_interval(secs => $4))",
-    )
-    .bind(id_hash)
-    .bind(user_id)
-    .bind(csrf_token)
-    .bind(ttl.as_secs_f64())
-    .execute(conn)
-    .await?;
+    let sql = if keep_existing {
+        "INSERT INTO sessions (id_hash, user_id, expires_at) \
+         VALUES ($1, $2, now() + make_interval(secs => LEAST($3, $4))) ON CONFLICT DO NOTHING"
+    } else {
+        "INSERT INTO sessions (id_hash, user_id, expires_at) \
+         VALUES ($1, $2, now() + make_interval(secs => LEAST($3, $4)))"
+    };
+    sqlx::query(sql)
+        .bind(id_hash)
+        .bind(user_id)
+        .bind(lifetime.ttl.as_secs_f64())
+        .bind(lifetime.max.as_secs_f64())
+        .execute(conn)
+        .await?;
     Ok(())
 }
 
-/// Pushes a session's expiry `ttl` into the future.
-pub async fn extend_session(db: &Db, id_hash: &[u8], ttl: Duration) -> Result<(), Error> {
+/// Pushes a session's expiry `ttl` into the future, but never past its
+/// start plus the longest lifetime.
+pub async fn extend_session(db: &Db, id_hash: &[u8], lifetime: Lifetime) -> Result<(), Error> {
     let mut conn = db.acquire().await?;
     sqlx::query(
-        "UPDATE sessions SET expires_at = now() + make_interval(secs => $2) WHERE id_hash = $1",
+        "UPDATE sessions SET expires_at = LEAST(now() + make_interval(secs => $2), \
+         created_at + make_interval(secs => $3)) WHERE id_hash = $1",
     )
     .bind(id_hash)
-    .bind(ttl.as_secs_f64())
+    .bind(lifetime.ttl.as_secs_f64())
+    .bind(lifetime.max.as_secs_f64())
     .execute(&mut *conn)
     .await?;
     Ok(())
@@ -171,12 +199,11 @@ pub async fn rotate_session(
     old_hash: &[u8],
     new_hash: &[u8],
     user_id: Uuid,
-    csrf_token: &str,
-    ttl: Duration,
+    lifetime: Lifetime,
 ) -> Result<(), Error> {
     let mut conn = db.acquire().await?;
     let mut tx = conn.begin().await?;
-    insert_session(&mut tx, new_hash, Some(user_id), csrf_token, ttl).await?;
+    insert_session(&mut tx, new_hash, Some(user_id), lifetime, false).await?;
     let user_cart = cart_id_in(&mut tx, &CartOwner::User(user_id)).await?;
     // Sum quantities of products in both carts (at most 99 each).
     sqlx::query(
@@ -207,58 +234,171 @@ pub async fn delete_session(db: &Db, id_hash: &[u8]) -> Result<(), Error> {
     Ok(())
 }
 
-/// Removes expired sessions (their anonymous carts go with them) and old
-/// login failures.
-pub async fn delete_expired(db: &Db, failure_window: Duration) -> Result<u64, Error> {
+/// Removes expired sessions (their anonymous carts go with them) and
+/// attempts older than `window`.
+pub async fn delete_expired(db: &Db, window: Duration) -> Result<u64, Error> {
     let mut conn = db.acquire().await?;
     let sessions = sqlx::query("DELETE FROM sessions WHERE expires_at < now()")
         .execute(&mut *conn)
         .await?
         .rows_affected();
-    sqlx::query("DELETE FROM login_failures WHERE failed_at < now() - make_interval(secs => $1)")
-        .bind(failure_window.as_secs_f64())
+    sqlx::query("DELETE FROM attempts WHERE at < now() - make_interval(secs => $1)")
+        .bind(window.as_secs_f64())
         .execute(&mut *conn)
         .await?;
     Ok(sessions)
 }
 
-/// Failed logins within `window` for an email key and a client key.
-pub async fn recent_failures(
-    db: &Db,
-    email_key: &str,
-    client_key: &str,
+/// An advisory lock id for `key` (the first 8 bytes of its SHA-256).
+fn lock_id(key: &str) -> i64 {
+    use sha2::Digest as _;
+    let digest = sha2::Sha256::digest(key.as_bytes());
+    i64::from_be_bytes(digest[..8].try_into().unwrap_or_default())
+}
+
+/// Takes the transaction-scoped advisory locks of `keys`, lowest id first
+/// (so two transactions wanting the same two never wait for each other).
+async fn lock_keys(tx: &mut sqlx::PgConnection, keys: &[&str]) -> Result<(), Error> {
+    let mut ids: Vec<i64> = keys.iter().map(|k| lock_id(k)).collect();
+    ids.sort_unstable();
+    ids.dedup();
+    for id in ids {
+        sqlx::query("SELECT pg_advisory_xact_lock($1)")
+            .bind(id)
+            .execute(&mut *tx)
+            .await?;
+    }
+    Ok(())
+}
+
+/// Attempts under each key within `window`.
+async fn counts(
+    tx: &mut sqlx::PgConnection,
+    keys: &[&str],
     window: Duration,
-) -> Result<(i64, i64), Error> {
-    let mut conn = db.acquire().await?;
-    Ok(sqlx::query_as(
-        "SELECT count(*) FILTER (WHERE key = $1), count(*) FILTER (WHERE key = $2) \
-         FROM login_failures \
-         WHERE key IN ($1, $2) AND failed_at > now() - make_interval(secs => $3)",
+) -> Result<Vec<i64>, Error> {
+    let rows: Vec<(String, i64)> = sqlx::query_as(
+        "SELECT key, count(*) FROM attempts \
+         WHERE key = ANY($1) AND at > now() - make_interval(secs => $2) GROUP BY key",
     )
-    .bind(email_key)
-    .bind(client_key)
+    .bind(keys)
     .bind(window.as_secs_f64())
-    .fetch_one(&mut *conn)
-    .await?)
+    .fetch_all(&mut *tx)
+    .await?;
+    Ok(keys
+        .iter()
+        .map(|k| rows.iter().find(|(key, _)| key == k).map_or(0, |r| r.1))
+        .collect())
 }
 
-pub async fn record_failure(db: &Db, keys: &[&str]) -> Result<(), Error> {
+/// Counts one registration from `key` if fewer than `max` were made in
+/// `window`; whether it was counted.
+pub async fn count_registration(
+    db: &Db,
+    key: &str,
+    max: i64,
+    window: Duration,
+) -> Result<bool, Error> {
     let mut conn = db.acquire().await?;
-    sqlx::query("INSERT INTO login_failures (key) SELECT unnest($1::text[])")
-        .bind(keys)
-        .execute(&mut *conn)
-        .await?;
-    Ok(())
-}
-
-pub async fn clear_failures(db: &Db, key: &str) -> Result<(), Error> {
-    let mut conn = db.acquire().await?;
-    sqlx::query("DELETE FROM login_failures WHERE key = $1")
+    let mut tx = conn.begin().await?;
+    lock_keys(&mut tx, &[key]).await?;
+    if counts(&mut tx, &[key], window).await?[0] >= max {
+        return Ok(false);
+    }
+    sqlx::query("INSERT INTO attempts (key) VALUES ($1)")
         .bind(key)
+        .execute(&mut *tx)
+        .await?;
+    tx.commit().await?;
+    Ok(true)
+}
+
+/// A login attempt counted before its password is checked.
+#[derive(Debug)]
+pub struct Attempt {
+    /// Its rows, one per key.
+    ids: Vec<i64>,
+    email_key: String,
+    email_client_key: String,
+    /// Failures for the email, from anywhere, before this attempt.
+    pub email_failures: i64,
+}
+
+/// Whether a login attempt may go on.
+pub enum Admitted {
+    Yes(Attempt),
+    No,
+}
+
+/// Counts a login attempt for `email` from `client` (as a failure until
+/// [`login_succeeded`] says otherwise) unless that client is over its
+/// limits. One transaction holding the email's and the client's locks:
+/// concurrent attempts are counted one after another.
+pub async fn begin_login(
+    db: &Db,
+    email: &str,
+    client: &str,
+    policy: &crate::accounts::Policy,
+) -> Result<Admitted, Error> {
+    let email_key = format!("email:{email}");
+    let email_client_key = format!("email-client:{email}|{client}");
+    let client_key = format!("client:{client}");
+    let keys = [
+        email_key.as_str(),
+        email_client_key.as_str(),
+        client_key.as_str(),
+    ];
+    let mut conn = db.acquire().await?;
+    let mut tx = conn.begin().await?;
+    lock_keys(&mut tx, &[&email_key, &client_key]).await?;
+    let [by_email, by_email_client, by_client] = counts(&mut tx, &keys, policy.window)
+        .await?
+        .try_into()
+        .unwrap_or([0; 3]);
+    if by_email_client >= policy.failures_per_email_client
+        || by_client >= policy.failures_per_client
+    {
+        return Ok(Admitted::No);
+    }
+    let ids: Vec<i64> =
+        sqlx::query_scalar("INSERT INTO attempts (key) SELECT unnest($1::text[]) RETURNING id")
+            .bind(&keys[..])
+            .fetch_all(&mut *tx)
+            .await?;
+    tx.commit().await?;
+    Ok(Admitted::Yes(Attempt {
+        ids,
+        email_key,
+        email_client_key,
+        email_failures: by_email,
+    }))
+}
+
+/// The attempt was right: it is no failure, and the email's failures (from
+/// this client and from anywhere) are forgiven.
+pub async fn login_succeeded(db: &Db, attempt: &Attempt) -> Result<(), Error> {
+    let mut conn = db.acquire().await?;
+    sqlx::query("DELETE FROM attempts WHERE id = ANY($1) OR key IN ($2, $3)")
+        .bind(&attempt.ids)
+        .bind(&attempt.email_key)
+        .bind(&attempt.email_client_key)
         .execute(&mut *conn)
         .await?;
     Ok(())
 }
+
+/// The attempt could not be checked (the shop was busy): it does not count.
+pub async fn forget_attempt(db: &Db, attempt: &Attempt) -> Result<(), Error> {
+    let mut conn = db.acquire().await?;
+    sqlx::query("DELETE FROM attempts WHERE id = ANY($1)")
+        .bind(&attempt.ids)
+        .execute(&mut *conn)
+        .await?;
+    Ok(())
+}
+
+/// Distinct products one cart may hold: what one order may hold.
+pub const MAX_CART_LINES: i64 = 100;
 
 /// Whose cart.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -347,7 +487,21 @@ pub async fn change_cart(
     };
     let mut conn = db.acquire().await?;
     let mut tx = conn.begin().await?;
+    // The upsert locks the cart's row: changes to one cart run one at a time.
     let cart = cart_id_in(&mut tx, owner).await?;
+    if quantity.is_some() {
+        let (lines, has): (i64, bool) = sqlx::query_as(
+            "SELECT count(*), coalesce(bool_or(product_id = $2), false) \
+             FROM cart_items WHERE cart_id = $1",
+        )
+        .bind(cart)
+        .bind(product)
+        .fetch_one(&mut *tx)
+        .await?;
+        if !has && lines >= MAX_CART_LINES {
+            return Err(Error::CartFull);
+        }
+    }
     let mut query = sqlx::query(sql).bind(cart).bind(product);
     if let Some(quantity) = quantity {
         query = query.bind(quantity);

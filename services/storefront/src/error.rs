@@ -7,6 +7,8 @@ use shop_runtime::{
     pg::DbError,
     upstream::{Fault, UpstreamError},
 };
+use std::time::Duration;
+
 use tonic::Status;
 
 #[derive(Debug, thiserror::Error)]
@@ -20,6 +22,21 @@ pub enum Error {
     WrongCredentials,
     #[error("too many failed logins; try again in a few minutes")]
     RateLimited,
+    #[error("too many new accounts from your address; try again later")]
+    TooManyRegistrations,
+    /// No password hashing slot came in time: the shop is busy.
+    #[error("the shop is busy; try again in a moment")]
+    Busy,
+    #[error(
+        "a cart holds at most {} different products",
+        crate::db::MAX_CART_LINES
+    )]
+    CartFull,
+    /// `ADMIN_EMAIL` is a customer's: the storefront will not promote it.
+    #[error(
+        "ADMIN_EMAIL {0} belongs to an account someone registered; the storefront will not make it an admin. Choose another email, or remove that account"
+    )]
+    AdminEmailTaken(String),
     #[error("{0} not found")]
     NotFound(String),
     /// The catalog or the order service answered with an error.
@@ -45,7 +62,11 @@ impl From<Error> for Status {
         match e {
             Error::EmailTaken => Status::already_exists(e.to_string()),
             Error::WrongCredentials => Status::unauthenticated(e.to_string()),
-            Error::RateLimited => Status::resource_exhausted(e.to_string()),
+            Error::RateLimited | Error::TooManyRegistrations | Error::CartFull => {
+                Status::resource_exhausted(e.to_string())
+            }
+            Error::Busy => shop_runtime::pushback::refuse(e.to_string(), Duration::from_secs(1)),
+            e @ Error::AdminEmailTaken(_) => Status::failed_precondition(e.to_string()),
             Error::NotFound(what) => Status::not_found(format!("{what} not found")),
             Error::Upstream(e) => e.into_status(),
             Error::Invalid(v) => v.into(),

@@ -18,27 +18,30 @@ use tonic::{Request, Response, Status};
 use uuid::Uuid;
 
 use crate::{
-    accounts::{self, User},
+    accounts::{Accounts, User},
     cart, checkout,
     db::{self, CartOwner},
     error::Error,
     upstream::Upstreams,
 };
 
-/// How long a token from `login` lasts.
-const SESSION_TTL: Duration = Duration::from_secs(12 * 3600);
+/// How long a token from `login` lasts: an hour, then the client logs in
+/// again (a token cannot be revoked, so it should not outlive its use).
+const SESSION_TTL: Duration = Duration::from_secs(3600);
 
 /// The storefront's gRPC API.
 pub struct StorefrontService {
     pool: Db,
+    accounts: Accounts,
     upstreams: Upstreams,
     signer: Signer,
 }
 
 impl StorefrontService {
-    pub fn new(pool: Db, upstreams: Upstreams, signer: Signer) -> Self {
+    pub fn new(accounts: Accounts, upstreams: Upstreams, signer: Signer) -> Self {
         Self {
-            pool,
+            pool: accounts.db.clone(),
+            accounts,
             upstreams,
             signer,
         }
@@ -95,6 +98,15 @@ impl StorefrontService {
     }
 }
 
+/// Where a call comes from, for rate limits: the connection's peer (gRPC
+/// clients reach the storefront without a proxy that would forward theirs).
+fn client<T>(request: &Request<T>) -> String {
+    request
+        .remote_addr()
+        .map(|a| a.ip().to_string())
+        .unwrap_or_else(|| "unknown".into())
+}
+
 fn parse_item(request: &CartItemRequest, min: i64) -> Result<(Uuid, i32), Status> {
     let mut v = FieldViolations::default();
     let id = Uuid::parse_str(request.product_id.trim()).unwrap_or_else(|_| {
@@ -114,18 +126,22 @@ impl Storefront for StorefrontService {
         &self,
         request: Request<RegisterRequest>,
     ) -> Result<Response<Session>, Status> {
+        let client = client(&request);
         let req = request.into_inner();
-        let user = accounts::register(&self.pool, &req.email, &req.password, &req.name).await?;
+        let user = self
+            .accounts
+            .register(&req.email, &req.password, &req.name, &client)
+            .await?;
         Ok(Response::new(self.session(user)?))
     }
 
     async fn login(&self, request: Request<LoginRequest>) -> Result<Response<Session>, Status> {
-        let client = request
-            .remote_addr()
-            .map(|a| a.ip().to_string())
-            .unwrap_or_else(|| "unknown".into());
+        let client = client(&request);
         let req = request.into_inner();
-        let user = accounts::login(&self.pool, &req.email, &req.password, &client).await?;
+        let user = self
+            .accounts
+            .login(&req.email, &req.password, &client)
+            .await?;
         Ok(Response::new(self.session(user)?))
     }
 
@@ -161,6 +177,17 @@ impl Storefront for StorefrontService {
         let deadline = Deadline::of(&request);
         let user = self.caller(&request).await?;
         let (product, quantity) = parse_item(request.get_ref(), 0)?;
+        // Removing a product the catalog dropped is fine; adding one it
+        // does not have is not.
+        if quantity > 0
+            && self
+                .upstreams
+                .product(deadline, &product.to_string())
+                .await?
+                .is_none()
+        {
+            return Err(Error::NotFound(format!("product {product}")).into());
+        }
         let owner = CartOwner::User(user.id);
         db::change_cart(&self.pool, &owner, product, db::CartChange::Set(quantity)).await?;
         self.priced(deadline, &user).await

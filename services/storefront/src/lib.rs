@@ -48,8 +48,11 @@ pub struct Storefront {
     caller: Caller,
     admin: Option<FirstAdmin>,
     cookie_secure: bool,
-    trust_forwarded_for: bool,
-    session_ttl: Duration,
+    trusted_proxies: Vec<config::Cidr>,
+    lifetime: db::Lifetime,
+    hash_permits: usize,
+    hash_wait: Duration,
+    policy: accounts::Policy,
 }
 
 /// The first admin account, from `--admin-email` and `--admin-password-file`.
@@ -105,25 +108,47 @@ impl Service for Storefront {
             productinfo: args.productinfo_target,
             order: args.order_target,
             cookie_secure: args.cookie_secure,
-            trust_forwarded_for: args.trust_forwarded_for,
-            session_ttl: args.session_ttl,
+            trusted_proxies: args.trusted_proxies.0,
+            lifetime: db::Lifetime {
+                ttl: args.session_ttl,
+                max: args.session_max_lifetime,
+            },
+            hash_permits: match args.hash_concurrency {
+                0 => accounts::Hasher::permits_for(
+                    std::thread::available_parallelism().map_or(1, |n| n.get()),
+                ),
+                n => n,
+            },
+            hash_wait: args.hash_wait,
+            policy: accounts::Policy {
+                failures_per_email_client: args.login_failures_per_email,
+                failures_per_client: args.login_failures_per_client,
+                registrations_per_client: args.registrations_per_client,
+                window: accounts::WINDOW,
+            },
         })
     }
 
     async fn start(self, ctx: &mut Context) -> anyhow::Result<Endpoints> {
+        let accounts = accounts::Accounts {
+            db: ctx.db.clone(),
+            hasher: accounts::Hasher::new(self.hash_permits, self.hash_wait, &ctx.metrics),
+            policy: self.policy,
+        };
         if let Some(admin) = &self.admin {
             // Needs the schema: retried by the caller's restart policy if the
             // database is not migrated yet.
-            accounts::ensure_admin(&ctx.db, &admin.email, &admin.password)
+            accounts
+                .ensure_admin(&admin.email, &admin.password)
                 .await
-                .context("cannot create the first admin")?;
+                .context("cannot set up the first admin")?;
         }
         let upstreams =
             upstream::Upstreams::new(&self.caller, self.productinfo, self.order, &ctx.metrics);
         ctx.spawn("session cleanup", cleanup(ctx.db.clone()));
 
         let service = StorefrontServer::new(grpc::StorefrontService::new(
-            ctx.db.clone(),
+            accounts.clone(),
             upstreams.clone(),
             self.caller.signer().clone(),
         ))
@@ -138,11 +163,13 @@ impl Service for Storefront {
             inner: Arc::new(web::Inner {
                 pool: ctx.db.clone(),
                 metrics: ctx.metrics.clone(),
+                csrf_key: self.caller.signer().derive_key("storefront csrf"),
+                accounts,
                 upstreams,
                 stopping: ctx.stopping.clone(),
                 cookie_secure: self.cookie_secure,
-                session_ttl: self.session_ttl,
-                trust_forwarded_for: self.trust_forwarded_for,
+                lifetime: self.lifetime,
+                trusted_proxies: self.trusted_proxies,
             }),
         });
         Ok(Endpoints {
@@ -152,11 +179,11 @@ impl Service for Storefront {
     }
 }
 
-/// Removes expired sessions and old login failures every [`CLEANUP_INTERVAL`].
+/// Removes expired sessions and old attempts every [`CLEANUP_INTERVAL`].
 async fn cleanup(pool: Db) {
     loop {
         tokio::time::sleep(CLEANUP_INTERVAL).await;
-        match db::delete_expired(&pool, accounts::FAILURE_WINDOW).await {
+        match db::delete_expired(&pool, accounts::WINDOW).await {
             Ok(0) => {}
             Ok(n) => tracing::info!(sessions = n, "expired sessions removed"),
             Err(e) => tracing::warn!(error = %e, "session cleanup failed"),

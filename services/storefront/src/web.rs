@@ -14,7 +14,7 @@ mod session;
 mod shop;
 mod views;
 
-use std::{borrow::Cow, sync::Arc, time::Duration};
+use std::{borrow::Cow, sync::Arc};
 
 use askama::Template;
 use axum::{
@@ -30,7 +30,7 @@ use tokio_util::sync::CancellationToken;
 
 pub use session::Session;
 
-use crate::{error::Error, upstream::Upstreams};
+use crate::{accounts::Accounts, config::Cidr, db::Lifetime, error::Error, upstream::Upstreams};
 
 /// What every handler can reach.
 #[derive(Clone)]
@@ -41,12 +41,15 @@ pub struct AppState {
 pub struct Inner {
     pub pool: Db,
     pub metrics: shop_runtime::metrics::Metrics,
+    pub accounts: Accounts,
     pub upstreams: Upstreams,
     /// Cancelled when the listeners close: live status streams end then.
     pub stopping: CancellationToken,
     pub cookie_secure: bool,
-    pub session_ttl: Duration,
-    pub trust_forwarded_for: bool,
+    /// The key of the sessions' CSRF tokens.
+    pub csrf_key: [u8; 32],
+    pub lifetime: Lifetime,
+    pub trusted_proxies: Vec<Cidr>,
 }
 
 impl std::ops::Deref for AppState {
@@ -82,12 +85,16 @@ pub fn router(state: AppState) -> Router {
         .route("/admin/orders/ship", post(admin::ship))
         .fallback(not_found)
         .layer(middleware::from_fn(session::csrf))
-        .layer(middleware::from_fn_with_state(state.clone(), session::load));
+        .layer(middleware::from_fn_with_state(state.clone(), session::load))
+        .layer(middleware::from_fn(private));
     Router::new()
         .route("/static/{*path}", get(assets::serve))
         .route("/healthz", get(|| async { "ok" }))
         .merge(pages)
-        .layer(middleware::from_fn(security_headers))
+        .layer(middleware::from_fn_with_state(
+            state.clone(),
+            security_headers,
+        ))
         .layer(middleware::from_fn_with_state(state.clone(), request_log))
         .with_state(state)
 }
@@ -165,10 +172,17 @@ async fn request_log(State(state): State<AppState>, request: Request, next: Next
 }
 
 /// Headers that keep pages from being framed, sniffed or scripted from
-/// elsewhere: only this origin's scripts and styles run.
-async fn security_headers(request: Request, next: Next) -> Response {
+/// elsewhere: only this origin's scripts and styles run. Served over TLS
+/// (secure cookies), browsers are told to use nothing else (HSTS).
+async fn security_headers(State(state): State<AppState>, request: Request, next: Next) -> Response {
     let mut response = next.run(request).await;
     let headers = response.headers_mut();
+    if state.cookie_secure {
+        headers.insert(
+            header::STRICT_TRANSPORT_SECURITY,
+            HeaderValue::from_static("max-age=31536000"),
+        );
+    }
     for (name, value) in [
         (
             header::CONTENT_SECURITY_POLICY,
@@ -189,6 +203,16 @@ async fn security_headers(request: Request, next: Next) -> Response {
     ] {
         headers.insert(name, HeaderValue::from_static(value));
     }
+    response
+}
+
+/// Pages carry a session (a CSRF token, maybe a person's orders): no cache
+/// may keep them.
+async fn private(request: Request, next: Next) -> Response {
+    let mut response = next.run(request).await;
+    response
+        .headers_mut()
+        .insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
     response
 }
 
@@ -313,13 +337,48 @@ pub fn see_other(to: &str) -> Response {
     Redirect::to(to).into_response()
 }
 
-/// Only local paths are followed after login and form posts: no open redirects.
+/// Only paths of this origin are followed after login and form posts: no
+/// open redirects. Browsers drop tabs and newlines from a URL and read `\`
+/// as `/`, so `/\t/evil.example` and `/\\evil.example` would leave the
+/// shop: a path must start with one `/` and hold printable ASCII (spaces
+/// inside) only, with no `\`, and so must its percent-decoded form.
 pub fn safe_next(next: &str) -> &str {
-    if next.starts_with('/') && !next.starts_with("//") && !next.contains('\\') {
+    fn local(path: &[u8]) -> bool {
+        path.first() == Some(&b'/')
+            && !matches!(path.get(1), Some(b'/' | b'\\'))
+            && path
+                .iter()
+                .all(|b| (b.is_ascii_graphic() || *b == b' ') && *b != b'\\')
+    }
+    if local(next.as_bytes()) && local(&percent_decode(next.as_bytes())) {
         next
     } else {
         "/"
     }
+}
+
+/// `%XX` sequences decoded (others left as they are).
+fn percent_decode(s: &[u8]) -> Vec<u8> {
+    let hex = |b: u8| (b as char).to_digit(16).map(|d| d as u8);
+    let mut out = Vec::with_capacity(s.len());
+    let mut i = 0;
+    while i < s.len() {
+        match (
+            s[i],
+            s.get(i + 1).copied().and_then(hex),
+            s.get(i + 2).copied().and_then(hex),
+        ) {
+            (b'%', Some(h), Some(l)) => {
+                out.push(h << 4 | l);
+                i += 3;
+            }
+            (b, _, _) => {
+                out.push(b);
+                i += 1;
+            }
+        }
+    }
+    out
 }
 
 /// What the session's user may see, or a redirect to the login page.
@@ -353,10 +412,38 @@ mod tests {
 
     #[test]
     fn only_local_paths_are_followed() {
-        assert_eq!(safe_next("/checkout"), "/checkout");
-        assert_eq!(safe_next("//evil.example"), "/");
-        assert_eq!(safe_next("https://evil.example"), "/");
-        assert_eq!(safe_next("/\\evil"), "/");
+        for good in [
+            "/",
+            "/checkout",
+            "/orders/42?notice=placed",
+            "/?q=green tea&page=2",
+            "/a%20b",
+        ] {
+            assert_eq!(safe_next(good), good);
+        }
+        for hostile in [
+            "//evil.example",
+            "https://evil.example",
+            "/\\evil",
+            "\\/evil",
+            "/\t/evil.example",
+            "/\n/evil.example",
+            "/\r/evil.example",
+            "\t//evil.example",
+            " //evil.example",
+            "/%09/evil.example",
+            "/%0a/evil.example",
+            "/%2F/evil.example",
+            "/%5C/evil.example",
+            "/%5cevil",
+            "/\u{0}/evil",
+            "/\u{a0}/evil",
+            "/é",
+            "evil.example",
+            "",
+        ] {
+            assert_eq!(safe_next(hostile), "/", "{hostile:?}");
+        }
     }
 
     #[test]

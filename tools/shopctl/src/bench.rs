@@ -327,8 +327,12 @@ async fn run(
     let keys = out.join("keys");
     let (storefront_key, storefront_pub) = ensure_keypair(&keys, "storefront")?;
     let (order_key, order_pub) = ensure_keypair(&keys, "order")?;
-    let people = format!("storefront={}", storefront_pub.display());
-    let catalog_trusts = format!("{people},order:service={}", order_pub.display());
+    let people = format!("storefront:customer+admin={}", storefront_pub.display());
+    let catalog_trusts = format!(
+        "storefront:customer+admin+service={},order:service={}",
+        storefront_pub.display(),
+        order_pub.display()
+    );
     let admin_password = out.join("admin.password");
     std::fs::write(&admin_password, "bench-admin-password")?;
     let logs = out.join("logs");

@@ -108,12 +108,14 @@ pub async fn up(args: UpArgs) -> anyhow::Result<()> {
     let keys = dir.join("keys");
     let (storefront_key, storefront_pub) = ensure_keypair(&keys, "storefront")?;
     let (order_key, order_pub) = ensure_keypair(&keys, "order")?;
+    // As the chart trusts them: the storefront's key grants people's roles
+    // everywhere and its own service role only at the catalog.
     let productinfo_trusts = format!(
-        "storefront={},order:service={}",
+        "storefront:customer+admin+service={},order:service={}",
         storefront_pub.display(),
         order_pub.display()
     );
-    let order_trusts = format!("storefront={}", storefront_pub.display());
+    let order_trusts = format!("storefront:customer+admin={}", storefront_pub.display());
     let storefront_trusts = order_trusts.clone();
     // Demo accounts: passwords made on the first run, kept in .local.
     let admin_password_file = dir.join("admin.password");

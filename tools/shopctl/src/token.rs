@@ -44,8 +44,9 @@ pub struct TokenArgs {
     )]
     pub audience: Vec<String>,
 
-    /// How long the token is valid.
-    #[arg(long, default_value = "1h", value_parser = parse_duration)]
+    /// How long the token is valid: at most 12h, what the services accept
+    /// by default (TOKEN_MAX_LIFETIME).
+    #[arg(long, default_value = "1h", value_parser = parse_ttl)]
     pub ttl: Duration,
 }
 
@@ -59,6 +60,19 @@ pub struct KeygenArgs {
     /// Names of the key pairs (one per issuing service), e.g. storefront order.
     #[arg(required = true)]
     pub names: Vec<String>,
+}
+
+/// The longest `--ttl`: the services' default TOKEN_MAX_LIFETIME.
+const MAX_TTL: Duration = Duration::from_secs(12 * 3600);
+
+fn parse_ttl(s: &str) -> Result<Duration, String> {
+    let ttl = parse_duration(s)?;
+    if ttl > MAX_TTL {
+        return Err(
+            "at most 12h: the services refuse tokens that live longer (TOKEN_MAX_LIFETIME)".into(),
+        );
+    }
+    Ok(ttl)
 }
 
 /// Prints a fresh token.

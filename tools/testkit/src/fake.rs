@@ -64,6 +64,7 @@ impl RecordingCatalog {
             grace: Duration::from_secs(1),
             addr_file: None,
             limits: Default::default(),
+            web_max_connections: 16,
         };
         tokio::spawn(server.serve(
             listeners,

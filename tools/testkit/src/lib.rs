@@ -79,13 +79,15 @@ pub fn keys() -> &'static Keys {
         Keys {
             storefront: Signer::from_file("storefront", &sf_key).expect("signer"),
             order: Signer::from_file("order", &order_key).expect("signer"),
+            // As the chart trusts them: the storefront's key grants people's
+            // roles everywhere and its own service role only at the catalog.
             productinfo_trusts: format!(
-                "storefront={},order:service={}",
+                "storefront:customer+admin+service={},order:service={}",
                 sf_pub.display(),
                 order_pub.display()
             ),
-            order_trusts: format!("storefront={}", sf_pub.display()),
-            storefront_trusts: format!("storefront={}", sf_pub.display()),
+            order_trusts: format!("storefront:customer+admin={}", sf_pub.display()),
+            storefront_trusts: format!("storefront:customer+admin={}", sf_pub.display()),
             storefront_key: sf_key,
             order_key,
             dir,

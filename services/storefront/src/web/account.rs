@@ -56,19 +56,22 @@ async fn start_session(
     next: &str,
     notice: &str,
 ) -> Response {
-    let id = random_token();
-    if let Err(e) = db::rotate_session(
-        &state.pool,
-        &session.id_hash,
-        &hash(&id),
-        user.id,
-        &random_token(),
-        state.session_ttl,
-    )
-    .await
-    {
-        return page_error(session, state, e, "/login").await;
-    }
+    let rotated = async {
+        let id = random_token()?;
+        db::rotate_session(
+            &state.pool,
+            &session.id_hash,
+            &hash(&id),
+            user.id,
+            state.lifetime,
+        )
+        .await?;
+        Ok::<_, Error>(id)
+    };
+    let id = match rotated.await {
+        Ok(id) => id,
+        Err(e) => return page_error(session, state, e, "/login").await,
+    };
     let next = safe_next(next);
     let sep = if next.contains('?') { '&' } else { '?' };
     let mut response = see_other(&format!("{next}{sep}notice={notice}"));
@@ -83,13 +86,17 @@ pub async fn login(
     State(state): State<AppState>,
     Form(form): Form<LoginForm>,
 ) -> Response {
-    match accounts::login(&state.pool, &form.email, &form.password, &session.client).await {
+    match state
+        .accounts
+        .login(&form.email, &form.password, &session.client)
+        .await
+    {
         Ok(user) => start_session(&state, &session, &user, &form.next, "welcome").await,
-        Err(e @ (Error::WrongCredentials | Error::RateLimited)) => {
-            let status = if matches!(e, Error::RateLimited) {
-                StatusCode::TOO_MANY_REQUESTS
-            } else {
-                StatusCode::UNAUTHORIZED
+        Err(e @ (Error::WrongCredentials | Error::RateLimited | Error::Busy)) => {
+            let status = match e {
+                Error::RateLimited => StatusCode::TOO_MANY_REQUESTS,
+                Error::Busy => StatusCode::SERVICE_UNAVAILABLE,
+                _ => StatusCode::UNAUTHORIZED,
             };
             let mut response = render(&LoginPage {
                 layout: Layout::new(&session, &state, "").await,
@@ -98,10 +105,24 @@ pub async fn login(
                 problem: Some(format!("{}{}", capitalise(&e.to_string()), ".")),
             });
             *response.status_mut() = status;
-            response
+            retry_later(response)
         }
         Err(e) => page_error(&session, &state, e, "/login").await,
     }
+}
+
+/// A refusal for being busy or too many tries says when to come back.
+fn retry_later(mut response: Response) -> Response {
+    let seconds = match response.status() {
+        StatusCode::SERVICE_UNAVAILABLE => "1",
+        StatusCode::TOO_MANY_REQUESTS => "60",
+        _ => return response,
+    };
+    response.headers_mut().insert(
+        header::RETRY_AFTER,
+        header::HeaderValue::from_static(seconds),
+    );
+    response
 }
 
 fn capitalise(s: &str) -> String {
@@ -144,23 +165,35 @@ pub async fn register(
     State(state): State<AppState>,
     Form(form): Form<RegisterForm>,
 ) -> Response {
-    let (problem, errors, status) =
-        match accounts::register(&state.pool, &form.email, &form.password, &form.name).await {
-            Ok(user) => {
-                return start_session(&state, &session, &user, &form.next, "registered").await;
-            }
-            Err(Error::Invalid(v)) => (
-                None,
-                FormErrors::from_status(&v.into_status()),
-                StatusCode::UNPROCESSABLE_ENTITY,
-            ),
-            Err(Error::EmailTaken) => (
-                Some("An account with this email already exists. Log in instead?".to_owned()),
-                FormErrors::default(),
-                StatusCode::CONFLICT,
-            ),
-            Err(e) => return page_error(&session, &state, e, "/register").await,
-        };
+    let registered = state
+        .accounts
+        .register(&form.email, &form.password, &form.name, &session.client)
+        .await;
+    let (problem, errors, status) = match registered {
+        Ok(user) => {
+            return start_session(&state, &session, &user, &form.next, "registered").await;
+        }
+        Err(e @ (Error::TooManyRegistrations | Error::Busy)) => (
+            Some(format!("{}.", capitalise(&e.to_string()))),
+            FormErrors::default(),
+            if matches!(e, Error::Busy) {
+                StatusCode::SERVICE_UNAVAILABLE
+            } else {
+                StatusCode::TOO_MANY_REQUESTS
+            },
+        ),
+        Err(Error::Invalid(v)) => (
+            None,
+            FormErrors::from_status(&v.into_status()),
+            StatusCode::UNPROCESSABLE_ENTITY,
+        ),
+        Err(Error::EmailTaken) => (
+            Some("An account with this email already exists. Log in instead?".to_owned()),
+            FormErrors::default(),
+            StatusCode::CONFLICT,
+        ),
+        Err(e) => return page_error(&session, &state, e, "/register").await,
+    };
     let mut response = render(&RegisterPage {
         layout: Layout::new(&session, &state, "").await,
         name: form.name,
@@ -170,7 +203,7 @@ pub async fn register(
         errors,
     });
     *response.status_mut() = status;
-    response
+    retry_later(response)
 }
 
 pub async fn logout(session: Session, State(state): State<AppState>) -> Response {

@@ -3,13 +3,21 @@
 //! - The cookie holds 32 random bytes; the database keeps only their
 //!   SHA-256. It is `HttpOnly`, `SameSite=Lax`, `Path=/`, and `Secure` with
 //!   the `__Host-` name prefix when `--cookie-secure` is set.
-//! - Every visitor gets a session on the first page (so forms always carry a
-//!   CSRF token); logging in replaces it with a new id (no session
-//!   fixation) and merges the anonymous cart into the user's.
-//! - Every POST must send the session's synchronizer token as `_csrf`,
-//!   compared in constant time; otherwise 403 and nothing happens.
+//! - A visitor gets a cookie on the first page, but a session row only once
+//!   there is something to keep (the first cart line, a login): pages read
+//!   by visitors who change nothing write nothing. Logging in starts a new
+//!   session id (no session fixation) and merges the anonymous cart.
+//! - The CSRF token of a session is an HMAC of its id under a key derived
+//!   from the storefront's signing key (the same on every replica), so a
+//!   form carries one before any row exists. Every POST must send it as
+//!   `_csrf`, compared in constant time; otherwise 403 and nothing happens.
+//! - Sessions last `SESSION_TTL` past their last use and never longer than
+//!   `SESSION_MAX_LIFETIME` from their start; the cookie's `Max-Age` follows.
+//! - The client address (for rate limits) is the connection's peer, or,
+//!   when the peer is one of `TRUSTED_PROXIES`, the nearest address in
+//!   `X-Forwarded-For` that is not a trusted proxy.
 
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
 
 use axum::{
     body::Body,
@@ -19,10 +27,15 @@ use axum::{
     response::{IntoResponse, Response},
 };
 use base64::{Engine as _, engine::general_purpose::URL_SAFE_NO_PAD};
+use hmac::{Hmac, Mac as _};
 use sha2::{Digest as _, Sha256};
 
 use super::AppState;
-use crate::{accounts::User, db, db::CartOwner};
+use crate::{accounts::User, config::Cidr, db, db::CartOwner, error::Error};
+
+/// How long a form's body may take to arrive (a client trickling it in
+/// would hold its connection).
+const FORM_READ_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10);
 
 /// Largest form body read (forms are small; this stops floods).
 const MAX_FORM: usize = 64 * 1024;
@@ -36,6 +49,8 @@ pub struct Session {
     pub user: Option<User>,
     /// Where the request came from, for rate limits.
     pub client: String,
+    /// Whether the session has a row (something to keep).
+    stored: bool,
 }
 
 impl Session {
@@ -45,6 +60,14 @@ impl Session {
             Some(user) => CartOwner::User(user.id),
             None => CartOwner::Session(self.id_hash.clone()),
         }
+    }
+
+    /// Whose cart a change goes to: an anonymous session is stored first.
+    pub async fn cart_owner_to_change(&self, state: &AppState) -> Result<CartOwner, Error> {
+        if self.user.is_none() && !self.stored {
+            db::store_session(&state.pool, &self.id_hash, state.lifetime).await?;
+        }
+        Ok(self.cart_owner())
     }
 }
 
@@ -64,16 +87,33 @@ fn cookie_name(secure: bool) -> &'static str {
     if secure { "__Host-sid" } else { "sid" }
 }
 
-/// 32 random bytes, URL-safe base64.
-pub fn random_token() -> String {
+/// 32 random bytes, URL-safe base64; an error if the OS has no randomness
+/// to give (never a predictable id).
+pub fn random_token() -> Result<String, Error> {
     let mut bytes = [0u8; 32];
-    // getrandom only fails when the OS has no entropy source at all.
-    let _ = getrandom::fill(&mut bytes);
-    URL_SAFE_NO_PAD.encode(bytes)
+    getrandom::fill(&mut bytes)
+        .map_err(|e| Error::Internal(anyhow::anyhow!("the OS random source failed: {e}")))?;
+    Ok(URL_SAFE_NO_PAD.encode(bytes))
+}
+
+/// Whether `id` looks like one of [`random_token`]'s.
+fn well_formed(id: &str) -> bool {
+    id.len() == 43
+        && id
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
 }
 
 pub fn hash(id: &str) -> Vec<u8> {
     Sha256::digest(id.as_bytes()).to_vec()
+}
+
+/// The CSRF token of the session whose id hashes to `id_hash`.
+pub fn csrf_token(key: &[u8; 32], id_hash: &[u8]) -> String {
+    let mut mac = <Hmac<Sha256>>::new_from_slice(key).expect("HMAC takes any key length");
+    mac.update(b"csrf\0");
+    mac.update(id_hash);
+    URL_SAFE_NO_PAD.encode(mac.finalize().into_bytes())
 }
 
 /// The `Set-Cookie` value for session id `id`.
@@ -81,7 +121,7 @@ pub fn cookie(state: &AppState, id: &str) -> HeaderValue {
     let mut value = format!(
         "{}={id}; Path=/; HttpOnly; SameSite=Lax; Max-Age={}",
         cookie_name(state.cookie_secure),
-        state.session_ttl.as_secs()
+        state.lifetime.ttl.min(state.lifetime.max).as_secs()
     );
     if state.cookie_secure {
         value.push_str("; Secure");
@@ -113,34 +153,59 @@ fn cookie_value<'a>(request: &'a Request, name: &str) -> Option<&'a str> {
         .map(|(_, v)| v)
 }
 
-fn client_address(request: &Request, trust_forwarded_for: bool) -> String {
-    if trust_forwarded_for
-        && let Some(forwarded) = request
-            .headers()
-            .get("x-forwarded-for")
-            .and_then(|v| v.to_str().ok())
-            .and_then(|v| v.split(',').next_back())
-    {
-        return forwarded.trim().to_owned();
+/// Where a request comes from: its peer, unless the peer is a trusted
+/// proxy; then the nearest `X-Forwarded-For` entry that is not one (proxies
+/// append, so entries further left are the client's own claims).
+fn client_address(peer: Option<IpAddr>, forwarded: Option<&str>, trusted: &[Cidr]) -> String {
+    let Some(peer) = peer else {
+        return "unknown".into();
+    };
+    let is_trusted = |ip: &IpAddr| trusted.iter().any(|c| c.contains(ip));
+    if !is_trusted(&peer) {
+        return peer.to_string();
     }
-    request
-        .extensions()
-        .get::<ConnectInfo<SocketAddr>>()
-        .map(|c| c.0.ip().to_string())
-        .unwrap_or_else(|| "unknown".into())
+    let mut nearest = peer;
+    for entry in forwarded.unwrap_or_default().rsplit(',') {
+        let Ok(ip) = entry.trim().parse::<IpAddr>() else {
+            break;
+        };
+        nearest = ip;
+        if !is_trusted(&ip) {
+            break;
+        }
+    }
+    nearest.to_string()
 }
 
-/// Finds the visitor's session, or starts one, and hands it to the handler.
+/// Finds the visitor's session (or starts an unstored one) and hands it to
+/// the handler.
 pub async fn load(State(state): State<AppState>, mut request: Request, next: Next) -> Response {
-    let client = client_address(&request, state.trust_forwarded_for);
-    let existing = cookie_value(&request, cookie_name(state.cookie_secure)).map(hash);
-    let mut new_id = None;
+    let client = client_address(
+        request
+            .extensions()
+            .get::<ConnectInfo<SocketAddr>>()
+            .map(|c| c.0.ip()),
+        request
+            .headers()
+            .get("x-forwarded-for")
+            .and_then(|v| v.to_str().ok()),
+        &state.trusted_proxies,
+    );
+    let existing = cookie_value(&request, cookie_name(state.cookie_secure))
+        .filter(|id| well_formed(id))
+        .map(|id| (id.to_owned(), hash(id)));
+    let mut set_cookie = None;
     let session = match existing {
-        Some(id_hash) => match db::load_session(&state.pool, &id_hash).await {
+        Some((id, id_hash)) => match db::load_session(&state.pool, &id_hash).await {
             Ok(Some(row)) => {
                 let remaining = row.expires_at - chrono::Utc::now();
-                if remaining.num_seconds() < state.session_ttl.as_secs() as i64 / 2 {
-                    let _ = db::extend_session(&state.pool, &id_hash, state.session_ttl).await;
+                if remaining.num_seconds() < state.lifetime.ttl.as_secs() as i64 / 2
+                    && db::extend_session(&state.pool, &id_hash, state.lifetime)
+                        .await
+                        .is_ok()
+                {
+                    // The cookie's Max-Age follows the session's new expiry.
+                    set_cookie = Some(id);
                 }
                 let user = match (row.user_id, row.email, row.role) {
                     (Some(id), Some(email), Some(role)) => Some(User::from(db::UserRow {
@@ -152,41 +217,44 @@ pub async fn load(State(state): State<AppState>, mut request: Request, next: Nex
                     })),
                     _ => None,
                 };
-                Some(Session {
+                Session {
+                    csrf: csrf_token(&state.csrf_key, &id_hash),
                     id_hash,
-                    csrf: row.csrf_token,
                     user,
-                    client: client.clone(),
-                })
+                    client,
+                    stored: true,
+                }
             }
-            Ok(None) => None,
-            Err(e) => return unavailable(e),
-        },
-        None => None,
-    };
-    let session = match session {
-        Some(s) => s,
-        None => {
-            let id = random_token();
-            let csrf = random_token();
-            let id_hash = hash(&id);
-            if let Err(e) =
-                db::create_session(&state.pool, &id_hash, None, &csrf, state.session_ttl).await
-            {
-                return unavailable(e);
-            }
-            new_id = Some(id);
-            Session {
+            // A cookie without a row: a visitor who has changed nothing
+            // yet (or whose session ended): keep the id, store nothing.
+            Ok(None) => Session {
+                csrf: csrf_token(&state.csrf_key, &id_hash),
                 id_hash,
-                csrf,
                 user: None,
                 client,
+                stored: false,
+            },
+            Err(e) => return unavailable(e),
+        },
+        None => {
+            let id = match random_token() {
+                Ok(id) => id,
+                Err(e) => return unavailable(e),
+            };
+            let id_hash = hash(&id);
+            set_cookie = Some(id);
+            Session {
+                csrf: csrf_token(&state.csrf_key, &id_hash),
+                id_hash,
+                user: None,
+                client,
+                stored: false,
             }
         }
     };
     request.extensions_mut().insert(session);
     let mut response = next.run(request).await;
-    if let Some(id) = new_id
+    if let Some(id) = set_cookie
         && !response.headers().contains_key(header::SET_COOKIE)
     {
         response
@@ -196,7 +264,7 @@ pub async fn load(State(state): State<AppState>, mut request: Request, next: Nex
     response
 }
 
-fn unavailable(error: crate::error::Error) -> Response {
+fn unavailable(error: Error) -> Response {
     tracing::warn!(error = %error, "session store unavailable");
     (
         StatusCode::SERVICE_UNAVAILABLE,
@@ -225,9 +293,11 @@ pub async fn csrf(request: Request, next: Next) -> Response {
         return StatusCode::FORBIDDEN.into_response();
     };
     let (parts, body) = request.into_parts();
-    let bytes = match axum::body::to_bytes(body, MAX_FORM).await {
-        Ok(b) => b,
-        Err(_) => return (StatusCode::PAYLOAD_TOO_LARGE, "form too large").into_response(),
+    let read = tokio::time::timeout(FORM_READ_TIMEOUT, axum::body::to_bytes(body, MAX_FORM));
+    let bytes = match read.await {
+        Ok(Ok(b)) => b,
+        Ok(Err(_)) => return (StatusCode::PAYLOAD_TOO_LARGE, "form too large").into_response(),
+        Err(_) => return (StatusCode::REQUEST_TIMEOUT, "the form came too slowly").into_response(),
     };
     let sent = serde_urlencoded::from_bytes::<CsrfField>(&bytes)
         .map(|f| f.csrf)
@@ -267,9 +337,53 @@ mod tests {
     }
 
     #[test]
-    fn random_tokens_are_long_and_distinct() {
-        let (a, b) = (random_token(), random_token());
+    fn random_tokens_are_long_distinct_and_well_formed() {
+        let (a, b) = (random_token().unwrap(), random_token().unwrap());
         assert_eq!(a.len(), 43);
         assert_ne!(a, b);
+        assert!(well_formed(&a));
+        assert!(!well_formed("short"));
+        assert!(!well_formed(&format!("{}=", &a[..42])));
+    }
+
+    #[test]
+    fn csrf_tokens_belong_to_one_session_and_one_key() {
+        let (k1, k2) = ([1u8; 32], [2u8; 32]);
+        let (s1, s2) = (hash("one"), hash("two"));
+        assert_eq!(csrf_token(&k1, &s1), csrf_token(&k1, &s1));
+        assert_ne!(csrf_token(&k1, &s1), csrf_token(&k1, &s2));
+        assert_ne!(csrf_token(&k1, &s1), csrf_token(&k2, &s1));
+    }
+
+    #[test]
+    fn the_client_is_the_peer_unless_a_trusted_proxy_forwarded_it() {
+        let trusted: Vec<Cidr> = vec!["10.0.0.0/8".parse().unwrap()];
+        let ip = |s: &str| Some(s.parse::<IpAddr>().unwrap());
+        // Not a proxy: its own claims are ignored.
+        assert_eq!(
+            client_address(ip("203.0.113.9"), Some("1.1.1.1"), &trusted),
+            "203.0.113.9"
+        );
+        // A proxy: the nearest entry it did not add itself.
+        assert_eq!(
+            client_address(ip("10.1.2.3"), Some("1.1.1.1, 198.51.100.7"), &trusted),
+            "198.51.100.7"
+        );
+        // Through two proxies: skip the inner one.
+        assert_eq!(
+            client_address(
+                ip("10.1.2.3"),
+                Some("1.1.1.1, 198.51.100.7, 10.9.9.9"),
+                &trusted
+            ),
+            "198.51.100.7"
+        );
+        // A proxy that forwards nothing, or garbage: the proxy itself.
+        assert_eq!(client_address(ip("10.1.2.3"), None, &trusted), "10.1.2.3");
+        assert_eq!(
+            client_address(ip("10.1.2.3"), Some("nonsense"), &trusted),
+            "10.1.2.3"
+        );
+        assert_eq!(client_address(None, Some("1.1.1.1"), &trusted), "unknown");
     }
 }

@@ -144,6 +144,46 @@ fn with_notice(path: &str, notice: &str) -> String {
     format!("{path}{sep}notice={notice}")
 }
 
+/// Changes a line of the session's cart: only products the catalog has may
+/// be put in (removing one it no longer has is fine), and an anonymous
+/// session is stored first.
+async fn change_cart(
+    state: &AppState,
+    session: &Session,
+    product: Uuid,
+    change: db::CartChange,
+) -> Result<(), Error> {
+    if change != db::CartChange::Set(0)
+        && state
+            .upstreams
+            .product(Deadline::NONE, &product.to_string())
+            .await?
+            .is_none()
+    {
+        return Err(Error::NotFound(format!("product {product}")));
+    }
+    let owner = session.cart_owner_to_change(state).await?;
+    db::change_cart(&state.pool, &owner, product, change).await
+}
+
+/// A cart change that cannot be made: a full cart or an unknown product is
+/// the visitor's (422), the rest the usual error pages.
+async fn cart_error(session: &Session, state: &AppState, e: Error) -> Response {
+    match e {
+        Error::CartFull | Error::NotFound(_) => {
+            let message = match e {
+                Error::CartFull => format!(
+                    "Your cart holds {} different products already, the most it can.",
+                    db::MAX_CART_LINES
+                ),
+                _ => "That product is not in the catalog.".to_owned(),
+            };
+            (StatusCode::UNPROCESSABLE_ENTITY, message).into_response()
+        }
+        e => page_error(session, state, e, "/cart").await,
+    }
+}
+
 pub async fn add_to_cart(
     session: Session,
     State(state): State<AppState>,
@@ -156,15 +196,8 @@ pub async fn add_to_cart(
         )
             .into_response();
     };
-    if let Err(e) = db::change_cart(
-        &state.pool,
-        &session.cart_owner(),
-        product,
-        db::CartChange::Add(quantity),
-    )
-    .await
-    {
-        return page_error(&session, &state, e, "/cart").await;
+    if let Err(e) = change_cart(&state, &session, product, db::CartChange::Add(quantity)).await {
+        return cart_error(&session, &state, e).await;
     }
     let back = if form.back.is_empty() {
         "/cart"
@@ -186,15 +219,8 @@ pub async fn update_cart(
         )
             .into_response();
     };
-    if let Err(e) = db::change_cart(
-        &state.pool,
-        &session.cart_owner(),
-        product,
-        db::CartChange::Set(quantity),
-    )
-    .await
-    {
-        return page_error(&session, &state, e, "/cart").await;
+    if let Err(e) = change_cart(&state, &session, product, db::CartChange::Set(quantity)).await {
+        return cart_error(&session, &state, e).await;
     }
     see_other("/cart?notice=updated")
 }

@@ -7,5 +7,6 @@
 mod browser;
 mod grpc;
 mod helpers;
+mod hostile;
 mod pages;
 mod resilience;

@@ -8,8 +8,9 @@ use std::time::Duration;
 use bytes::Bytes;
 use futures::StreamExt as _;
 use shop_proto::ecommerce::{
-    CancelOrderRequest, Order, OrderLine, OrderStatus, ProductId,
+    CancelOrderRequest, LoginRequest, Order, OrderLine, OrderStatus, ProductId, RegisterRequest,
     order_management_client::OrderManagementClient, product_info_client::ProductInfoClient,
+    storefront_client::StorefrontClient,
 };
 use shop_testkit::{bearer, binary::Process, customer_token};
 use tonic::{Code, transport::Endpoint};
@@ -247,5 +248,92 @@ async fn a_thousand_watches_of_one_order_hear_its_change_from_one_read_in_bounde
     assert_eq!(reads, 1.0, "one read of the order for the thousand streams");
     assert_memory_bounded("order", &shop.order);
     drop(watches);
+    shop.stop().await;
+}
+
+/// What a flood of sign-ups and sign-ins may answer: done, refused as
+/// wrong, or refused for now (busy, too many); never an error or silence.
+fn answered(status: u16) -> bool {
+    matches!(status, 303 | 401 | 429 | 503)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_hundred_sign_ups_and_two_hundred_sign_ins_at_once_hash_in_bounded_memory() {
+    // The per-client limits are lifted, as for an attacker coming from many
+    // addresses: every request reaches password hashing.
+    let shop = RealShop::start(&[
+        ("REGISTRATIONS_PER_CLIENT", "100000"),
+        ("LOGIN_FAILURES_PER_CLIENT", "100000"),
+        ("LOGIN_FAILURES_PER_EMAIL", "100000"),
+    ])
+    .await;
+    let channel = channel(&shop.storefront).await;
+    let mut calls = tokio::task::JoinSet::new();
+    for i in 0..100 {
+        let web = shop.web.clone();
+        calls.spawn(async move {
+            let visitor = shop_testkit::web::Web::new(&web);
+            let form = [
+                ("name", "Flood"),
+                ("email", &format!("flood{i}@example.com")),
+                ("password", "a long enough password"),
+                ("next", "/"),
+            ];
+            visitor.submit("/register", "/register", &form).await.status
+        });
+        let web = shop.web.clone();
+        calls.spawn(async move {
+            let visitor = shop_testkit::web::Web::new(&web);
+            let email = format!("nobody{i}@example.com");
+            visitor.login(&email, "a wrong password").await.status
+        });
+        let mut client = StorefrontClient::new(channel.clone());
+        calls.spawn(async move {
+            let registered = client
+                .register(RegisterRequest {
+                    email: format!("grpc{i}@example.com"),
+                    password: "a long enough password".into(),
+                    name: String::new(),
+                })
+                .await;
+            match registered {
+                Ok(_) => 303,
+                Err(s) if s.code() == Code::ResourceExhausted => 503,
+                Err(s) => panic!("register: {s:?}"),
+            }
+        });
+        let mut client = StorefrontClient::new(channel.clone());
+        calls.spawn(async move {
+            let login = client
+                .login(LoginRequest {
+                    email: format!("nobody{i}@example.com"),
+                    password: "a wrong password".into(),
+                })
+                .await;
+            match login {
+                Err(s) if s.code() == Code::Unauthenticated => 401,
+                Err(s) if s.code() == Code::ResourceExhausted => 503,
+                other => panic!("login: {other:?}"),
+            }
+        });
+    }
+    let mut statuses = Vec::new();
+    while let Some(status) = calls.join_next().await {
+        statuses.push(status.unwrap());
+    }
+
+    assert_eq!(statuses.len(), 400);
+    assert!(statuses.iter().all(|s| answered(*s)), "{statuses:?}");
+    assert!(statuses.contains(&303), "some got through");
+    assert_memory_bounded("storefront", &shop.storefront);
+    let visitor = shop_testkit::web::Web::new(&shop.web);
+    let login = visitor
+        .login(crate::shop::ADMIN_EMAIL, crate::shop::ADMIN_PASSWORD)
+        .await;
+    assert_eq!(
+        login.status, 303,
+        "a normal login right after: {}",
+        login.body
+    );
     shop.stop().await;
 }
