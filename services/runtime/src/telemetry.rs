@@ -377,6 +377,19 @@ pub fn extract_context(headers: &http::HeaderMap) -> opentelemetry::Context {
     TraceContextPropagator::new().extract(&HeaderExtractor(headers))
 }
 
+/// Links `span` to the trace context in `headers` without making it the
+/// parent. For requests from outside the shop (browsers): a client may not
+/// choose the shop's trace ids, but the trace that sent the request stays
+/// reachable from the span.
+pub fn link_context(span: &tracing::Span, headers: &http::HeaderMap) {
+    use tracing_opentelemetry::OpenTelemetrySpanExt as _;
+    let remote = extract_context(headers);
+    let remote = remote.span().span_context().clone();
+    if remote.is_valid() {
+        span.add_link(remote);
+    }
+}
+
 /// Writes `span`'s trace context into outgoing headers.
 pub fn inject_context(span: &tracing::Span, headers: &mut http::HeaderMap) {
     use tracing_opentelemetry::OpenTelemetrySpanExt as _;

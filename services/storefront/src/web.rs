@@ -99,15 +99,15 @@ pub fn router(state: AppState) -> Router {
         .with_state(state)
 }
 
-/// Every HTTP request is a `http.server` span (child of the browser's
-/// `traceparent` if it sends one), two metrics
+/// Every HTTP request is a `http.server` span (the root of a new trace,
+/// linked to the browser's `traceparent` if it sends one: visitors do not
+/// choose the shop's trace ids), two metrics
 /// (`http_server_requests_total{method,route,status}`,
 /// `http_server_request_duration_seconds{method,route}`) and one log line:
 /// method, route, status, duration. Never the query string, form fields or
 /// cookies.
 async fn request_log(State(state): State<AppState>, request: Request, next: Next) -> Response {
     use tracing::Instrument as _;
-    use tracing_opentelemetry::OpenTelemetrySpanExt as _;
 
     let started = std::time::Instant::now();
     let method = request.method().clone();
@@ -129,7 +129,7 @@ async fn request_log(State(state): State<AppState>, request: Request, next: Next
             http.route = %route,
             http.response.status_code = tracing::field::Empty,
         );
-        let _ = span.set_parent(shop_runtime::telemetry::extract_context(request.headers()));
+        shop_runtime::telemetry::link_context(&span, request.headers());
         shop_runtime::telemetry::record_trace_ids(&span);
         span
     };

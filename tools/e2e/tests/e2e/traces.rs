@@ -109,9 +109,12 @@ async fn one_checkout_is_one_trace_across_the_three_services_down_to_sql() {
     let key_marker = "name=\"idempotency_key\" value=\"";
     let at = form.body.find(key_marker).unwrap() + key_marker.len();
     let key = form.body[at..at + 36].to_owned();
-    let trace_id = random_hex(16);
+    let browser_trace = random_hex(16);
     let click_span = random_hex(8);
-    browser.set_header("traceparent", &format!("00-{trace_id}-{click_span}-01"));
+    browser.set_header(
+        "traceparent",
+        &format!("00-{browser_trace}-{click_span}-01"),
+    );
     let placed = browser
         .post(
             "/checkout",
@@ -123,6 +126,25 @@ async fn one_checkout_is_one_trace_across_the_three_services_down_to_sql() {
         )
         .await;
     assert_eq!(placed.status, 303, "{}", placed.body);
+
+    // The page request starts the shop's own trace (a visitor does not
+    // choose its ids); its log line tells which.
+    let page_line = shop
+        .storefront
+        .log_lines()
+        .into_iter()
+        .find(|l| {
+            l["message"] == "http" && l["http.route"] == "/checkout" && l["http.method"] == "POST"
+        })
+        .expect("the storefront logged the checkout request");
+    let trace_id = page_line["trace_id"]
+        .as_str()
+        .expect("a trace id")
+        .to_owned();
+    assert_ne!(
+        trace_id, browser_trace,
+        "the browser's trace id is not the shop's"
+    );
 
     // Logs carry the trace id: the order service's lines for this checkout.
     let order_lines: Vec<serde_json::Value> = shop
@@ -176,10 +198,19 @@ async fn one_checkout_is_one_trace_across_the_three_services_down_to_sql() {
 
     // The browser's click → the storefront's page request.
     let page = find("storefront", "POST /checkout", SpanKind::Server);
+    assert!(
+        page.parent_span_id.is_empty(),
+        "the page request is the root of the shop's trace"
+    );
+    let links: Vec<(String, String)> = page
+        .links
+        .iter()
+        .map(|l| (hex(&l.trace_id), hex(&l.span_id)))
+        .collect();
     assert_eq!(
-        parent_of(page),
-        click_span,
-        "the page request continues the browser's trace"
+        links,
+        [(browser_trace.clone(), click_span.clone())],
+        "the page request links to the browser's click"
     );
     assert_eq!(
         int_attr(&page.attributes, "http.response.status_code"),
