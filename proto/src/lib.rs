@@ -1,9 +1,9 @@
 //! The shop's gRPC contract, package `ecommerce`, generated at build time from
 //! `proto/ecommerce/*.proto`.
 //!
-//! Services depend on this crate instead of copying protos. [`FILE_DESCRIPTOR_SET`]
-//! feeds server reflection so `grpcurl` can list and describe every method,
-//! comments included.
+//! Services depend on this crate instead of copying protos. The sets in
+//! [`reflection`] feed each server's reflection so `grpcurl` can list and
+//! describe every method it serves, comments included.
 
 pub mod money;
 
@@ -40,6 +40,20 @@ pub fn timestamp(t: chrono::DateTime<chrono::Utc>) -> prost_types::Timestamp {
 
 /// Encoded `FileDescriptorSet` of the contract and everything it imports.
 pub const FILE_DESCRIPTOR_SET: &[u8] = tonic::include_file_descriptor_set!("ecommerce_descriptor");
+
+/// What each server's reflection serves: its own service with every type it
+/// references, and no other service of the contract (`grpcurl list` on the
+/// catalog shows `ecommerce.ProductInfo`, not the order service).
+pub mod reflection {
+    /// `ecommerce.ProductInfo` (`product_info.proto` and its imports).
+    pub const PRODUCT_INFO: &[u8] = tonic::include_file_descriptor_set!("product_info_descriptor");
+    /// `ecommerce.OrderManagement` (`order_management.proto` and its imports).
+    pub const ORDER_MANAGEMENT: &[u8] =
+        tonic::include_file_descriptor_set!("order_management_descriptor");
+    /// `ecommerce.Storefront` (`storefront.proto` and its imports, whose
+    /// messages it uses but whose services it does not serve).
+    pub const STOREFRONT: &[u8] = tonic::include_file_descriptor_set!("storefront_descriptor");
+}
 
 /// Code generated from the book's own minimal protos (`proto/book/`), used by
 /// tests to play the part of the book's unchanged clients.

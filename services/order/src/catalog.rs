@@ -22,7 +22,7 @@ use uuid::Uuid;
 const PEER: Peer = Peer {
     name: "productinfo",
     health_service: SERVICE_NAME,
-    contract: &[shop_proto::FILE_DESCRIPTOR_SET],
+    contract: &[shop_proto::reflection::PRODUCT_INFO],
 };
 
 type Client = ProductInfoClient<Observed<Balanced>>;

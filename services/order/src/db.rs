@@ -33,7 +33,7 @@ async fn with_lines<'e>(
     }
     let ids: Vec<Uuid> = orders.iter().map(|o| o.id).collect();
     let lines = sqlx::query_as::<_, LineRow>(
-        "SELECT order_id, line_no, product_id, name, quantity, unit_price_minor \
+        "SELECT order_id, line_no, product_id, name, quantity, unit_price_minor, item \
          FROM order_lines WHERE order_id = ANY($1) ORDER BY order_id, line_no",
     )
     .bind(&ids)
@@ -108,7 +108,7 @@ pub async fn search(
           WHERE ($1::text IS NULL OR o.customer = $1) \
             AND ($2::text IS NULL OR o.description ILIKE $2 OR o.destination ILIKE $2 \
                  OR EXISTS (SELECT 1 FROM order_lines l WHERE l.order_id = o.id \
-                            AND (l.name ILIKE $2 OR l.product_id::text ILIKE $2))) \
+                            AND (l.name ILIKE $2 OR l.item ILIKE $2 OR l.product_id::text ILIKE $2))) \
             AND ($3::timestamptz IS NULL OR (o.created_at, o.id) > ($3, $4)) \
           ORDER BY o.created_at, o.id \
           LIMIT $5"
@@ -191,6 +191,8 @@ pub struct PricedLine {
     pub name: String,
     pub quantity: i64,
     pub unit_price_minor: i64,
+    /// The book-style item as sent, if the line came as one.
+    pub item: Option<String>,
 }
 
 /// How storing a confirmed order went.
@@ -242,8 +244,8 @@ pub async fn confirm(db: &Db, order: &Confirmed<'_>) -> Result<Confirm, Error> {
     }
     let line_nos: Vec<i32> = (1..=order.lines.len() as i32).collect();
     sqlx::query(
-        "INSERT INTO order_lines (order_id, line_no, product_id, name, quantity, unit_price_minor) \
-         SELECT $1, * FROM unnest($2::int[], $3::uuid[], $4::text[], $5::bigint[], $6::bigint[])",
+        "INSERT INTO order_lines (order_id, line_no, product_id, name, quantity, unit_price_minor, item) \
+         SELECT $1, * FROM unnest($2::int[], $3::uuid[], $4::text[], $5::bigint[], $6::bigint[], $7::text[])",
     )
     .bind(order.id)
     .bind(&line_nos)
@@ -263,21 +265,70 @@ pub async fn confirm(db: &Db, order: &Confirmed<'_>) -> Result<Confirm, Error> {
             .map(|l| l.unit_price_minor)
             .collect::<Vec<_>>(),
     )
+    .bind(
+        order
+            .lines
+            .iter()
+            .map(|l| l.item.as_deref())
+            .collect::<Vec<_>>(),
+    )
     .execute(&mut *tx)
     .await?;
     tx.commit().await?;
     Ok(Confirm::Stored)
 }
 
-/// Changes the destination and/or description of a confirmed order.
-/// `Ok(None)` when no such order exists.
+/// The items an `updateOrders` message sends back with its changes.
+#[derive(Debug, Default)]
+pub struct SentItems {
+    /// Book-style items, if sent.
+    pub items: Vec<String>,
+    /// (product id, quantity) lines, if sent.
+    pub lines: Vec<(String, i64)>,
+}
+
+impl SentItems {
+    /// Whether what was sent is what `lines` hold: the same items (as the
+    /// order shows them) and the same lines, in the same order. What was not
+    /// sent is not compared.
+    fn match_lines(&self, lines: &[LineRow]) -> bool {
+        let items_same = self.items.is_empty()
+            || self
+                .items
+                .iter()
+                .map(String::as_str)
+                .eq(lines.iter().map(LineRow::item));
+        let lines_same = self.lines.is_empty()
+            || self
+                .lines
+                .iter()
+                .map(|(id, q)| (id.trim().to_owned(), *q))
+                .eq(lines.iter().map(|l| (l.product_id.to_string(), l.quantity)));
+        items_same && lines_same
+    }
+}
+
+/// How an update went.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Update {
+    Updated,
+    NotFound,
+    /// Shipped or cancelled: nothing changed.
+    Final(OrderState),
+    /// The items sent differ from the order's: nothing changed.
+    ItemsChanged,
+}
+
+/// Changes the destination and/or description of a confirmed order, if the
+/// items `sent` with them are the order's own (items never change).
 #[tracing::instrument(skip_all, fields(db.system = "postgresql", db.operation = "UPDATE", db.table = "orders"))]
 pub async fn update_details(
     db: &Db,
     id: Uuid,
     destination: Option<&str>,
     description: Option<&str>,
-) -> Result<Option<OrderState>, Error> {
+    sent: &SentItems,
+) -> Result<Update, Error> {
     let mut conn = db.acquire().await?;
     let mut tx = conn.begin().await?;
     let status: Option<OrderState> =
@@ -286,22 +337,35 @@ pub async fn update_details(
             .fetch_optional(&mut *tx)
             .await?;
     let Some(status) = status else {
-        return Ok(None);
+        return Ok(Update::NotFound);
     };
-    if status == OrderState::Confirmed {
-        sqlx::query(
-            "UPDATE orders SET destination = COALESCE($2, destination), \
-                               description = COALESCE($3, description), updated_at = now() \
-             WHERE id = $1",
+    if !sent.items.is_empty() || !sent.lines.is_empty() {
+        let lines = sqlx::query_as::<_, LineRow>(
+            "SELECT order_id, line_no, product_id, name, quantity, unit_price_minor, item \
+             FROM order_lines WHERE order_id = $1 ORDER BY line_no",
         )
         .bind(id)
-        .bind(destination)
-        .bind(description)
-        .execute(&mut *tx)
+        .fetch_all(&mut *tx)
         .await?;
-        tx.commit().await?;
+        if !sent.match_lines(&lines) {
+            return Ok(Update::ItemsChanged);
+        }
     }
-    Ok(Some(status))
+    if status != OrderState::Confirmed {
+        return Ok(Update::Final(status));
+    }
+    sqlx::query(
+        "UPDATE orders SET destination = COALESCE($2, destination), \
+                           description = COALESCE($3, description), updated_at = now() \
+         WHERE id = $1",
+    )
+    .bind(id)
+    .bind(destination)
+    .bind(description)
+    .execute(&mut *tx)
+    .await?;
+    tx.commit().await?;
+    Ok(Update::Updated)
 }
 
 /// What cancelling found.

@@ -15,7 +15,7 @@ use crate::{order::OrderState, watch::TooMany};
 pub enum Error {
     #[error(transparent)]
     Invalid(#[from] FieldViolations),
-    #[error("order {0} not found")]
+    #[error("order {0:.100} not found")]
     NotFound(String),
     #[error("this idempotency key was already used for a different order")]
     KeyReused,
@@ -27,6 +27,10 @@ pub enum Error {
     TotalTooLarge,
     #[error("order {id} is {state} and can no longer change")]
     Final { id: Uuid, state: OrderState },
+    #[error(
+        "the items of order {0} cannot change; nothing was updated (cancel it and place a new one)"
+    )]
+    ItemsChanged(Uuid),
     #[error("{}", match .0 {
         TooMany::Caller(n) => format!("at most {n} order watches at once per caller; close one first"),
         TooMany::Total(n) => format!("this server already serves {n} order watches; try again later"),
@@ -46,9 +50,10 @@ impl From<Error> for Status {
     fn from(e: Error) -> Self {
         match e {
             Error::NotFound(_) => Status::not_found(e.to_string()),
-            Error::KeyReused | Error::TotalTooLarge | Error::Final { .. } => {
-                Status::failed_precondition(e.to_string())
-            }
+            Error::KeyReused
+            | Error::TotalTooLarge
+            | Error::Final { .. }
+            | Error::ItemsChanged(_) => Status::failed_precondition(e.to_string()),
             Error::PlacementInFlight | Error::PlacementAbandoned => Status::aborted(e.to_string()),
             Error::TooManyWatches(_) => Status::resource_exhausted(e.to_string()),
             Error::Catalog(e) => match e.into_status() {

@@ -146,6 +146,7 @@ impl OrderManagement for OrderManagementService {
         let mut v = FieldViolations::default();
         let id = order::parse_id(&mut v, "value", request.get_ref());
         v.finish()?;
+        let id = id.ok_or_else(|| Error::NotFound(request.get_ref().clone()))?;
         let record = self.visible_order(&caller, id).await?;
         Ok(Response::new(record.into()))
     }
@@ -265,6 +266,7 @@ impl OrderManagement for OrderManagementService {
         let reason = req.reason.trim();
         v.check_text("reason", reason, order::MAX_REASON, false);
         v.finish()?;
+        let id = id.ok_or_else(|| Error::NotFound(req.order_id.clone()))?;
         let reason = if reason.is_empty() {
             format!("cancelled by {}", caller.role)
         } else {
@@ -296,6 +298,7 @@ impl OrderManagement for OrderManagementService {
         let mut v = FieldViolations::default();
         let id = order::parse_id(&mut v, "value", request.get_ref());
         v.finish()?;
+        let id = id.ok_or_else(|| Error::NotFound(request.get_ref().clone()))?;
         // Watch before reading, so no change can slip in between.
         let watch = self
             .inner
@@ -327,19 +330,23 @@ impl OrderManagementService {
             order::MAX_DESCRIPTION,
             false,
         );
-        if !update.items.is_empty() || !update.lines.is_empty() {
-            v.add(
-                "items",
-                "the items of an order cannot change; cancel it and place a new one",
-            );
-        }
         v.finish()?;
+        let id = id.ok_or_else(|| Error::NotFound(update.id.clone()))?;
         let destination = (!destination.is_empty()).then_some(destination);
         let description = (!update.description.is_empty()).then_some(update.description.as_str());
-        match db::update_details(&self.inner.db, id, destination, description).await? {
-            None => Err(Error::NotFound(id.to_string())),
-            Some(OrderState::Confirmed) => Ok(()),
-            Some(state) => Err(Error::Final { id, state }),
+        let sent = db::SentItems {
+            items: update.items,
+            lines: update
+                .lines
+                .into_iter()
+                .map(|l| (l.product_id, l.quantity))
+                .collect(),
+        };
+        match db::update_details(&self.inner.db, id, destination, description, &sent).await? {
+            db::Update::Updated => Ok(()),
+            db::Update::NotFound => Err(Error::NotFound(id.to_string())),
+            db::Update::ItemsChanged => Err(Error::ItemsChanged(id)),
+            db::Update::Final(state) => Err(Error::Final { id, state }),
         }
     }
 }

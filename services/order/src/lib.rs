@@ -53,7 +53,7 @@ impl Service for OrderManagement {
     const ABOUT: &'static str =
         "The shop's order service: ecommerce.OrderManagement on its own PostgreSQL database.";
     const GRPC_SERVICE: &'static str = SERVICE_NAME;
-    const DESCRIPTOR_SETS: &'static [&'static [u8]] = &[shop_proto::FILE_DESCRIPTOR_SET];
+    const DESCRIPTOR_SETS: &'static [&'static [u8]] = &[shop_proto::reflection::ORDER_MANAGEMENT];
     const MIGRATOR: &'static Migrator = &sqlx::migrate!();
     type Args = Args;
 

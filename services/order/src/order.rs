@@ -30,6 +30,9 @@ pub struct Requested {
     pub field: String,
     pub product: ProductRef,
     pub quantity: i64,
+    /// A book-style item exactly as the client sent it; it is what the
+    /// order's `items` show.
+    pub item: Option<String>,
 }
 
 /// A validated `addOrder` request.
@@ -95,6 +98,7 @@ impl NewOrder {
                         field,
                         product: ProductRef::Id(id),
                         quantity: line.quantity,
+                        item: None,
                     });
                 }
             }
@@ -102,10 +106,10 @@ impl NewOrder {
                 if order.items.len() > MAX_LINES {
                     v.add("items", format!("at most {MAX_LINES} items"));
                 }
-                for (i, item) in order.items.iter().enumerate() {
+                for (i, sent) in order.items.iter().enumerate() {
                     let field = format!("items[{i}]");
-                    let item = item.trim();
-                    if item.is_empty() || item.len() > MAX_ITEM {
+                    let item = sent.trim();
+                    if item.is_empty() || sent.len() > MAX_ITEM {
                         v.add(
                             field,
                             format!("must be a product id or name (1 to {MAX_ITEM} bytes)"),
@@ -120,6 +124,7 @@ impl NewOrder {
                         field,
                         product,
                         quantity: 1,
+                        item: Some(sent.clone()),
                     });
                 }
             }
@@ -158,12 +163,16 @@ impl NewOrder {
     }
 }
 
-/// An order id from a request field.
-pub fn parse_id(v: &mut FieldViolations, field: &str, value: &str) -> Uuid {
-    Uuid::parse_str(value.trim()).unwrap_or_else(|_| {
-        v.add(field, "must be an order id (UUID)");
-        Uuid::nil()
-    })
+/// An order id from a request field: `None` for a string that cannot be an
+/// order's id (not a UUID, say the book's "102"), which is simply an id no
+/// order has, so callers answer NOT_FOUND. Only an empty id is invalid.
+pub fn parse_id(v: &mut FieldViolations, field: &str, value: &str) -> Option<Uuid> {
+    let value = value.trim();
+    if value.is_empty() {
+        v.add(field, "must not be empty");
+        return None;
+    }
+    Uuid::parse_str(value).ok()
 }
 
 /// Where an order is in its life (the `status` column; the database's
@@ -220,6 +229,16 @@ pub struct LineRow {
     pub name: String,
     pub quantity: i64,
     pub unit_price_minor: i64,
+    /// The book-style item as sent; `None` for lines sent as `lines`.
+    pub item: Option<String>,
+}
+
+impl LineRow {
+    /// What the order's `items` show for this line: the item as the client
+    /// sent it, or the product's name.
+    pub fn item(&self) -> &str {
+        self.item.as_deref().unwrap_or(&self.name)
+    }
 }
 
 /// An order with its lines.
@@ -236,7 +255,7 @@ impl From<OrderRecord> for Order {
         let total = Money::from_minor(&currency, order.total_minor);
         Order {
             id: order.id.to_string(),
-            items: lines.iter().map(|l| l.name.clone()).collect(),
+            items: lines.iter().map(|l| l.item().to_owned()).collect(),
             description: order.description,
             price: total.to_legacy_price(),
             destination: order.destination,

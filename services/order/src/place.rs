@@ -68,7 +68,7 @@ pub async fn place(
     {
         return earlier(existing);
     }
-    let lines = resolve(catalog, &new, deadline).await?;
+    let resolved = resolve(catalog, &new, deadline).await?;
 
     let order_id = Uuid::now_v7();
     if !db::begin_reserving(db, order_id, customer, key).await? {
@@ -87,7 +87,7 @@ pub async fn place(
         db::forget_reserving(db, order_id).await?;
         return earlier(existing);
     }
-    let reservation = match catalog.reserve(order_id, &lines, deadline).await {
+    let reservation = match catalog.reserve(order_id, &resolved.merged, deadline).await {
         Ok(r) => r,
         Err(e) if e.fault == Fault::Refused || e.fault == Fault::NotFound => {
             // A definite "no": nothing was reserved.
@@ -96,7 +96,7 @@ pub async fn place(
         }
         Err(e) => return Err(compensate(db, catalog, order_id, e.into()).await),
     };
-    let priced = match price(&reservation) {
+    let priced = match price(&reservation, &new, &resolved.products) {
         Ok(priced) => priced,
         Err(e) => return Err(compensate(db, catalog, order_id, e).await),
     };
@@ -141,12 +141,16 @@ fn again(existing: &OrderRecord, fingerprint: &str) -> Result<Placed, Error> {
     }
 }
 
-/// The product lines of `new` (product → quantity), checked against the catalog.
-async fn resolve(
-    catalog: &Catalog,
-    new: &NewOrder,
-    deadline: Deadline,
-) -> Result<BTreeMap<Uuid, i64>, Error> {
+/// The products `new` asks for, found in the catalog.
+struct Resolved {
+    /// What to reserve: product → quantity, over all lines.
+    merged: BTreeMap<Uuid, i64>,
+    /// The product of each requested line, in the order sent.
+    products: Vec<Uuid>,
+}
+
+/// The product lines of `new`, checked against the catalog.
+async fn resolve(catalog: &Catalog, new: &NewOrder, deadline: Deadline) -> Result<Resolved, Error> {
     let mut ids = Vec::new();
     let mut names = Vec::new();
     for r in &new.requested {
@@ -166,6 +170,7 @@ async fn resolve(
 
     let mut v = FieldViolations::default();
     let mut lines: BTreeMap<Uuid, i64> = BTreeMap::new();
+    let mut products = Vec::with_capacity(new.requested.len());
     let mut currencies = HashSet::new();
     for r in &new.requested {
         let product = match &r.product {
@@ -186,6 +191,7 @@ async fn resolve(
             currencies.insert(price.currency_code.clone());
         }
         *lines.entry(id).or_default() += r.quantity;
+        products.push(id);
     }
     if currencies.len() > 1 {
         v.add(
@@ -203,36 +209,49 @@ async fn resolve(
         );
     }
     v.finish()?;
-    Ok(lines)
+    Ok(Resolved {
+        merged: lines,
+        products,
+    })
 }
 
-/// An order's lines and total at the prices the catalog reserved them at.
+/// An order's lines (as the client sent them, in its order) and total at the
+/// prices the catalog reserved them at.
 struct Priced {
     currency: String,
     total_minor: i64,
     lines: Vec<PricedLine>,
 }
 
-fn price(reservation: &Reservation) -> Result<Priced, Error> {
+fn price(reservation: &Reservation, new: &NewOrder, products: &[Uuid]) -> Result<Priced, Error> {
+    let mut reserved = HashMap::with_capacity(reservation.lines.len());
     let mut currency = String::new();
-    let mut total_minor: i64 = 0;
-    let mut lines = Vec::with_capacity(reservation.lines.len());
     for line in &reservation.lines {
         let price = line.unit_price.clone().unwrap_or_default();
         let unit_price_minor = price
             .to_minor()
             .map_err(|_| Error::CatalogBroken("a reserved price that is not money"))?;
         currency = price.currency_code;
+        let id = Uuid::parse_str(&line.product_id)
+            .map_err(|_| Error::CatalogBroken("a reserved product id that is not a UUID"))?;
+        reserved.insert(id, (line.name.as_str(), unit_price_minor));
+    }
+    let mut total_minor: i64 = 0;
+    let mut lines = Vec::with_capacity(new.requested.len());
+    for (requested, product_id) in new.requested.iter().zip(products) {
+        let (name, unit_price_minor) = *reserved.get(product_id).ok_or(Error::CatalogBroken(
+            "a reservation without a requested product",
+        ))?;
         total_minor = unit_price_minor
-            .checked_mul(line.quantity)
+            .checked_mul(requested.quantity)
             .and_then(|l| total_minor.checked_add(l))
             .ok_or(Error::TotalTooLarge)?;
         lines.push(PricedLine {
-            product_id: Uuid::parse_str(&line.product_id)
-                .map_err(|_| Error::CatalogBroken("a reserved product id that is not a UUID"))?,
-            name: line.name.clone(),
-            quantity: line.quantity,
+            product_id: *product_id,
+            name: name.to_owned(),
+            quantity: requested.quantity,
             unit_price_minor,
+            item: requested.item.clone(),
         });
     }
     Ok(Priced {

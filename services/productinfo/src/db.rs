@@ -137,13 +137,20 @@ pub async fn adjust_stock(
 ) -> Result<ProductRow, Error> {
     let mut conn = db.acquire().await?;
     let mut tx = conn.begin().await?;
-    let current: Option<i64> =
+    let current: Option<Option<i64>> =
         sqlx::query_scalar("SELECT stock FROM products WHERE id = $1 FOR UPDATE")
             .bind(id)
             .fetch_optional(&mut *tx)
             .await?;
     let Some(stock) = current else {
         return Err(Error::NotFound(format!("product {id}")));
+    };
+    // An untracked product starts tracking with a positive delta.
+    let Some(stock) = stock.or((delta > 0).then_some(0)) else {
+        return Err(Error::StockNotTracked {
+            product_id: id.to_string(),
+            removing: -delta,
+        });
     };
     let Some(after) = stock.checked_add(delta).filter(|s| *s >= 0) else {
         return Err(Error::StockWouldGoNegative {
@@ -218,7 +225,7 @@ pub async fn reserve(
     };
 
     let ids: Vec<Uuid> = lines.keys().copied().collect();
-    let products: Vec<(Uuid, String, String, i64, i64)> = sqlx::query_as(
+    let products: Vec<(Uuid, String, String, i64, Option<i64>)> = sqlx::query_as(
         "SELECT id, name, currency, price_minor, stock FROM products \
          WHERE id = ANY($1) ORDER BY id FOR UPDATE",
     )
@@ -237,10 +244,11 @@ pub async fn reserve(
         .iter()
         .filter_map(|(id, _, _, _, stock)| {
             let requested = lines[id];
-            (*stock < requested).then(|| Shortage {
+            let available = (*stock)?;
+            (available < requested).then(|| Shortage {
                 product_id: id.to_string(),
                 requested,
-                available: *stock,
+                available,
             })
         })
         .collect();
@@ -251,6 +259,7 @@ pub async fn reserve(
     }
 
     let quantities: Vec<i64> = ids.iter().map(|id| lines[id]).collect();
+    // Untracked products (stock NULL) stay untracked: NULL - n is NULL.
     sqlx::query(
         "UPDATE products p SET stock = p.stock - l.quantity, updated_at = now() \
          FROM unnest($1::uuid[], $2::bigint[]) AS l(id, quantity) WHERE p.id = l.id",
@@ -259,6 +268,7 @@ pub async fn reserve(
     .bind(&quantities)
     .execute(&mut *tx)
     .await?;
+    let tracked: Vec<bool> = products.iter().map(|p| p.4.is_some()).collect();
     let reserved: Vec<LineRow> = products
         .into_iter()
         .map(|(product_id, name, currency, price_minor, _)| LineRow {
@@ -270,8 +280,8 @@ pub async fn reserve(
         })
         .collect();
     sqlx::query(
-        "INSERT INTO reservation_lines (order_id, product_id, quantity, currency, price_minor, name) \
-         SELECT $1, * FROM unnest($2::uuid[], $3::bigint[], $4::text[], $5::bigint[], $6::text[])",
+        "INSERT INTO reservation_lines (order_id, product_id, quantity, currency, price_minor, name, tracked) \
+         SELECT $1, * FROM unnest($2::uuid[], $3::bigint[], $4::text[], $5::bigint[], $6::text[], $7::bool[])",
     )
     .bind(order_id)
     .bind(&ids)
@@ -279,6 +289,7 @@ pub async fn reserve(
     .bind(reserved.iter().map(|l| l.currency.clone()).collect::<Vec<_>>())
     .bind(reserved.iter().map(|l| l.price_minor).collect::<Vec<_>>())
     .bind(reserved.iter().map(|l| l.name.clone()).collect::<Vec<_>>())
+    .bind(&tracked)
     .execute(&mut *tx)
     .await?;
     tx.commit().await?;
@@ -322,17 +333,18 @@ pub async fn release(db: &Db, order_id: &str) -> Result<Reservation, Error> {
         return Ok(existing);
     }
     let ids: Vec<Uuid> = existing.lines.iter().map(|l| l.product_id).collect();
-    let quantities: Vec<i64> = existing.lines.iter().map(|l| l.quantity).collect();
     sqlx::query("SELECT id FROM products WHERE id = ANY($1) ORDER BY id FOR UPDATE")
         .bind(&ids)
         .execute(&mut *tx)
         .await?;
+    // Only what was taken goes back: a line of a product that did not track
+    // stock when it was reserved gives nothing back, even if the product
+    // tracks stock now.
     sqlx::query(
         "UPDATE products p SET stock = p.stock + l.quantity, updated_at = now() \
-         FROM unnest($1::uuid[], $2::bigint[]) AS l(id, quantity) WHERE p.id = l.id",
+         FROM reservation_lines l WHERE l.order_id = $1 AND l.tracked AND p.id = l.product_id",
     )
-    .bind(&ids)
-    .bind(&quantities)
+    .bind(order_id)
     .execute(&mut *tx)
     .await?;
     sqlx::query(

@@ -34,6 +34,10 @@ pub enum Error {
         stock: i64,
         removing: i64,
     },
+    #[error(
+        "{product_id} does not track stock, so there are no units to remove; add {removing} or more to start tracking"
+    )]
+    StockNotTracked { product_id: String, removing: i64 },
     #[error("order {0} already released its reservation; use a new order id")]
     ReservationReleased(String),
     #[error("order {0} already holds a different reservation")]
@@ -62,6 +66,7 @@ impl From<Error> for Status {
                     .collect(),
             ),
             Error::StockWouldGoNegative { .. }
+            | Error::StockNotTracked { .. }
             | Error::ReservationReleased(_)
             | Error::ReservationDiffers(_) => Status::failed_precondition(e.to_string()),
             Error::Invalid(v) => v.into(),

@@ -79,11 +79,13 @@ impl ProductInfo for ProductInfoService {
     async fn get_product(&self, request: Request<ProductId>) -> Result<Response<Product>, Status> {
         Principal::of(&request)?.require(ANY_ROLE)?;
         let mut v = FieldViolations::default();
-        let id = product::parse_id(&mut v, "value", &request.get_ref().value);
+        let value = &request.get_ref().value;
+        let id = product::parse_id(&mut v, "value", value);
         v.finish()?;
+        let id = id.ok_or_else(|| product::not_found(value))?;
         match db::get_product(&self.db, id).await? {
             Some(row) => Ok(Response::new(row.into())),
-            None => Err(Error::NotFound(format!("product {id}")).into()),
+            None => Err(product::not_found(value).into()),
         }
     }
 
@@ -97,17 +99,18 @@ impl ProductInfo for ProductInfoService {
         if ids.len() + names.len() > MAX_BATCH {
             v.add("ids", format!("at most {MAX_BATCH} ids and names together"));
         }
-        let uuids: Vec<Uuid> = ids
+        let uuids: Vec<Option<Uuid>> = ids
             .iter()
             .enumerate()
             .map(|(i, id)| product::parse_id(&mut v, &format!("ids[{i}]"), id))
             .collect();
         v.finish()?;
-        let rows = db::get_products(&self.db, &uuids, &names).await?;
+        let known: Vec<Uuid> = uuids.iter().flatten().copied().collect();
+        let rows = db::get_products(&self.db, &known, &names).await?;
         let missing = ids
             .iter()
             .zip(&uuids)
-            .filter(|(_, uuid)| !rows.iter().any(|r| r.id == **uuid))
+            .filter(|(_, uuid)| !rows.iter().any(|r| Some(r.id) == **uuid))
             .map(|(id, _)| id.clone())
             .chain(
                 names
@@ -197,6 +200,7 @@ impl ProductInfo for ProductInfoService {
         let reason = req.reason.trim();
         v.check_text("reason", reason, 200, true);
         v.finish()?;
+        let id = id.ok_or_else(|| product::not_found(&req.product_id))?;
         let row = db::adjust_stock(&self.db, id, req.delta, reason, &caller.subject).await?;
         tracing::info!(product.id = %id, delta = req.delta, stock = row.stock, by = %caller.subject, "stock adjusted");
         Ok(Response::new(row.into()))

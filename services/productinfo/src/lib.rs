@@ -38,7 +38,7 @@ impl Service for ProductInfo {
     const ABOUT: &'static str =
         "The shop's catalog service: ecommerce.ProductInfo on its own PostgreSQL database.";
     const GRPC_SERVICE: &'static str = SERVICE_NAME;
-    const DESCRIPTOR_SETS: &'static [&'static [u8]] = &[shop_proto::FILE_DESCRIPTOR_SET];
+    const DESCRIPTOR_SETS: &'static [&'static [u8]] = &[shop_proto::reflection::PRODUCT_INFO];
     const MIGRATOR: &'static Migrator = &sqlx::migrate!();
     type Args = Args;
 

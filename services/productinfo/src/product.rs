@@ -32,7 +32,8 @@ pub struct ProductRow {
     pub description: String,
     pub currency: String,
     pub price_minor: i64,
-    pub stock: i64,
+    /// `None`: the product does not track stock.
+    pub stock: Option<i64>,
     pub image_url: String,
     pub category: String,
     pub created_at: DateTime<Utc>,
@@ -65,7 +66,8 @@ pub struct NewProduct {
     pub description: String,
     pub currency: String,
     pub price_minor: i64,
-    pub stock: i64,
+    /// `None` (the book's products, or stock left unset): not tracked.
+    pub stock: Option<i64>,
     pub image_url: String,
     pub category: String,
 }
@@ -128,10 +130,14 @@ impl NewProduct {
         } else if price_minor > MAX_PRICE_MINOR {
             v.add(price_field, "is too large");
         }
-        if p.stock < 0 {
-            v.add("stock", "must not be negative");
-        } else if p.stock > MAX_STOCK {
-            v.add("stock", format!("must be at most {MAX_STOCK}"));
+        match p.stock {
+            Some(stock) if stock < 0 => {
+                v.add("stock", "must not be negative");
+            }
+            Some(stock) if stock > MAX_STOCK => {
+                v.add("stock", format!("must be at most {MAX_STOCK}"));
+            }
+            _ => {}
         }
 
         if !v.is_empty() {
@@ -169,16 +175,21 @@ fn check_image_url(v: &mut FieldViolations, url: &str) {
     }
 }
 
-/// A product id from a request field.
-pub fn parse_id(v: &mut FieldViolations, field: &str, value: &str) -> Uuid {
+/// A product id from a request field: `None` for a string that cannot be a
+/// product's id (not a UUID), which is simply an id no product has, so
+/// callers answer NOT_FOUND. Only an empty id is invalid input.
+pub fn parse_id(v: &mut FieldViolations, field: &str, value: &str) -> Option<Uuid> {
     if value.is_empty() {
         v.add(field, "must not be empty");
-        return Uuid::nil();
+        return None;
     }
-    Uuid::parse_str(value).unwrap_or_else(|_| {
-        v.add(field, "must be a product id (UUID)");
-        Uuid::nil()
-    })
+    Uuid::parse_str(value).ok()
+}
+
+/// NOT_FOUND for the product id `value`.
+pub fn not_found(value: &str) -> crate::error::Error {
+    let shown: String = value.chars().take(100).collect();
+    crate::error::Error::NotFound(format!("product {shown:?}"))
 }
 
 /// Which products a listing or search wants.
@@ -301,7 +312,7 @@ mod tests {
     fn every_bad_field_is_reported_at_once() {
         let mut p = product("   ", -1.0);
         p.id = "not-a-uuid".into();
-        p.stock = -5;
+        p.stock = Some(-5);
         p.image_url = "javascript:alert(1)".into();
         p.description = "x".repeat(MAX_DESCRIPTION + 1);
         let v = NewProduct::from_proto(p, "USD").unwrap_err();

@@ -99,7 +99,12 @@ pub fn merge_lines(v: &mut FieldViolations, lines: &[StockLine]) -> BTreeMap<Uui
     }
     let mut merged = BTreeMap::new();
     for (i, line) in lines.iter().enumerate() {
-        let id = parse_id(v, &format!("lines[{i}].product_id"), &line.product_id);
+        let field = format!("lines[{i}].product_id");
+        let id = parse_id(v, &field, &line.product_id);
+        // The order service sends only ids it got from the catalog.
+        if id.is_none() && !line.product_id.is_empty() {
+            v.add(field, "must be a product id (UUID)");
+        }
         if !(1..=MAX_QUANTITY).contains(&line.quantity) {
             v.add(
                 format!("lines[{i}].quantity"),
@@ -107,6 +112,7 @@ pub fn merge_lines(v: &mut FieldViolations, lines: &[StockLine]) -> BTreeMap<Uui
             );
             continue;
         }
+        let Some(id) = id else { continue };
         *merged.entry(id).or_insert(0) += line.quantity;
     }
     if merged.values().any(|q| *q > MAX_QUANTITY) {

@@ -4,8 +4,9 @@
 //! the database answers.
 
 mod pool;
+pub mod url;
 
-use std::{str::FromStr as _, time::Duration};
+use std::time::Duration;
 
 use sqlx::{
     ConnectOptions as _, Connection as _,
@@ -20,8 +21,8 @@ use crate::{config::DbArgs, health::HealthRegistry};
 /// Connection options from `--database-url` and `--database-password-file`,
 /// tagged with the service's name so `pg_stat_activity` shows who is who.
 pub fn connect_options(args: &DbArgs, application_name: &str) -> anyhow::Result<PgConnectOptions> {
-    let mut options = PgConnectOptions::from_str(&args.database_url)
-        .map_err(|e| anyhow::anyhow!("invalid --database-url: {e}"))?
+    let mut options = url::parse(&args.database_url)
+        .map_err(|e| anyhow::anyhow!("invalid --database-url: {e:#}"))?
         .application_name(application_name);
     if let Some(path) = &args.database_password_file {
         let password = std::fs::read_to_string(path)

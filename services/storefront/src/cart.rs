@@ -27,7 +27,8 @@ pub struct Line {
     pub currency: String,
     pub unit_minor: i64,
     pub line_minor: i64,
-    pub stock: i64,
+    /// `None`: the catalog does not track this product's stock.
+    pub stock: Option<i64>,
     pub image_url: String,
 }
 
@@ -42,7 +43,12 @@ impl Line {
 
     /// Whether the catalog has fewer units than the cart asks for.
     pub fn short(&self) -> bool {
-        self.stock < i64::from(self.quantity)
+        self.stock.is_some_and(|n| n < i64::from(self.quantity))
+    }
+
+    /// Units left, for a line that is [`short`](Self::short).
+    pub fn left(&self) -> i64 {
+        self.stock.unwrap_or_default()
     }
 }
 

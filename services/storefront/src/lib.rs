@@ -93,7 +93,7 @@ impl Service for Storefront {
     const NAME: &'static str = "storefront";
     const ABOUT: &'static str = "The shop's web shop and storefront API, with accounts, sessions and carts in its own PostgreSQL database.";
     const GRPC_SERVICE: &'static str = SERVICE_NAME;
-    const DESCRIPTOR_SETS: &'static [&'static [u8]] = &[shop_proto::FILE_DESCRIPTOR_SET];
+    const DESCRIPTOR_SETS: &'static [&'static [u8]] = &[shop_proto::reflection::STOREFRONT];
     const MIGRATOR: &'static Migrator = &sqlx::migrate!();
     type Args = Args;
 

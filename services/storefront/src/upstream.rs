@@ -51,13 +51,13 @@ const WATCH_LIFETIME: Duration = Duration::from_secs(30 * 60);
 const CATALOG: Peer = Peer {
     name: "productinfo",
     health_service: CATALOG_SERVICE,
-    contract: &[shop_proto::FILE_DESCRIPTOR_SET],
+    contract: &[shop_proto::reflection::PRODUCT_INFO],
 };
 
 const ORDERS: Peer = Peer {
     name: "order",
     health_service: ORDER_SERVICE,
-    contract: &[shop_proto::FILE_DESCRIPTOR_SET],
+    contract: &[shop_proto::reflection::ORDER_MANAGEMENT],
 };
 
 type Catalog = ProductInfoClient<Observed<Balanced>>;

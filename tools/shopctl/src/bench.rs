@@ -1094,7 +1094,7 @@ async fn seed(addr: SocketAddr, admin: &str, count: u16) -> anyhow::Result<Vec<S
                     "Product {n} of the benchmark's catalog, a typical description."
                 ),
                 unit_price: Some(Money::from_minor("EUR", 100 + i64::from(n) * 7)),
-                stock: 1_000_000_000,
+                stock: Some(1_000_000_000),
                 category: ["tea", "coffee", "kitchen", "books"][usize::from(n) % 4].into(),
                 image_url: format!("/static/products/bench-{n}.svg"),
                 ..Default::default()

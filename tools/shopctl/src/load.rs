@@ -300,14 +300,18 @@ impl Fixtures {
             bail!("the catalog is empty: `make up` seeds a demo catalog, or add products first");
         }
         if restock > 0 {
-            for product in found.iter().filter(|p| p.stock < restock) {
+            // Untracked products never run out.
+            for product in found
+                .iter()
+                .filter(|p| p.stock.is_some_and(|n| n < restock))
+            {
                 catalog
                     .adjust_stock(authorized(
                         clients,
                         &admin,
                         AdjustStockRequest {
                             product_id: product.id.clone(),
-                            delta: restock - product.stock,
+                            delta: restock - product.stock.unwrap_or_default(),
                             reason: "shopctl load: restock before a load run".into(),
                         },
                     ))

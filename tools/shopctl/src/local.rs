@@ -501,7 +501,7 @@ async fn seed(addr: SocketAddr, admin_token: &str) -> anyhow::Result<usize> {
                 name: p.name,
                 description: p.description,
                 unit_price: Some(Money::from_minor(&p.currency, p.price_minor)),
-                stock: p.stock,
+                stock: Some(p.stock),
                 image_url: p.image_url,
                 category: p.category,
                 ..Default::default()

@@ -32,6 +32,52 @@ pub fn grpcurl(args: &[&str]) -> Output {
         .expect("run grpcurl")
 }
 
+/// Checks with the real `grpcurl` that the server at `addr` reflects exactly
+/// `service` plus health and reflection (`list`), and that every request and
+/// response type of every method of `service` can be described.
+pub fn assert_reflects_only(addr: &str, service: &str) {
+    let list = grpcurl(&["-plaintext", addr, "list"]);
+    assert!(list.status.success(), "{}", text(&list.stderr));
+    let listed = text(&list.stdout);
+    assert_eq!(
+        listed.lines().collect::<Vec<_>>(),
+        [
+            service,
+            "grpc.health.v1.Health",
+            "grpc.reflection.v1.ServerReflection",
+            "grpc.reflection.v1alpha.ServerReflection",
+        ],
+        "what {addr} lists"
+    );
+    let described = grpcurl(&["-plaintext", addr, "describe", service]);
+    assert!(described.status.success(), "{}", text(&described.stderr));
+    let described = text(&described.stdout);
+    // rpc name ( [stream] .pkg.Request ) returns ( [stream] .pkg.Response );
+    let mut types = std::collections::BTreeSet::new();
+    for line in described
+        .lines()
+        .filter(|l| l.trim_start().starts_with("rpc "))
+    {
+        for part in line.split(['(', ')']).skip(1).step_by(2) {
+            let name = part.trim().trim_start_matches("stream ").trim();
+            types.insert(name.trim_start_matches('.').to_owned());
+        }
+    }
+    assert!(
+        types.len() >= 2,
+        "request and response types in {described}"
+    );
+    for name in &types {
+        let out = grpcurl(&["-plaintext", addr, "describe", name]);
+        assert!(
+            out.status.success() && text(&out.stdout).contains("message"),
+            "describe {name} at {addr}: {}{}",
+            text(&out.stdout),
+            text(&out.stderr)
+        );
+    }
+}
+
 /// Output bytes as text.
 pub fn text(bytes: &[u8]) -> String {
     String::from_utf8_lossy(bytes).into_owned()

@@ -29,7 +29,7 @@ fn mug(id: String) -> Product {
         id,
         name: "Mug".into(),
         unit_price: Some(Money::from_minor("USD", 100)),
-        stock: 1000,
+        stock: Some(1000),
         ..Default::default()
     }
 }
@@ -48,7 +48,7 @@ impl RecordingCatalog {
     /// code; its address, and the recorder.
     pub async fn spawn() -> (SocketAddr, RecordingCatalog) {
         let catalog = RecordingCatalog::default();
-        let server = Server::new("fake-catalog", &[shop_proto::FILE_DESCRIPTOR_SET]);
+        let server = Server::new("fake-catalog", &[shop_proto::reflection::PRODUCT_INFO]);
         server.health.set("", Serving::Serving);
         server.health.set(SERVICE_NAME, Serving::Serving);
         let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");

@@ -165,7 +165,7 @@ pub fn product(name: &str, cents: i64, stock: i64) -> Product {
         name: name.into(),
         description: format!("All about {name}."),
         unit_price: Some(Money::from_minor("USD", cents)),
-        stock,
+        stock: Some(stock),
         category: "kitchen".into(),
         ..Default::default()
     }

@@ -94,6 +94,7 @@ impl Shop {
             .expect("get product")
             .into_inner()
             .stock
+            .expect("a product that tracks stock")
     }
 
     /// The order service's own database.

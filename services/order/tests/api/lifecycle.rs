@@ -28,12 +28,15 @@ async fn customers_see_only_their_own_orders_admins_see_all() {
             .id,
         id
     );
+    // The book's ids ("42") are ids no order has; an empty id is invalid.
     let malformed = shop
         .customer()
         .get_order("42".to_string())
         .await
         .unwrap_err();
-    assert_eq!(malformed.code(), Code::InvalidArgument);
+    assert_eq!(malformed.code(), Code::NotFound);
+    let empty = shop.customer().get_order(String::new()).await.unwrap_err();
+    assert_eq!(empty.code(), Code::InvalidArgument);
     let unknown = shop
         .admin()
         .get_order(uuid::Uuid::now_v7().to_string())

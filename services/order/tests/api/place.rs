@@ -100,7 +100,24 @@ async fn book_style_items_resolve_by_name_or_id() {
 
     assert_eq!(order.total.unwrap().to_minor(), Ok(2 * 44900 + 229900));
     assert_eq!(shop.stock(&pixel).await, 3, "two units of the same item");
-    assert_eq!(order.items.len(), 2, "one entry per product");
+    assert_eq!(
+        order.items,
+        [pixel.as_str(), "Mac Book Pro", "Google Pixel 3A"],
+        "the items as sent, in their order, repeats kept"
+    );
+    let lines: Vec<(&str, i64)> = order
+        .lines
+        .iter()
+        .map(|l| (l.name.as_str(), l.quantity))
+        .collect();
+    assert_eq!(
+        lines,
+        [
+            ("Google Pixel 3A", 1),
+            ("Mac Book Pro", 1),
+            ("Google Pixel 3A", 1)
+        ]
+    );
 }
 
 #[tokio::test]

@@ -33,7 +33,7 @@ fn book_messages_decode_as_shop_messages_and_back() {
 
     let full = ecommerce::Product {
         unit_price: Some(ecommerce::Money::from_minor("USD", 70000)),
-        stock: 3,
+        stock: Some(3),
         image_url: "/static/products/phone.svg".into(),
         category: "phones".into(),
         create_time: Some(prost_types::Timestamp::default()),

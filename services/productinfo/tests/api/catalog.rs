@@ -23,7 +23,7 @@ async fn an_added_product_reads_back_with_exact_and_legacy_prices() {
                 units: 12,
                 nanos: 990_000_000,
             }),
-            stock: 7,
+            stock: Some(7),
             image_url: "/static/products/cup.svg".into(),
             category: "kitchen".into(),
             ..Default::default()
@@ -45,14 +45,14 @@ async fn an_added_product_reads_back_with_exact_and_legacy_prices() {
     assert_eq!(p.unit_price.as_ref().unwrap().to_minor(), Ok(1299));
     assert_eq!(p.unit_price.as_ref().unwrap().currency_code, "EUR");
     assert!((p.price - 12.99).abs() < 1e-4, "legacy price {}", p.price);
-    assert_eq!(p.stock, 7);
+    assert_eq!(p.stock, Some(7));
     assert_eq!(p.image_url, "/static/products/cup.svg");
     assert_eq!(p.category, "kitchen");
     assert!(p.create_time.is_some() && p.update_time.is_some());
 }
 
 #[tokio::test]
-async fn an_unknown_product_is_not_found_and_a_malformed_id_is_invalid() {
+async fn any_id_no_product_has_is_not_found_and_only_an_empty_one_is_invalid() {
     let app = TestApp::spawn().await;
     let mut client = app.customer();
 
@@ -64,14 +64,28 @@ async fn an_unknown_product_is_not_found_and_a_malformed_id_is_invalid() {
         .unwrap_err();
     assert_eq!(missing.code(), Code::NotFound);
 
+    // The book's ids are strings like "42": ids no product has.
     let malformed = client
         .get_product(ProductId {
             value: "42; DROP TABLE products".into(),
         })
         .await
         .unwrap_err();
-    assert_eq!(malformed.code(), Code::InvalidArgument);
-    assert_eq!(violations(&malformed), ["value"]);
+    assert_eq!(malformed.code(), Code::NotFound);
+    assert!(
+        malformed.message().contains("42; DROP"),
+        "{}",
+        malformed.message()
+    );
+
+    let empty = client
+        .get_product(ProductId {
+            value: String::new(),
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(empty.code(), Code::InvalidArgument);
+    assert_eq!(violations(&empty), ["value"]);
 }
 
 #[tokio::test]
@@ -83,7 +97,7 @@ async fn bad_products_get_one_field_violation_per_problem_and_nothing_is_stored(
         .add_product(Product {
             name: "x".repeat(201),
             price: -3.0,
-            stock: -1,
+            stock: Some(-1),
             category: "bad\u{7}".into(),
             ..Default::default()
         })
@@ -153,7 +167,7 @@ async fn get_products_finds_by_id_and_by_name_and_reports_the_rest_missing() {
     let found = app
         .order_service()
         .get_products(GetProductsRequest {
-            ids: vec![a.clone(), ghost.clone()],
+            ids: vec![a.clone(), ghost.clone(), "102".into()],
             names: vec!["Beta".into(), "Gamma".into()],
         })
         .await
@@ -165,7 +179,10 @@ async fn get_products_finds_by_id_and_by_name_and_reports_the_rest_missing() {
     let mut expected = vec![a, b];
     expected.sort();
     assert_eq!(ids, expected);
-    assert_eq!(found.missing, [ghost, "Gamma".to_string()]);
+    assert_eq!(
+        found.missing,
+        [ghost, "102".to_string(), "Gamma".to_string()]
+    );
 }
 
 #[tokio::test]

@@ -133,7 +133,7 @@ async fn shutdown_turns_health_not_serving_at_once_and_lets_a_call_in_flight_fin
         .await
         .unwrap()
         .expect("the in-flight call completes");
-    assert_eq!(adjusted.into_inner().stock, 5);
+    assert_eq!(adjusted.into_inner().stock, Some(5));
     let addr = app.addr;
     app.stop().await.expect("clean stop");
 

@@ -17,6 +17,7 @@ async fn stock(app: &TestApp, id: &str) -> i64 {
         .unwrap()
         .into_inner()
         .stock
+        .expect("a product that tracks stock")
 }
 
 fn line(product_id: &str, quantity: i64) -> StockLine {
@@ -42,7 +43,7 @@ async fn admins_adjust_stock_but_never_below_zero() {
         .await
         .unwrap()
         .into_inner();
-    assert_eq!(after.stock, 15);
+    assert_eq!(after.stock, Some(15));
     let too_many = app.admin().adjust_stock(adjust(-16)).await.unwrap_err();
     assert_eq!(too_many.code(), Code::FailedPrecondition);
     assert_eq!(
@@ -274,4 +275,80 @@ async fn bad_reservations_are_invalid_and_unknown_products_not_found() {
         .unwrap_err();
     assert_eq!(unknown.code(), Code::NotFound);
     assert!(unknown.message().contains(&ghost));
+}
+
+#[tokio::test]
+async fn a_product_without_stock_always_reserves_until_an_admin_starts_tracking_it() {
+    let app = TestApp::spawn().await;
+    let id = app
+        .admin()
+        .add_product(shop_proto::ecommerce::Product {
+            name: "Poster".into(),
+            price: 9.5,
+            ..Default::default()
+        })
+        .await
+        .unwrap()
+        .into_inner()
+        .value;
+    let read = || async {
+        app.customer()
+            .get_product(ProductId { value: id.clone() })
+            .await
+            .unwrap()
+            .into_inner()
+            .stock
+    };
+    assert_eq!(read().await, None, "stock left unset is not tracked");
+
+    let reserve = |order: &str, quantity: i64| ReserveStockRequest {
+        order_id: order.into(),
+        lines: vec![line(&id, quantity)],
+    };
+    let mut orders = app.order_service();
+    orders.reserve_stock(reserve("o-1", 1000)).await.unwrap();
+    orders.reserve_stock(reserve("o-2", 1000)).await.unwrap();
+    assert_eq!(read().await, None, "reserving takes nothing from no count");
+
+    let adjust = |delta: i64| AdjustStockRequest {
+        product_id: id.clone(),
+        delta,
+        reason: "first count".into(),
+    };
+    let negative = app.admin().adjust_stock(adjust(-1)).await.unwrap_err();
+    assert_eq!(negative.code(), Code::FailedPrecondition);
+    assert!(
+        negative.message().contains("does not track stock"),
+        "{}",
+        negative.message()
+    );
+    assert_eq!(read().await, None);
+    let started = app
+        .admin()
+        .adjust_stock(adjust(5))
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(started.stock, Some(5), "a positive delta starts tracking");
+
+    // A release gives back only what was taken: nothing, for o-1.
+    orders
+        .release_stock(ReleaseStockRequest {
+            order_id: "o-1".into(),
+        })
+        .await
+        .unwrap();
+    assert_eq!(read().await, Some(5));
+    // Tracked now, it is never oversold.
+    let short = orders.reserve_stock(reserve("o-3", 6)).await.unwrap_err();
+    assert_eq!(short.code(), Code::FailedPrecondition);
+    orders.reserve_stock(reserve("o-4", 5)).await.unwrap();
+    assert_eq!(read().await, Some(0));
+    orders
+        .release_stock(ReleaseStockRequest {
+            order_id: "o-4".into(),
+        })
+        .await
+        .unwrap();
+    assert_eq!(read().await, Some(5), "o-4 took 5 and gave them back");
 }

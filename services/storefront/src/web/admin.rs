@@ -140,12 +140,15 @@ pub async fn add_product(
     let price = parse_price(&form.price, &form.currency)
         .map_err(|e| errors.price.push(e))
         .ok();
-    let stock = form
-        .stock
-        .trim()
-        .parse::<i64>()
-        .map_err(|_| errors.stock.push("must be a whole number".into()))
-        .ok();
+    // Empty: the product does not track stock.
+    let stock = match form.stock.trim() {
+        "" => Some(None),
+        n => n
+            .parse::<i64>()
+            .map(Some)
+            .map_err(|_| errors.stock.push("must be a whole number, or empty".into()))
+            .ok(),
+    };
     if let (Some(price), Some(stock)) = (price, stock) {
         let product = Product {
             name: form.name.clone(),

@@ -69,9 +69,33 @@ pub struct ProductView {
     pub name: String,
     pub description: String,
     pub price: String,
-    pub stock: i64,
+    /// `None`: the catalog does not track this product's stock.
+    pub stock: Option<i64>,
     pub image_url: String,
     pub category: String,
+}
+
+impl ProductView {
+    /// Whether it can be put in a cart: in stock, or not tracked.
+    pub fn available(&self) -> bool {
+        self.stock.is_none_or(|n| n > 0)
+    }
+
+    /// "12 in stock", or "In stock" for a product whose stock is not tracked.
+    pub fn stock_label(&self) -> String {
+        match self.stock {
+            Some(n) => format!("{n} in stock"),
+            None => "In stock".into(),
+        }
+    }
+
+    /// The admin's view: the count, or that it is not tracked.
+    pub fn stock_count(&self) -> String {
+        match self.stock {
+            Some(n) => n.to_string(),
+            None => "not tracked".into(),
+        }
+    }
 }
 
 impl From<Product> for ProductView {

@@ -479,3 +479,31 @@ async fn admins_manage_the_catalog_and_ship_orders_customers_may_not() {
         .await;
     assert_eq!(restock.status, 303);
 }
+
+#[tokio::test]
+async fn a_product_that_does_not_track_stock_is_for_sale() {
+    let shop = Shop::start().await;
+    // As the book's addProduct adds it: no stock field.
+    let poster = shop_proto::ecommerce::Product {
+        stock: None,
+        ..shop_testkit::product("Poster", 950, 0)
+    };
+    let id = shop_testkit::add_product(shop.productinfo.channel.clone(), poster).await;
+    let visitor = shop.visitor();
+
+    let catalog = visitor.get("/").await;
+    assert!(catalog.body.contains("data-testid=\"add-Poster\""));
+    assert!(!catalog.body.contains("Out of stock"));
+    let page = visitor.get(&format!("/products/{id}")).await;
+    assert!(page.body.contains("In stock"), "{}", page.body);
+    let added = visitor
+        .submit("/", "/cart/add", &[("product_id", &id), ("quantity", "50")])
+        .await;
+    assert_eq!(added.status, 303);
+    let cart = visitor.get("/cart").await;
+    assert!(!cart.body.contains("class=\"warn\""), "no shortage shown");
+    assert_eq!(
+        cart.testid("line-total-Poster").as_deref(),
+        Some("475.00 USD")
+    );
+}

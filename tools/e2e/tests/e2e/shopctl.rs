@@ -578,6 +578,9 @@ async fn shopctl_runs_every_catalog_and_order_rpc_against_the_real_shop() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn shopctl_registers_logs_in_fills_a_cart_and_checks_out_through_the_storefront() {
     let shop = CliShop::start().await;
+    // The storefront's reflection shows its own service, not the order
+    // service whose messages it borrows.
+    shop_testkit::binary::assert_reflects_only(&shop.storefront.addr, "ecommerce.Storefront");
     let mug = shop
         .run(&[
             "product", "add", "--name", "Cli Mug", "--price", "12.50", "--stock", "10",

@@ -107,9 +107,10 @@ pub struct AddArgs {
     /// ISO 4217 currency of --price.
     #[arg(long, env = "SHOP_CURRENCY", default_value = "USD")]
     pub currency: String,
-    /// Units in stock.
-    #[arg(long, default_value_t = 0, allow_negative_numbers = true)]
-    pub stock: i64,
+    /// Units in stock; leave out for a product that does not track stock
+    /// (always available, as the book's products are).
+    #[arg(long, allow_negative_numbers = true)]
+    pub stock: Option<i64>,
     /// Category, e.g. kitchen.
     #[arg(long, default_value = "")]
     pub category: String,

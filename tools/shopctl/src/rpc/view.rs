@@ -92,7 +92,8 @@ pub struct ProductJson {
     pub description: String,
     pub category: String,
     pub unit_price: Option<MoneyJson>,
-    pub stock: i64,
+    /// `null`: the product does not track stock.
+    pub stock: Option<i64>,
     pub image_url: String,
     pub create_time: Option<String>,
     pub update_time: Option<String>,
@@ -122,7 +123,7 @@ pub fn print_product(p: &Printer, product: &Product) -> anyhow::Result<()> {
             ("name", product.name.clone()),
             ("description", product.description.clone()),
             ("price", money_text(product.unit_price.as_ref())),
-            ("stock", product.stock.to_string()),
+            ("stock", stock_text(product.stock)),
             ("category", product.category.clone()),
             ("image", product.image_url.clone()),
             ("created", time_text(product.create_time.as_ref())),
@@ -144,9 +145,14 @@ fn product_row(p: &Product) -> Vec<String> {
         p.id.clone(),
         p.name.clone(),
         money_text(p.unit_price.as_ref()),
-        p.stock.to_string(),
+        stock_text(p.stock),
         p.category.clone(),
     ]
+}
+
+/// A product's stock, or "-" when it is not tracked.
+fn stock_text(stock: Option<i64>) -> String {
+    stock.map_or_else(|| "-".into(), |n| n.to_string())
 }
 
 /// Products in an aligned table.
@@ -620,7 +626,7 @@ pub fn print_cart(p: &Printer, cart: &Cart) -> anyhow::Result<()> {
             .iter()
             .map(|l| LineJson {
                 line_total: money_json(l.line_total.as_ref()),
-                stock: Some(l.stock),
+                stock: l.stock,
                 image_url: Some(l.image_url.clone()),
                 ..LineJson::new(&l.product_id, &l.name, l.quantity, l.unit_price.as_ref())
             })

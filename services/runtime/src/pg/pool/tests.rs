@@ -233,3 +233,38 @@ async fn a_call_dropped_mid_query_cancels_its_statement() {
         "the next call did not wait for the 30 s sleep"
     );
 }
+
+#[tokio::test]
+async fn a_socket_folder_in_any_form_psql_takes_reaches_the_server() {
+    let cluster = shop_devdb::Cluster::temporary().unwrap();
+    let url = cluster.fresh_database("sockets").await.unwrap();
+    // postgres://name:password@127.0.0.1:port/name
+    let (userinfo, rest) = url
+        .trim_start_matches("postgres://")
+        .split_once('@')
+        .unwrap();
+    let (user, password) = userinfo.split_once(':').unwrap();
+    let database = rest.rsplit_once('/').unwrap().1;
+    let folder = cluster.root().join("sock").display().to_string();
+    let port = cluster.port();
+    for form in [
+        format!("postgresql://{userinfo}@/{database}?host={folder}&port={port}"),
+        format!("postgresql://{userinfo}@:{port}/{database}?host={folder}"),
+        format!(
+            "postgresql://{userinfo}@{}:{port}/{database}",
+            folder.replace('/', "%2F")
+        ),
+        format!("host={folder} port={port} dbname={database} user={user} password='{password}'"),
+    ] {
+        let args = args(form.clone(), 1);
+        let options = connect_options(&args, "test").unwrap_or_else(|e| panic!("{form}: {e:#}"));
+        let mut conn = PgConnection::connect_with(&options)
+            .await
+            .unwrap_or_else(|e| panic!("{form}: {e}"));
+        let over_socket: bool = sqlx::query_scalar("SELECT inet_server_addr() IS NULL")
+            .fetch_one(&mut conn)
+            .await
+            .unwrap();
+        assert!(over_socket, "{form} connects over the Unix socket");
+    }
+}
