@@ -123,27 +123,47 @@ pub async fn search(
     with_lines(&mut *conn, orders).await
 }
 
-/// Records that `order_id` is about to reserve stock. `false` when the same
-/// customer already has a placement with this key in flight.
+/// What claiming a new order id found.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Claim {
+    /// The intent is written: go on and reserve.
+    Claimed,
+    /// Another placement with the same key is in flight.
+    Busy,
+    /// Claimed, but the key's order exists already (it was confirmed since
+    /// the caller looked): forget the claim and answer with that order.
+    Placed,
+}
+
+/// Writes the `reserving` intent of `order_id`, at most one per customer and
+/// key, and in the same statement looks whether the key already has its
+/// order.
 #[tracing::instrument(skip_all, fields(db.system = "postgresql", db.operation = "INSERT", db.table = "reservation_intents"))]
-pub async fn begin_reserving(
+pub async fn claim(
     db: &Db,
     order_id: Uuid,
     customer: &str,
     key: Option<&str>,
-) -> Result<bool, Error> {
+) -> Result<Claim, Error> {
     let mut conn = db.acquire().await?;
-    let inserted = sqlx::query(
-        "INSERT INTO reservation_intents (order_id, customer, idempotency_key, state) \
-         VALUES ($1, $2, $3, 'reserving') ON CONFLICT DO NOTHING",
+    let (claimed, placed): (bool, bool) = sqlx::query_as(
+        "WITH claim AS ( \
+             INSERT INTO reservation_intents (order_id, customer, idempotency_key, state) \
+             VALUES ($1, $2, $3, 'reserving') ON CONFLICT DO NOTHING RETURNING 1) \
+         SELECT EXISTS (SELECT 1 FROM claim), \
+                $3::text IS NOT NULL AND EXISTS ( \
+                    SELECT 1 FROM orders WHERE customer = $2 AND idempotency_key = $3)",
     )
     .bind(order_id)
     .bind(customer)
     .bind(key)
-    .execute(&mut *conn)
-    .await?
-    .rows_affected();
-    Ok(inserted == 1)
+    .fetch_one(&mut *conn)
+    .await?;
+    Ok(match (claimed, placed) {
+        (true, false) => Claim::Claimed,
+        (true, true) => Claim::Placed,
+        (false, _) => Claim::Busy,
+    })
 }
 
 /// The catalog said no: nothing is reserved, forget the attempt.
@@ -205,26 +225,18 @@ pub enum Confirm {
 }
 
 /// Stores a confirmed order and closes its reservation intent, in one
-/// transaction. The intent must still be 'reserving': the release task and
+/// statement. The intent must still be 'reserving': the release task and
 /// this function serialise on that row, so a reservation is either kept by
 /// a confirmed order or released, never both.
 #[tracing::instrument(skip_all, fields(db.system = "postgresql", db.operation = "INSERT", db.table = "orders", lines = order.lines.len()))]
 pub async fn confirm(db: &Db, order: &Confirmed<'_>) -> Result<Confirm, Error> {
     let mut conn = db.acquire().await?;
-    let mut tx = conn.begin().await?;
-    let claimed =
-        sqlx::query("DELETE FROM reservation_intents WHERE order_id = $1 AND state = 'reserving'")
-            .bind(order.id)
-            .execute(&mut *tx)
-            .await?
-            .rows_affected();
-    if claimed == 0 {
-        return Ok(Confirm::Abandoned);
-    }
-    let inserted = sqlx::query(
-        "INSERT INTO orders (id, customer, idempotency_key, fingerprint, status, description, \
-                             destination, currency, total_minor) \
-         VALUES ($1, $2, $3, $4, 'confirmed', $5, $6, $7, $8)",
+    // One statement, so one round trip and all or nothing: the intent ends
+    // and the order with its lines appears (`store_order`, migration 0003);
+    // no intent, nothing written.
+    let stored: Result<Option<bool>, sqlx::Error> = sqlx::query_scalar(
+        "DELETE FROM reservation_intents WHERE order_id = $1 AND state = 'reserving' \
+         RETURNING store_order($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13)",
     )
     .bind(order.id)
     .bind(order.customer)
@@ -234,21 +246,6 @@ pub async fn confirm(db: &Db, order: &Confirmed<'_>) -> Result<Confirm, Error> {
     .bind(order.destination)
     .bind(order.currency)
     .bind(order.total_minor)
-    .execute(&mut *tx)
-    .await;
-    if let Err(e) = inserted {
-        if shop_runtime::pg::violated_constraint(&e) == Some("orders_customer_idempotency_key") {
-            return Ok(Confirm::DuplicateKey);
-        }
-        return Err(e.into());
-    }
-    let line_nos: Vec<i32> = (1..=order.lines.len() as i32).collect();
-    sqlx::query(
-        "INSERT INTO order_lines (order_id, line_no, product_id, name, quantity, unit_price_minor, item) \
-         SELECT $1, * FROM unnest($2::int[], $3::uuid[], $4::text[], $5::bigint[], $6::bigint[], $7::text[])",
-    )
-    .bind(order.id)
-    .bind(&line_nos)
     .bind(order.lines.iter().map(|l| l.product_id).collect::<Vec<_>>())
     .bind(
         order
@@ -272,10 +269,19 @@ pub async fn confirm(db: &Db, order: &Confirmed<'_>) -> Result<Confirm, Error> {
             .map(|l| l.item.as_deref())
             .collect::<Vec<_>>(),
     )
-    .execute(&mut *tx)
-    .await?;
-    tx.commit().await?;
-    Ok(Confirm::Stored)
+    .fetch_optional(&mut *conn)
+    .await;
+    match stored {
+        Ok(Some(_)) => Ok(Confirm::Stored),
+        Ok(None) => Ok(Confirm::Abandoned),
+        Err(e)
+            if shop_runtime::pg::violated_constraint(&e)
+                == Some("orders_customer_idempotency_key") =>
+        {
+            Ok(Confirm::DuplicateKey)
+        }
+        Err(e) => Err(e.into()),
+    }
 }
 
 /// The items an `updateOrders` message sends back with its changes.

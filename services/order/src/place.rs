@@ -4,15 +4,16 @@
 //!
 //! 1. **Idempotency.** A retry with a known key gets the first order's id;
 //!    a different order reusing the key is refused.
-//! 2. **Resolve.** The requested products, by id or by name, from the
-//!    catalog: one currency, quantities merged per product.
+//! 2. **Resolve.** Quantities merged per product; products named by name
+//!    are looked up in the catalog (by id, the reservation finds them).
 //! 3. **Claim.** A `reserving` intent row (the release outbox) for a new
-//!    order id: at most one placement per key at a time.
+//!    order id: at most one placement per key at a time (one statement,
+//!    which also tells whether the key's order was placed meanwhile).
 //! 4. **Reserve.** The catalog takes the stock and locks in its prices, in
-//!    one transaction on its side (keyed by order id, so a repeat is harmless).
+//!    one statement on its side (keyed by order id, so a repeat is harmless).
 //! 5. **Price.** The total from the reserved prices, with checked arithmetic.
 //! 6. **Confirm.** The order, its lines and the end of the intent, in one
-//!    transaction. The release sweep serialises with this on the intent row
+//!    statement. The release sweep serialises with this on the intent row
 //!    ([`db::confirm`]): a placement taking longer than `--abandoned-after`
 //!    is released by the sweep and then cannot confirm, so a reservation is
 //!    kept by exactly one confirmed order or given back, never both.
@@ -71,7 +72,12 @@ pub async fn place(
     let resolved = resolve(catalog, &new, deadline).await?;
 
     let order_id = Uuid::now_v7();
-    if !db::begin_reserving(db, order_id, customer, key).await? {
+    let claim = db::claim(db, order_id, customer, key).await?;
+    if claim != db::Claim::Claimed {
+        if claim == db::Claim::Placed {
+            // Finished between the first look and the claim.
+            db::forget_reserving(db, order_id).await?;
+        }
         return match key {
             Some(key) => match db::find_by_key(db, customer, key).await? {
                 Some(existing) => earlier(existing),
@@ -80,18 +86,15 @@ pub async fn place(
             None => Err(Error::PlacementInFlight),
         };
     }
-    if let Some(key) = key
-        && let Some(existing) = db::find_by_key(db, customer, key).await?
-    {
-        // Finished between the first look and the claim.
-        db::forget_reserving(db, order_id).await?;
-        return earlier(existing);
-    }
     let reservation = match catalog.reserve(order_id, &resolved.merged, deadline).await {
         Ok(r) => r,
-        Err(e) if e.fault == Fault::Refused || e.fault == Fault::NotFound => {
-            // A definite "no": nothing was reserved.
+        Err(e) if e.fault == Fault::Refused || e.fault == Fault::NotFound || e.never_sent() => {
+            // A definite "no", or never asked: nothing was reserved.
             db::forget_reserving(db, order_id).await?;
+            if e.fault == Fault::NotFound && resolved.unchecked {
+                // Ids the catalog does not have: say which, field by field.
+                lookup(catalog, &new, deadline).await?;
+            }
             return Err(e.into());
         }
         Err(e) => return Err(compensate(db, catalog, order_id, e.into()).await),
@@ -141,16 +144,56 @@ fn again(existing: &OrderRecord, fingerprint: &str) -> Result<Placed, Error> {
     }
 }
 
-/// The products `new` asks for, found in the catalog.
+/// The products `new` asks for.
 struct Resolved {
     /// What to reserve: product → quantity, over all lines.
     merged: BTreeMap<Uuid, i64>,
     /// The product of each requested line, in the order sent.
     products: Vec<Uuid>,
+    /// Not looked up in the catalog: the reservation tells whether they
+    /// exist (one call fewer per order).
+    unchecked: bool,
+}
+
+/// The product lines of `new`. Lines given by product id need no lookup:
+/// the reservation finds them (and refuses ids it does not have). Names
+/// are looked up in the catalog.
+async fn resolve(catalog: &Catalog, new: &NewOrder, deadline: Deadline) -> Result<Resolved, Error> {
+    let mut products = Vec::with_capacity(new.requested.len());
+    for r in &new.requested {
+        match r.product {
+            ProductRef::Id(id) => products.push(id),
+            ProductRef::Name(_) => return lookup(catalog, new, deadline).await,
+        }
+    }
+    let mut merged: BTreeMap<Uuid, i64> = BTreeMap::new();
+    for (r, id) in new.requested.iter().zip(&products) {
+        *merged.entry(*id).or_default() += r.quantity;
+    }
+    let mut v = FieldViolations::default();
+    check_quantities(&mut v, &merged);
+    v.finish()?;
+    Ok(Resolved {
+        merged,
+        products,
+        unchecked: true,
+    })
+}
+
+fn check_quantities(v: &mut FieldViolations, merged: &BTreeMap<Uuid, i64>) {
+    if merged.values().any(|q| *q > order::MAX_QUANTITY) {
+        v.add(
+            "lines",
+            format!(
+                "at most {} units of one product per order",
+                order::MAX_QUANTITY
+            ),
+        );
+    }
 }
 
 /// The product lines of `new`, checked against the catalog.
-async fn resolve(catalog: &Catalog, new: &NewOrder, deadline: Deadline) -> Result<Resolved, Error> {
+async fn lookup(catalog: &Catalog, new: &NewOrder, deadline: Deadline) -> Result<Resolved, Error> {
     let mut ids = Vec::new();
     let mut names = Vec::new();
     for r in &new.requested {
@@ -194,24 +237,14 @@ async fn resolve(catalog: &Catalog, new: &NewOrder, deadline: Deadline) -> Resul
         products.push(id);
     }
     if currencies.len() > 1 {
-        v.add(
-            "lines",
-            "all products of one order must be priced in the same currency",
-        );
+        v.add("lines", ONE_CURRENCY);
     }
-    if lines.values().any(|q| *q > order::MAX_QUANTITY) {
-        v.add(
-            "lines",
-            format!(
-                "at most {} units of one product per order",
-                order::MAX_QUANTITY
-            ),
-        );
-    }
+    check_quantities(&mut v, &lines);
     v.finish()?;
     Ok(Resolved {
         merged: lines,
         products,
+        unchecked: false,
     })
 }
 
@@ -223,6 +256,8 @@ struct Priced {
     lines: Vec<PricedLine>,
 }
 
+const ONE_CURRENCY: &str = "all products of one order must be priced in the same currency";
+
 fn price(reservation: &Reservation, new: &NewOrder, products: &[Uuid]) -> Result<Priced, Error> {
     let mut reserved = HashMap::with_capacity(reservation.lines.len());
     let mut currency = String::new();
@@ -231,6 +266,13 @@ fn price(reservation: &Reservation, new: &NewOrder, products: &[Uuid]) -> Result
         let unit_price_minor = price
             .to_minor()
             .map_err(|_| Error::CatalogBroken("a reserved price that is not money"))?;
+        if !currency.is_empty() && currency != price.currency_code {
+            // Lines by id are not looked up first: the reservation is
+            // where mixed currencies show (and it is given back).
+            let mut v = FieldViolations::default();
+            v.add("lines", ONE_CURRENCY);
+            return Err(v.into());
+        }
         currency = price.currency_code;
         let id = Uuid::parse_str(&line.product_id)
             .map_err(|_| Error::CatalogBroken("a reserved product id that is not a UUID"))?;

@@ -194,111 +194,104 @@ pub async fn adjust_stock(
 
 /// Takes stock for every line of `order_id`, all or nothing; see
 /// `reserveStock` in the contract. `lines` maps product id → quantity.
+/// One round trip: the `reserve_stock` function (migration 0003) claims
+/// the order id, locks the products in id order, checks and takes.
 #[tracing::instrument(skip_all, fields(db.system = "postgresql", db.operation = "reserve", db.table = "reservations", lines = lines.len()))]
 pub async fn reserve(
     db: &Db,
     order_id: &str,
     lines: &BTreeMap<Uuid, i64>,
 ) -> Result<Reservation, Error> {
-    let mut conn = db.acquire().await?;
-    let mut tx = conn.begin().await?;
-
-    // Claim the order id first. A concurrent twin waits here on the primary
-    // key until we commit, then finds our row and is answered from it.
-    let claimed: Option<chrono::DateTime<chrono::Utc>> = sqlx::query_scalar(
-        "INSERT INTO reservations (order_id, state) VALUES ($1, 'held') \
-         ON CONFLICT (order_id) DO NOTHING RETURNING created_at",
-    )
-    .bind(order_id)
-    .fetch_optional(&mut *tx)
-    .await?;
-    let Some(created_at) = claimed else {
-        let existing = load_reservation(&mut tx, order_id, false)
-            .await?
-            .ok_or_else(|| Error::NotFound(format!("reservation {order_id}")))?;
-        tx.rollback().await?;
-        return match existing.state {
-            State::Released => Err(Error::ReservationReleased(order_id.to_owned())),
-            State::Held if existing.same_lines(lines) => Ok(existing),
-            State::Held => Err(Error::ReservationDiffers(order_id.to_owned())),
-        };
-    };
-
+    type Row = (
+        bool,
+        String,
+        chrono::DateTime<chrono::Utc>,
+        Option<Uuid>,
+        Option<i64>,
+        Option<String>,
+        Option<i64>,
+        Option<String>,
+    );
     let ids: Vec<Uuid> = lines.keys().copied().collect();
-    let products: Vec<(Uuid, String, String, i64, Option<i64>)> = sqlx::query_as(
-        "SELECT id, name, currency, price_minor, stock FROM products \
-         WHERE id = ANY($1) ORDER BY id FOR UPDATE",
-    )
-    .bind(&ids)
-    .fetch_all(&mut *tx)
-    .await?;
-    if products.len() != ids.len() {
-        let missing: Vec<String> = ids
-            .iter()
-            .filter(|id| !products.iter().any(|p| p.0 == **id))
-            .map(|id| format!("product {id}"))
-            .collect();
-        return Err(Error::NotFound(missing.join(", ")));
-    }
-    let shortages: Vec<Shortage> = products
-        .iter()
-        .filter_map(|(id, _, _, _, stock)| {
-            let requested = lines[id];
-            let available = (*stock)?;
-            (available < requested).then(|| Shortage {
-                product_id: id.to_string(),
-                requested,
-                available,
-            })
-        })
-        .collect();
-    if !shortages.is_empty() {
-        // Dropping the transaction rolls back the claim too: the order id
-        // stays free for a retry once stock is back.
-        return Err(Error::InsufficientStock(shortages));
-    }
-
-    let quantities: Vec<i64> = ids.iter().map(|id| lines[id]).collect();
-    // Untracked products (stock NULL) stay untracked: NULL - n is NULL.
-    sqlx::query(
-        "UPDATE products p SET stock = p.stock - l.quantity, updated_at = now() \
-         FROM unnest($1::uuid[], $2::bigint[]) AS l(id, quantity) WHERE p.id = l.id",
-    )
-    .bind(&ids)
-    .bind(&quantities)
-    .execute(&mut *tx)
-    .await?;
-    let tracked: Vec<bool> = products.iter().map(|p| p.4.is_some()).collect();
-    let reserved: Vec<LineRow> = products
-        .into_iter()
-        .map(|(product_id, name, currency, price_minor, _)| LineRow {
-            quantity: lines[&product_id],
-            product_id,
-            currency,
-            price_minor,
-            name,
-        })
-        .collect();
-    sqlx::query(
-        "INSERT INTO reservation_lines (order_id, product_id, quantity, currency, price_minor, name, tracked) \
-         SELECT $1, * FROM unnest($2::uuid[], $3::bigint[], $4::text[], $5::bigint[], $6::text[], $7::bool[])",
-    )
-    .bind(order_id)
-    .bind(&ids)
-    .bind(&quantities)
-    .bind(reserved.iter().map(|l| l.currency.clone()).collect::<Vec<_>>())
-    .bind(reserved.iter().map(|l| l.price_minor).collect::<Vec<_>>())
-    .bind(reserved.iter().map(|l| l.name.clone()).collect::<Vec<_>>())
-    .bind(&tracked)
-    .execute(&mut *tx)
-    .await?;
-    tx.commit().await?;
-    Ok(Reservation {
+    let quantities: Vec<i64> = lines.values().copied().collect();
+    let mut conn = db.acquire().await?;
+    let rows: Vec<Row> = match sqlx::query_as("SELECT * FROM reserve_stock($1, $2, $3)")
+        .bind(order_id)
+        .bind(&ids)
+        .bind(&quantities)
+        .fetch_all(&mut *conn)
+        .await
+    {
+        Ok(rows) => rows,
+        Err(e) => return Err(refusal(&e).unwrap_or_else(|| e.into())),
+    };
+    let Some((fresh, state, created_at, ..)) = rows.first().cloned() else {
+        return Err(Error::NotFound(format!("reservation {order_id}")));
+    };
+    let reservation = Reservation {
         order_id: order_id.to_owned(),
-        state: State::Held,
+        state: if state == "released" {
+            State::Released
+        } else {
+            State::Held
+        },
         created_at,
-        lines: reserved,
-    })
+        lines: rows
+            .into_iter()
+            .filter_map(
+                |(_, _, _, product_id, quantity, currency, price_minor, name)| {
+                    Some(LineRow {
+                        product_id: product_id?,
+                        quantity: quantity?,
+                        currency: currency?,
+                        price_minor: price_minor?,
+                        name: name?,
+                    })
+                },
+            )
+            .collect(),
+    };
+    if fresh {
+        return Ok(reservation);
+    }
+    match reservation.state {
+        State::Released => Err(Error::ReservationReleased(order_id.to_owned())),
+        State::Held if reservation.same_lines(lines) => Ok(reservation),
+        State::Held => Err(Error::ReservationDiffers(order_id.to_owned())),
+    }
+}
+
+/// The refusals `reserve_stock` raises (unknown products, not enough stock),
+/// read from the error's code and detail.
+fn refusal(error: &sqlx::Error) -> Option<Error> {
+    let sqlx::Error::Database(db) = error else {
+        return None;
+    };
+    let pg = db.try_downcast_ref::<sqlx::postgres::PgDatabaseError>()?;
+    let detail = pg.detail().unwrap_or_default();
+    match pg.code() {
+        "SH404" => Some(Error::NotFound(
+            detail
+                .split(',')
+                .map(|id| format!("product {id}"))
+                .collect::<Vec<_>>()
+                .join(", "),
+        )),
+        "SH409" => {
+            let short: Vec<(String, i64, i64)> = serde_json::from_str(detail).ok()?;
+            Some(Error::InsufficientStock(
+                short
+                    .into_iter()
+                    .map(|(product_id, requested, available)| Shortage {
+                        product_id,
+                        requested,
+                        available,
+                    })
+                    .collect(),
+            ))
+        }
+        _ => None,
+    }
 }
 
 /// Gives `order_id`'s stock back; see `releaseStock` in the contract.

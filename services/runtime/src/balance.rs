@@ -284,15 +284,19 @@ async fn call(
     }
     loop {
         let Some(endpoint) = picker.pick(&tried) else {
-            return Err(Box::new(Status::unavailable(format!(
-                "no ready {} address ({} known{})",
-                shared.name,
-                picker.all.len(),
-                if tried.is_empty() {
-                    String::new()
-                } else {
-                    format!(", {} unreachable", tried.len())
-                }
+            // Nothing of the call was sent anywhere (an address that took
+            // any of it would have ended the loop).
+            return Err(Box::new(crate::upstream::not_sent(Status::unavailable(
+                format!(
+                    "no ready {} address ({} known{})",
+                    shared.name,
+                    picker.all.len(),
+                    if tried.is_empty() {
+                        String::new()
+                    } else {
+                        format!(", {} unreachable", tried.len())
+                    }
+                ),
             ))));
         };
         let mut attempt = http::Request::builder()

@@ -196,7 +196,26 @@ pub struct UpstreamError {
     pub status: Status,
 }
 
+/// Status metadata that marks a failure before anything was sent: no
+/// replica could take the call, its deadline had passed, or no token could
+/// be made. The called service certainly did nothing.
+const NOT_SENT: &str = "shop-not-sent";
+
+/// `status`, marked as a call that was never sent.
+pub(crate) fn not_sent(mut status: Status) -> Status {
+    status
+        .metadata_mut()
+        .insert(NOT_SENT, tonic::metadata::MetadataValue::from_static("1"));
+    status
+}
+
 impl UpstreamError {
+    /// Whether the call certainly never reached the upstream (so it did
+    /// nothing there): the caller need not plan for it having happened.
+    pub fn never_sent(&self) -> bool {
+        self.status.metadata().contains_key(NOT_SENT)
+    }
+
     /// The status for our own caller, in the shop's usual way: a "no" is
     /// passed on with its details, "unavailable" is said in our words, a
     /// bug is logged and opaque.
@@ -297,13 +316,25 @@ impl<C: Clone> Upstream<C> {
     {
         let call = self.bounded(call);
         let mut attempt = 0;
+        // Whether an earlier attempt may have reached the upstream: then
+        // the call as a whole may have happened, whatever the last says.
+        let mut maybe_sent = false;
+        let outcome = |result: Result<R, UpstreamError>, maybe_sent: bool| {
+            result.map_err(|mut e| {
+                if maybe_sent {
+                    e.status.metadata_mut().remove(NOT_SENT);
+                }
+                e
+            })
+        };
         loop {
             if !(call.idempotent && attempt < self.retries) {
                 // The last try sends the message itself, not a copy.
-                return self.send(&call, message, &rpc).await;
+                return outcome(self.send(&call, message, &rpc).await, maybe_sent);
             }
             match self.send(&call, message.clone(), &rpc).await {
                 Err(e) if retryable(&e.status) => {
+                    maybe_sent |= !e.never_sent();
                     let pause = crate::pushback::of(&e.status).unwrap_or_else(|| {
                         RETRY_BASE
                             .saturating_mul(1 << attempt.min(8))
@@ -314,7 +345,7 @@ impl<C: Clone> Upstream<C> {
                         .remaining()
                         .is_some_and(|left| left > pause + crate::deadline::MARGIN * 2);
                     if !fits {
-                        return Err(e);
+                        return outcome(Err(e), maybe_sent);
                     }
                     tracing::debug!(
                         upstream = self.peer.name,
@@ -326,7 +357,7 @@ impl<C: Clone> Upstream<C> {
                     tokio::time::sleep(pause).await;
                     attempt += 1;
                 }
-                other => return other,
+                other => return outcome(other, maybe_sent),
             }
         }
     }
@@ -361,14 +392,14 @@ impl<C: Clone> Upstream<C> {
         let budget = call
             .deadline
             .budget(call.timeout.unwrap_or(self.timeout))
-            .map_err(|status| self.error(call, status))?;
+            .map_err(|status| self.error(call, not_sent(status)))?;
         request.set_timeout(budget);
         let authorization = match &call.on_behalf {
             Some(value) => value.clone(),
             None => self
                 .token
                 .authorization()
-                .map_err(|status| self.error(call, status))?,
+                .map_err(|status| self.error(call, not_sent(status)))?,
         };
         request
             .metadata_mut()

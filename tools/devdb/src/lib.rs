@@ -273,6 +273,36 @@ impl Cluster {
         Ok(PgConnection::connect_with(&options).await?)
     }
 
+    /// Sets a server setting for the whole cluster (`ALTER SYSTEM`) and
+    /// reloads, so every session that did not set it itself follows.
+    /// Only settings a reload applies (such as `synchronous_commit`).
+    pub async fn set_setting(&self, name: &str, value: &str) -> Result<(), Error> {
+        let mut conn = self.superuser().await?;
+        check_name(name)?;
+        conn.execute(AssertSqlSafe(format!(
+            "ALTER SYSTEM SET {name} = '{}'",
+            value.replace('\'', "''")
+        )))
+        .await?;
+        conn.execute("SELECT pg_reload_conf()").await?;
+        Ok(())
+    }
+
+    /// The server's process id (the postmaster; its backends are its
+    /// children), from `postmaster.pid`. `None` for an external server.
+    pub fn server_pid(&self) -> Option<u32> {
+        if self.external.is_some() {
+            return None;
+        }
+        fs::read_to_string(self.root.join("data/postmaster.pid"))
+            .ok()?
+            .lines()
+            .next()?
+            .trim()
+            .parse()
+            .ok()
+    }
+
     fn host(&self) -> &str {
         self.external
             .as_ref()

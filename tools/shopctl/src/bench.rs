@@ -13,9 +13,13 @@
 //!    (prepared statements, `--concurrency` clients, one script per product).
 //! 5. `getProduct` at maximum throughput (`--concurrency` callers, closed loop),
 //!    then at half that rate on a fixed schedule (open loop) for latency;
-//!    `addOrder` at maximum throughput. During each, the share of calls each
-//!    productinfo replica served (from its own `/metrics`) and the peak
-//!    resident memory of every service.
+//!    `addOrder` at maximum throughput, with durable commits and again with
+//!    `synchronous_commit=off` (what durability costs). During each, the
+//!    share of calls each productinfo replica served (from its own
+//!    `/metrics`) and the peak resident memory of every service; for the
+//!    maximum-throughput runs, the CPU time per call of every process
+//!    (replicas, order, storefront, PostgreSQL's server and backends, the
+//!    generator), from `/proc` over the measured window.
 //! 6. A hostile client per service (getProduct, getOrder, getCart): 100
 //!    calls open at once on one connection, then 1,000 over ten, each
 //!    started again the moment it ends; the service's peak resident memory
@@ -70,6 +74,8 @@ use tonic_health::pb::{
 
 mod hostile;
 
+use crate::cpu;
+
 use crate::{
     connect::{Bearer, ConnectArgs},
     load::{self, Fixtures, Mix, Op, Plan, Report},
@@ -110,6 +116,14 @@ const TARGET_P99_US: u64 = 2_000;
 const TARGET_RSS_KB: u64 = 15 * 1024;
 const TARGET_START_MS: f64 = 100.0;
 const TARGET_SPREAD: f64 = 0.02;
+/// addOrder calls/s with 16 callers (commits not waiting for the disk).
+const TARGET_ORDERS: f64 = 2_500.0;
+/// CPU per addOrder, every process together (µs).
+const TARGET_ORDER_CPU_US: f64 = 800.0;
+/// CPU per getProduct in productinfo (µs).
+const TARGET_GET_CPU_US: f64 = 60.0;
+/// Peak resident memory of any service under the throughput runs.
+const TARGET_PEAK_RSS_KB: u64 = 32 * 1024;
 /// Resident memory with 100 calls open on one connection, and with 1,000
 /// over ten connections (a tenth of the chart's 128 MiB limit, and half).
 const TARGET_STREAMS_KB: [(usize, usize, u64); 2] = [(100, 1, 48 * 1024), (1000, 10, 64 * 1024)];
@@ -174,7 +188,10 @@ struct BenchReport {
     get_product_max: Report,
     get_product_ratio_to_pgbench: f64,
     get_product_half_rate: Report,
+    /// addOrder with durable commits (PostgreSQL's defaults).
     add_order_max: Report,
+    /// addOrder with `synchronous_commit=off`.
+    add_order_fast: Report,
     /// Share of getProduct calls each productinfo replica served.
     spread_get_product: Vec<(String, f64)>,
     /// Share of reserveStock calls (order -> productinfo) each replica served.
@@ -394,7 +411,7 @@ async fn run(
     .await;
     let result = match started {
         Ok(()) => tokio::select! {
-            result = measure(args, &services, &productinfo_db, &storefront_key) => result,
+            result = measure(args, cluster, &services, &productinfo_db, &storefront_key) => result,
             () = shop_runtime::server::shutdown_signal() => Err(anyhow::anyhow!("interrupted")),
         },
         Err(e) => Err(e),
@@ -405,6 +422,7 @@ async fn run(
 
 async fn measure(
     args: &BenchArgs,
+    cluster: &Cluster,
     services: &[Service],
     productinfo_db: &str,
     signing_key: &Path,
@@ -462,7 +480,25 @@ async fn measure(
             rate,
             max_in_flight: 10_000,
             progress: true,
+            cpu: None,
         })
+    };
+    // CPU per call, by process: the replicas together, order, storefront,
+    // PostgreSQL (server and backends), this generator.
+    let processes = cpu::Processes::new(
+        vec![
+            (
+                "productinfo".into(),
+                services[..2].iter().filter_map(Service::pid).collect(),
+            ),
+            ("order".into(), services[2].pid().into_iter().collect()),
+            ("storefront".into(), services[3].pid().into_iter().collect()),
+        ],
+        cluster.server_pid(),
+    );
+    let with_cpu = |plan: Plan| Plan {
+        cpu: Some(processes.clone()),
+        ..plan
     };
     let run_load = |plan: Plan, restock: i64, connections: usize| {
         let connect = connect.clone();
@@ -486,7 +522,7 @@ async fn measure(
 
     eprintln!("bench: getProduct, maximum throughput");
     let before = handled(replicas, "getProduct").await?;
-    let get_max = run_load(plan("get=1", None)?, 0, 1).await?;
+    let get_max = run_load(with_cpu(plan("get=1", None)?), 0, 1).await?;
     let spread_get = shares(&before, &handled(replicas, "getProduct").await?, replicas);
     let max_rate = get_max.rpc(Op::Get).map_or(0.0, |r| r.throughput);
     eprint!("{}", load::render(&get_max));
@@ -495,11 +531,20 @@ async fn measure(
     let get_half = run_load(plan("get=1", Some((max_rate / 2.0).max(1.0)))?, 0, 1).await?;
     eprint!("{}", load::render(&get_half));
 
-    eprintln!("bench: addOrder, maximum throughput");
+    eprintln!("bench: addOrder, maximum throughput, durable commits");
     let before = handled(replicas, "reserveStock").await?;
-    let order_max = run_load(plan("order=1", None)?, 1_000_000_000, 1).await?;
+    let order_max = run_load(with_cpu(plan("order=1", None)?), 1_000_000_000, 1).await?;
     let spread_order = shares(&before, &handled(replicas, "reserveStock").await?, replicas);
     eprint!("{}", load::render(&order_max));
+    // The same with commits that do not wait for the disk: what durability
+    // costs. (A crash may lose the last moments' commits; the database
+    // stays consistent.)
+    eprintln!("bench: addOrder, maximum throughput, synchronous_commit=off");
+    cluster.set_setting("synchronous_commit", "off").await?;
+    let order_fast = run_load(with_cpu(plan("order=1", None)?), 1_000_000_000, 1).await;
+    cluster.set_setting("synchronous_commit", "on").await?;
+    let order_fast = order_fast?;
+    eprint!("{}", load::render(&order_fast));
     let peaks = peaks.stop();
 
     let streams = hostile_clients(args, services, &signer, &ids).await?;
@@ -579,6 +624,7 @@ async fn measure(
     );
     targets.extend(stream_targets(&streams));
     targets.extend(overload_targets(&overload));
+    targets.extend(cpu_targets(&get_max, &order_max, &order_fast, &figures));
 
     let mut settings = BTreeMap::new();
     settings.insert("duration".into(), format!("{:?}", args.duration));
@@ -599,6 +645,7 @@ async fn measure(
         get_product_max: get_max,
         get_product_half_rate: get_half,
         add_order_max: order_max,
+        add_order_fast: order_fast,
         spread_get_product: spread_get,
         spread_add_order: spread_order,
         services: figures,
@@ -985,6 +1032,71 @@ fn targets(
     targets
 }
 
+/// The per-call cost targets: addOrder's rate and CPU, getProduct's CPU in
+/// productinfo, and the services' peak memory under the throughput runs.
+fn cpu_targets(
+    get_max: &Report,
+    order_durable: &Report,
+    order_fast: &Report,
+    services: &[ServiceFigures],
+) -> Vec<Target> {
+    let rate = |r: &Report| r.rpc(Op::Order).map_or(0.0, |o| o.throughput);
+    let cpu = |r: &Report, group: &str| {
+        r.cpu_us_per_call
+            .as_ref()
+            .and_then(|c| c.get(group).copied())
+            .unwrap_or(f64::INFINITY)
+    };
+    let mut targets = Vec::new();
+    let fast = rate(order_fast);
+    targets.push(Target {
+        name: "addOrder, 16 callers, synchronous_commit=off".into(),
+        goal: format!(">= {TARGET_ORDERS:.0}/s"),
+        measured: format!(
+            "{fast:.0}/s ({:.0}/s with durable commits)",
+            rate(order_durable)
+        ),
+        met: fast >= TARGET_ORDERS,
+        miss: (fast < TARGET_ORDERS)
+            .then(|| format!("{:.1}x below", TARGET_ORDERS / fast.max(1.0))),
+    });
+    let order_cpu = cpu(order_fast, "all");
+    targets.push(Target {
+        name: "CPU per addOrder, every process together".into(),
+        goal: format!("<= {TARGET_ORDER_CPU_US:.0} µs"),
+        measured: format!(
+            "{order_cpu:.0} µs ({:.0} µs with durable commits)",
+            cpu(order_durable, "all")
+        ),
+        met: order_cpu <= TARGET_ORDER_CPU_US,
+        miss: (order_cpu > TARGET_ORDER_CPU_US)
+            .then(|| format!("{:.1}x over", order_cpu / TARGET_ORDER_CPU_US)),
+    });
+    let get_cpu = cpu(get_max, "productinfo");
+    targets.push(Target {
+        name: "CPU per getProduct in productinfo".into(),
+        goal: format!("<= {TARGET_GET_CPU_US:.0} µs"),
+        measured: format!("{get_cpu:.0} µs"),
+        met: get_cpu <= TARGET_GET_CPU_US,
+        miss: (get_cpu > TARGET_GET_CPU_US)
+            .then(|| format!("{:.1}x over", get_cpu / TARGET_GET_CPU_US)),
+    });
+    let peak = services
+        .iter()
+        .map(|s| s.rss_peak_under_load_kb)
+        .max()
+        .unwrap_or(0);
+    targets.push(Target {
+        name: "peak resident memory of any service under the throughput runs".into(),
+        goal: format!("<= {} MB", TARGET_PEAK_RSS_KB / 1024),
+        measured: format!("{:.1} MB", peak as f64 / 1024.0),
+        met: peak > 0 && peak <= TARGET_PEAK_RSS_KB,
+        miss: (peak > TARGET_PEAK_RSS_KB)
+            .then(|| format!("+{:.1} MB", (peak - TARGET_PEAK_RSS_KB) as f64 / 1024.0)),
+    });
+    targets
+}
+
 /// Starts `bin serve` and waits until `service` is SERVING; the time from
 /// spawning to SERVING is the start-up time. Logs go to `<logs>/<name>.log`.
 async fn start(
@@ -1295,7 +1407,16 @@ fn render(r: &BenchReport) -> String {
             &r.get_product_half_rate,
             Op::Get,
         ),
-        ("addOrder, max throughput", &r.add_order_max, Op::Order),
+        (
+            "addOrder, max throughput, durable commits",
+            &r.add_order_max,
+            Op::Order,
+        ),
+        (
+            "addOrder, max throughput, synchronous_commit=off",
+            &r.add_order_fast,
+            Op::Order,
+        ),
     ] {
         if let Some(o) = report.rpc(op) {
             let _ = writeln!(
@@ -1316,6 +1437,29 @@ fn render(r: &BenchReport) -> String {
         "| getProduct / pgbench | {:.3} |",
         r.get_product_ratio_to_pgbench
     );
+    let _ = writeln!(
+        s,
+        "\n| CPU per call (µs) | productinfo (both) | order | storefront | PostgreSQL | generator | all |\n|---|---|---|---|---|---|---|"
+    );
+    for (what, report) in [
+        ("getProduct, max throughput", &r.get_product_max),
+        ("addOrder, durable commits", &r.add_order_max),
+        ("addOrder, synchronous_commit=off", &r.add_order_fast),
+    ] {
+        if let Some(cpu) = &report.cpu_us_per_call {
+            let us = |group: &str| cpu.get(group).map_or("-".into(), |v| format!("{v:.0}"));
+            let _ = writeln!(
+                s,
+                "| {what} | {} | {} | {} | {} | {} | {} |",
+                us("productinfo"),
+                us("order"),
+                us("storefront"),
+                us("postgres"),
+                us("generator"),
+                us("all")
+            );
+        }
+    }
     let _ = writeln!(
         s,
         "\n| Service | Start to SERVING | RSS idle | RSS peak under load |\n|---|---|---|---|"

@@ -12,6 +12,7 @@
 
 pub mod bench;
 pub mod connect;
+pub mod cpu;
 pub mod load;
 pub mod local;
 pub mod rpc;

@@ -207,6 +207,9 @@ pub struct Plan {
     pub rate: Option<f64>,
     pub max_in_flight: usize,
     pub progress: bool,
+    /// Processes whose CPU time per call the report gives, measured over
+    /// the window after the warm-up.
+    pub cpu: Option<crate::cpu::Processes>,
 }
 
 impl Plan {
@@ -229,6 +232,7 @@ impl From<&LoadArgs> for Plan {
             rate: args.rate,
             max_in_flight: args.max_in_flight.max(1),
             progress: !args.no_progress,
+            cpu: None,
         }
     }
 }
@@ -380,6 +384,10 @@ pub struct Report {
     pub rpcs: Vec<OpReport>,
     /// How this client's calls to productinfo spread over its replicas.
     pub productinfo_spread: Vec<SpreadReport>,
+    /// Microseconds of CPU per completed call, by process group (and
+    /// `all`), when the plan named processes.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub cpu_us_per_call: Option<BTreeMap<String, f64>>,
 }
 
 impl Report {
@@ -600,9 +608,10 @@ pub async fn run(clients: Vec<Clients>, fixtures: Fixtures, plan: &Plan) -> anyh
     let spread_before = picks(&shared);
     let spread_at_start = {
         let shared = shared.clone();
+        let cpu = plan.cpu.clone();
         tokio::spawn(async move {
             tokio::time::sleep_until(measure_from).await;
-            picks(&shared)
+            (picks(&shared), cpu.map(|c| c.snapshot()))
         })
     };
 
@@ -610,8 +619,9 @@ pub async fn run(clients: Vec<Clients>, fixtures: Fixtures, plan: &Plan) -> anyh
         None => closed_loop(&shared, plan.concurrency, measure_from, end).await,
         Some(rate) => open_loop(&shared, rate, plan.max_in_flight, measure_from, end).await?,
     };
+    let cpu_after = plan.cpu.as_ref().map(crate::cpu::Processes::snapshot);
     let spread_after = picks(&shared);
-    let spread_start = spread_at_start.await.unwrap_or(spread_before);
+    let (spread_start, cpu_before) = spread_at_start.await.unwrap_or((spread_before, None));
     if let Some((bar, ticker)) = progress {
         ticker.abort();
         bar.finish_and_clear();
@@ -654,6 +664,9 @@ pub async fn run(clients: Vec<Clients>, fixtures: Fixtures, plan: &Plan) -> anyh
         })
         .collect();
     let total_picks: u64 = picks.iter().map(|(_, n)| n).sum();
+    let cpu_us_per_call = cpu_before
+        .zip(cpu_after)
+        .map(|(before, after)| before.per_call(&after, ok));
     Ok(Report {
         mode: match plan.rate {
             None => format!("closed loop, {} callers", plan.concurrency),
@@ -676,6 +689,7 @@ pub async fn run(clients: Vec<Clients>, fixtures: Fixtures, plan: &Plan) -> anyh
                 },
             })
             .collect(),
+        cpu_us_per_call,
     })
 }
 

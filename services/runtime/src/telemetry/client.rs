@@ -102,14 +102,14 @@ where
                     }
                     Err(e) => {
                         let e: BoxError = e.into();
-                        call.code = Some(
-                            tonic::Status::try_from_error(e)
-                                .map(|s| s.code())
-                                .unwrap_or(Code::Unavailable),
-                        );
-                        let code = call.code.unwrap_or(Code::Unavailable);
+                        // The balancer's own status (with its metadata, such
+                        // as "never sent") goes on as it is.
+                        let status = tonic::Status::try_from_error(e).unwrap_or_else(|_| {
+                            tonic::Status::new(Code::Unavailable, "upstream call failed")
+                        });
+                        call.code = Some(status.code());
                         drop(call);
-                        Err(Box::new(tonic::Status::new(code, "upstream call failed")) as BoxError)
+                        Err(Box::new(status) as BoxError)
                     }
                 }
             }

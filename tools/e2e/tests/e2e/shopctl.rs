@@ -899,12 +899,49 @@ async fn shopctl_bench_measures_everything_and_writes_the_report() {
         serde_json::from_str(&std::fs::read_to_string(out.path().join("report.json")).unwrap())
             .unwrap();
     assert!(report["pgbench_tps"].as_f64().unwrap() > 0.0, "{report:#}");
-    for run in ["get_product_max", "get_product_half_rate", "add_order_max"] {
+    for run in [
+        "get_product_max",
+        "get_product_half_rate",
+        "add_order_max",
+        "add_order_fast",
+    ] {
         assert!(
             report[run]["throughput"].as_f64().unwrap() > 0.0,
             "{run}: {report:#}"
         );
         assert_eq!(report[run]["errors"], 0, "{run}: {report:#}");
+    }
+    // CPU per call by process: each service the run calls, PostgreSQL and
+    // the generator used some, and the parts add up to `all`.
+    for (run, busy) in [
+        (
+            "get_product_max",
+            &["productinfo", "postgres", "generator"][..],
+        ),
+        (
+            "add_order_max",
+            &["productinfo", "order", "postgres", "generator"][..],
+        ),
+        (
+            "add_order_fast",
+            &["productinfo", "order", "postgres", "generator"][..],
+        ),
+    ] {
+        let cpu = &report[run]["cpu_us_per_call"];
+        for group in busy {
+            assert!(cpu[group].as_f64().unwrap() > 0.0, "{run} {group}: {cpu:#}");
+        }
+        let parts: f64 = cpu
+            .as_object()
+            .unwrap()
+            .iter()
+            .filter(|(k, _)| *k != "all")
+            .map(|(_, v)| v.as_f64().unwrap())
+            .sum();
+        assert!(
+            (parts - cpu["all"].as_f64().unwrap()).abs() < 1e-6,
+            "{cpu:#}"
+        );
     }
     let services = report["services"].as_array().unwrap();
     assert_eq!(services.len(), 4);
