@@ -7,7 +7,7 @@ TOOLS := $(CURDIR)/.tools
 export PATH := $(TOOLS)/bin:$(PATH)
 
 .DEFAULT_GOAL := help
-.PHONY: help tools build up reset bench test lint fmt fmt-check clippy test-rust \
+.PHONY: help tools build up reset bench profile test lint fmt fmt-check clippy test-rust \
         chart-lint chart-test chart-config-test kube-play-test deploy-test \
         manifests manifests-check images images-local observability-check
 
@@ -97,5 +97,9 @@ images: ## Build the service images with docker or podman (IMAGE_REGISTRY, IMAGE
 bench: ## Benchmark (release builds): report in target/bench/report.{md,json}
 	$(CARGO) build --release --locked -p productinfo -p order -p storefront -p shopctl
 	target/release/shopctl bench --bin-dir target/release --out target/bench
+
+profile: ## make bench, with a perf profile of the throughput runs: target/profile/profile-*.txt
+	$(CARGO) build --release --locked -p productinfo -p order -p storefront -p shopctl
+	target/release/shopctl bench --bin-dir target/release --out target/profile --profile
 
 test: tools lint test-rust deploy-test ## Everything CI runs: tools, lint, all tests, deployment checks

@@ -132,18 +132,22 @@ pub fn email_delay(failures: i64) -> Duration {
     Duration::from_secs(1u64 << over.min(6)).min(MAX_EMAIL_DELAY)
 }
 
+/// How long a hashing thread keeps its Argon2 memory without a hash to do.
+const KEEP_MEMORY: Duration = Duration::from_secs(2);
+
 /// A hashing job for the hasher's threads, given the thread's Argon2 memory.
 type Job = Box<dyn FnOnce(&mut Vec<Block>) + Send>;
 
 /// Argon2 hashing and verification, at most `permits` at once, each on a
-/// thread of its own that keeps its 19 MiB of Argon2 memory for good. A
-/// hash that allocated and freed its memory each time left the C
+/// thread of its own that keeps its 19 MiB of Argon2 memory while hashes
+/// keep coming and gives it back after [`KEEP_MEMORY`] without one. A hash
+/// that allocated and freed its memory on whatever thread ran it left the C
 /// allocator holding several such blocks per thread (half a gigabyte after
-/// a burst of logins); now the hashing memory is the permits times 19 MiB,
-/// whatever comes.
+/// a burst of logins); now the hashing memory is at most the permits times
+/// 19 MiB, whatever comes, and none when nobody logs in.
 #[derive(Clone)]
 pub struct Hasher {
-    jobs: std::sync::mpsc::Sender<Job>,
+    jobs: flume::Sender<Job>,
     permits: Arc<Semaphore>,
     wait: Duration,
     /// A hash of a password nobody has, verified against when the email is
@@ -160,8 +164,9 @@ impl Hasher {
     pub fn new(permits: usize, wait: Duration, metrics: &Metrics) -> Self {
         let count = |op: &'static str| metrics.counter("shop_password_hashes_total", &[("op", op)]);
         let permits = permits.max(1);
-        let (jobs, queue) = std::sync::mpsc::channel::<Job>();
-        let queue = Arc::new(std::sync::Mutex::new(queue));
+        // Every thread waits on the queue by itself (so each can give its
+        // memory back on its own clock).
+        let (jobs, queue) = flume::unbounded::<Job>();
         for n in 0..permits {
             let queue = queue.clone();
             // The threads end when the last Hasher clone (the sender) goes.
@@ -170,10 +175,12 @@ impl Hasher {
                 .spawn(move || {
                     let mut memory = Vec::new();
                     loop {
-                        let job = queue.lock().unwrap_or_else(|p| p.into_inner()).recv();
-                        match job {
+                        match queue.recv_timeout(KEEP_MEMORY) {
                             Ok(job) => job(&mut memory),
-                            Err(_) => return,
+                            // Idle: the block goes back to the system (a
+                            // block this size is its own mapping).
+                            Err(flume::RecvTimeoutError::Timeout) => memory = Vec::new(),
+                            Err(flume::RecvTimeoutError::Disconnected) => return,
                         }
                     }
                 });

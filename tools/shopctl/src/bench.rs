@@ -108,6 +108,12 @@ pub struct BenchArgs {
     /// Products in the catalog (at most 100: pgbench takes one script each).
     #[arg(long, default_value_t = 100, value_parser = clap::value_parser!(u16).range(1..=100))]
     pub products: u16,
+
+    /// Also sample every process's CPU with `perf record` during the
+    /// getProduct and addOrder maximum-throughput runs; the hottest
+    /// functions per process go to `<out>/profile-<run>.txt`.
+    #[arg(long)]
+    pub profile: bool,
 }
 
 /// The targets of the shop's performance (see the README).
@@ -522,7 +528,12 @@ async fn measure(
 
     eprintln!("bench: getProduct, maximum throughput");
     let before = handled(replicas, "getProduct").await?;
-    let get_max = run_load(with_cpu(plan("get=1", None)?), 0, 1).await?;
+    let get_max = profiled(
+        args,
+        "getProduct",
+        run_load(with_cpu(plan("get=1", None)?), 0, 1),
+    )
+    .await?;
     let spread_get = shares(&before, &handled(replicas, "getProduct").await?, replicas);
     let max_rate = get_max.rpc(Op::Get).map_or(0.0, |r| r.throughput);
     eprint!("{}", load::render(&get_max));
@@ -541,7 +552,12 @@ async fn measure(
     // stays consistent.)
     eprintln!("bench: addOrder, maximum throughput, synchronous_commit=off");
     cluster.set_setting("synchronous_commit", "off").await?;
-    let order_fast = run_load(with_cpu(plan("order=1", None)?), 1_000_000_000, 1).await;
+    let order_fast = profiled(
+        args,
+        "addOrder",
+        run_load(with_cpu(plan("order=1", None)?), 1_000_000_000, 1),
+    )
+    .await;
     cluster.set_setting("synchronous_commit", "on").await?;
     let order_fast = order_fast?;
     eprint!("{}", load::render(&order_fast));
@@ -1030,6 +1046,55 @@ fn targets(
         });
     }
     targets
+}
+
+/// Runs `run`; with `--profile`, under `perf record` of every process on
+/// the machine (flat: release builds have no frame pointers), then writes
+/// the hottest functions by process to `<out>/profile-<name>.txt`.
+async fn profiled<T>(
+    args: &BenchArgs,
+    name: &str,
+    run: impl std::future::Future<Output = anyhow::Result<T>>,
+) -> anyhow::Result<T> {
+    if !args.profile {
+        return run.await;
+    }
+    let data = args.out.join(format!("profile-{name}.perf.data"));
+    let mut perf = Command::new("perf")
+        .args(["record", "-a", "-F", "499", "-q", "-o"])
+        .arg(&data)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .kill_on_drop(true)
+        .spawn()
+        .context("perf record (Debian: apt-get install linux-perf)")?;
+    let result = run.await;
+    if let Some(pid) = perf.id() {
+        // perf writes its data when interrupted.
+        let _ = Command::new("kill")
+            .args(["-INT", &pid.to_string()])
+            .status()
+            .await;
+    }
+    perf.wait().await?;
+    let report = Command::new("perf")
+        .args([
+            "report",
+            "--stdio",
+            "--no-children",
+            "--sort",
+            "comm,dso,symbol",
+        ])
+        .args(["--percent-limit", "0.3", "-i"])
+        .arg(&data)
+        .output()
+        .await?;
+    std::fs::write(args.out.join(format!("profile-{name}.txt")), &report.stdout)?;
+    eprintln!(
+        "bench: profile of {name} in {}",
+        args.out.join(format!("profile-{name}.txt")).display()
+    );
+    result
 }
 
 /// The per-call cost targets: addOrder's rate and CPU, getProduct's CPU in

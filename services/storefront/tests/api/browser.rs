@@ -99,7 +99,16 @@ async fn fill(client: &Client, css: &str, text: &str) {
 
 async fn click(client: &Client, css: &str) {
     for _ in 0..STALE_RETRIES {
-        let element = client.find(Locator::Css(css)).await.unwrap();
+        let element = match client.find(Locator::Css(css)).await {
+            Ok(element) => element,
+            Err(e) => {
+                // Say what the page was instead, so a failure explains itself.
+                let url = client.current_url().await.map(|u| u.to_string());
+                let source = client.source().await.unwrap_or_default();
+                let text: String = source.chars().take(3000).collect();
+                panic!("{css} not found ({e}) on {url:?}:\n{text}");
+            }
+        };
         match element.click().await {
             Err(e) if e.is_stale_element_reference() => continue,
             result => return result.unwrap(),
