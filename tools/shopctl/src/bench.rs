@@ -441,8 +441,10 @@ async fn measure(
         Duration::from_secs(3600),
     )?;
     let ids = seed(services[0].addr, &admin, args.products).await?;
-    // Idle: started, seeded, nothing calling.
-    tokio::time::sleep(Duration::from_secs(1)).await;
+    // Idle: started, seeded, nothing calling, and settled: the storefront's
+    // hashing threads give back the memory of the admin's start-up hash
+    // after 2 s without a hash.
+    tokio::time::sleep(Duration::from_secs(3)).await;
     let idle: Vec<u64> = services
         .iter()
         .map(|s| s.pid().and_then(rss_kb).unwrap_or(0))
