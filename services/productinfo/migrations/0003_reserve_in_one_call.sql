@@ -18,6 +18,7 @@ LANGUAGE plpgsql AS $$
 #variable_conflict use_column
 DECLARE
     v_created timestamptz;
+    v_found int;
     v_missing text;
     v_short text;
 BEGIN
@@ -35,17 +36,23 @@ BEGIN
         RETURN;
     END IF;
 
-    PERFORM 1 FROM products p WHERE p.id = ANY (p_ids) ORDER BY p.id FOR UPDATE;
-    SELECT string_agg(w.id::text, ',' ORDER BY w.id) INTO v_missing
-        FROM unnest(p_ids) AS w(id)
-        WHERE NOT EXISTS (SELECT 1 FROM products p WHERE p.id = w.id);
-    IF v_missing IS NOT NULL THEN
+    -- Lock the products in id order (two reservations never deadlock) and
+    -- check them, in one statement.
+    SELECT count(*)::int,
+           (json_agg(json_build_array(l.id, l.q, l.stock) ORDER BY l.id)
+                FILTER (WHERE l.stock < l.q))::text
+        INTO v_found, v_short
+        FROM (SELECT p.id, p.stock, w.q
+              FROM products p
+              JOIN unnest(p_ids, p_quantities) AS w(id, q) ON w.id = p.id
+              ORDER BY p.id
+              FOR UPDATE OF p) AS l;
+    IF v_found < cardinality(p_ids) THEN
+        SELECT string_agg(w.id::text, ',' ORDER BY w.id) INTO v_missing
+            FROM unnest(p_ids) AS w(id)
+            WHERE NOT EXISTS (SELECT 1 FROM products p WHERE p.id = w.id);
         RAISE EXCEPTION USING ERRCODE = 'SH404', MESSAGE = 'unknown products', DETAIL = v_missing;
     END IF;
-    SELECT json_agg(json_build_array(p.id, w.q, p.stock) ORDER BY p.id)::text INTO v_short
-        FROM unnest(p_ids, p_quantities) AS w(id, q)
-        JOIN products p ON p.id = w.id
-        WHERE p.stock < w.q;
     IF v_short IS NOT NULL THEN
         RAISE EXCEPTION USING ERRCODE = 'SH409', MESSAGE = 'not enough stock', DETAIL = v_short;
     END IF;
