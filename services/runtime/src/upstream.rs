@@ -580,6 +580,7 @@ mod tests {
             .await
             .unwrap_err();
         assert_eq!(idempotent.fault, Fault::Unavailable);
+        assert!(!idempotent.never_sent(), "the server answered");
         assert_eq!(checks.load(Ordering::SeqCst), 3, "one call and two retries");
 
         let once = check(&upstream, Call::within(Deadline::NONE))
@@ -608,10 +609,89 @@ mod tests {
         .unwrap_err();
 
         assert_eq!(late.status.code(), Code::DeadlineExceeded);
+        assert!(late.never_sent(), "known as never sent");
         assert_eq!(
             checks.load(Ordering::SeqCst),
             1,
             "only the first call was sent"
+        );
+    }
+
+    /// A health service that answers UNAVAILABLE and then stops its server.
+    struct Vanishing(std::sync::Mutex<Option<tokio::sync::oneshot::Sender<()>>>);
+
+    #[tonic::async_trait]
+    impl Health for Vanishing {
+        async fn check(
+            &self,
+            _: Request<HealthCheckRequest>,
+        ) -> Result<Response<HealthCheckResponse>, Status> {
+            if let Some(stop) = self.0.lock().unwrap().take() {
+                let _ = stop.send(());
+            }
+            Err(Status::unavailable("going away"))
+        }
+
+        type WatchStream = futures::stream::BoxStream<'static, Result<HealthCheckResponse, Status>>;
+
+        async fn watch(
+            &self,
+            _: Request<HealthCheckRequest>,
+        ) -> Result<Response<Self::WatchStream>, Status> {
+            Err(Status::unimplemented("no watch"))
+        }
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_call_that_reached_the_upstream_once_is_never_called_unsent() {
+        // The first attempt is answered; the retry finds no replica left.
+        // The call as a whole may have happened: the caller must not think
+        // otherwise.
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let (stop, stopped) = tokio::sync::oneshot::channel();
+        tokio::spawn(
+            tonic::transport::Server::builder()
+                .add_service(HealthServer::new(Vanishing(std::sync::Mutex::new(Some(
+                    stop,
+                )))))
+                .serve_with_incoming_shutdown(
+                    tonic::transport::server::TcpIncoming::from(listener),
+                    async {
+                        let _ = stopped.await;
+                    },
+                ),
+        );
+        let dir = tempfile::tempdir().unwrap();
+        let (key, _) = crate::auth::ensure_keypair(dir.path(), "caller").unwrap();
+        let caller = Caller::prepare(
+            &UpstreamArgs {
+                signing_key_file: key,
+                token_issuer: None,
+                upstream_timeout: Duration::from_secs(5),
+                upstream_retries: 2,
+                resolve_interval: Duration::from_secs(30),
+            },
+            "caller",
+        )
+        .unwrap();
+        let upstream = Upstream::new(
+            &caller,
+            PEER,
+            Target::Static(vec![addr.to_string()]),
+            &Metrics::new("caller"),
+            HealthClient::new,
+        );
+
+        let failed = check(&upstream, Call::within(Deadline::NONE).idempotent())
+            .await
+            .unwrap_err();
+
+        assert_eq!(failed.fault, Fault::Unavailable);
+        assert!(
+            !failed.never_sent(),
+            "an earlier attempt was sent: {:?}",
+            failed.status
         );
     }
 
