@@ -230,11 +230,7 @@ pub async fn reserve(
     };
     let reservation = Reservation {
         order_id: order_id.to_owned(),
-        state: if state == "released" {
-            State::Released
-        } else {
-            State::Held
-        },
+        state: State::from_column(&state),
         created_at,
         lines: rows
             .into_iter()
@@ -318,7 +314,7 @@ pub async fn release(db: &Db, order_id: &str) -> Result<Reservation, Error> {
             lines: Vec::new(),
         });
     }
-    let existing = load_reservation(&mut tx, order_id, true)
+    let existing = load_reservation(&mut tx, order_id)
         .await?
         .ok_or_else(|| Error::NotFound(format!("reservation {order_id}")))?;
     if existing.state == State::Released {
@@ -353,18 +349,13 @@ pub async fn release(db: &Db, order_id: &str) -> Result<Reservation, Error> {
     })
 }
 
+/// `order_id`'s reservation, its row locked until `tx` ends.
 async fn load_reservation(
     tx: &mut Transaction<'_, Postgres>,
     order_id: &str,
-    lock: bool,
 ) -> Result<Option<Reservation>, Error> {
-    let query = if lock {
-        "SELECT state, created_at FROM reservations WHERE order_id = $1 FOR UPDATE"
-    } else {
-        "SELECT state, created_at FROM reservations WHERE order_id = $1"
-    };
     let Some((state, created_at)): Option<(String, chrono::DateTime<chrono::Utc>)> =
-        sqlx::query_as(query)
+        sqlx::query_as("SELECT state, created_at FROM reservations WHERE order_id = $1 FOR UPDATE")
             .bind(order_id)
             .fetch_optional(&mut **tx)
             .await?
@@ -380,11 +371,7 @@ async fn load_reservation(
     .await?;
     Ok(Some(Reservation {
         order_id: order_id.to_owned(),
-        state: if state == "released" {
-            State::Released
-        } else {
-            State::Held
-        },
+        state: State::from_column(&state),
         created_at,
         lines,
     }))

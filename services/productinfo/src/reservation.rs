@@ -21,6 +21,17 @@ pub enum State {
     Released,
 }
 
+impl State {
+    /// From the `reservations.state` column ('held' or 'released').
+    pub fn from_column(state: &str) -> Self {
+        if state == "released" {
+            State::Released
+        } else {
+            State::Held
+        }
+    }
+}
+
 /// One reserved product, with the price and name it was reserved at.
 #[derive(Debug, Clone, PartialEq, Eq, sqlx::FromRow)]
 pub struct LineRow {

@@ -33,6 +33,27 @@ mod connections;
 mod keepalive;
 mod web;
 
+/// The next connection on `listener`, or `None` once `stop` is cancelled.
+/// A failed accept (out of file descriptors, say) is logged and retried
+/// after a short pause, never in a spin.
+async fn next_connection(
+    listener: &TcpListener,
+    stop: &CancellationToken,
+) -> Option<(tokio::net::TcpStream, std::net::SocketAddr)> {
+    loop {
+        tokio::select! {
+            () = stop.cancelled() => return None,
+            accepted = listener.accept() => match accepted {
+                Ok(accepted) => return Some(accepted),
+                Err(e) => {
+                    tracing::warn!(error = %e, "cannot accept a connection");
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                }
+            },
+        }
+    }
+}
+
 pub use admission::AdmissionLayer;
 pub use keepalive::Policed;
 

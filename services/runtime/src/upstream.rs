@@ -516,6 +516,15 @@ mod tests {
                 }))
                 .serve_with_incoming(tonic::transport::server::TcpIncoming::from(listener)),
         );
+        let metrics = Metrics::new("caller");
+        (checks, upstream_of(addr, &metrics), metrics)
+    }
+
+    /// An upstream client of the health service at `addr` (two retries).
+    fn upstream_of(
+        addr: std::net::SocketAddr,
+        metrics: &Metrics,
+    ) -> Upstream<HealthClient<Observed<Balanced>>> {
         let dir = tempfile::tempdir().unwrap();
         let (key, _) = crate::auth::ensure_keypair(dir.path(), "caller").unwrap();
         let caller = Caller::prepare(
@@ -529,15 +538,13 @@ mod tests {
             "caller",
         )
         .unwrap();
-        let metrics = Metrics::new("caller");
-        let upstream = Upstream::new(
+        Upstream::new(
             &caller,
             PEER,
             Target::Static(vec![addr.to_string()]),
-            &metrics,
+            metrics,
             HealthClient::new,
-        );
-        (checks, upstream, metrics)
+        )
     }
 
     async fn check(
@@ -662,26 +669,7 @@ mod tests {
                     },
                 ),
         );
-        let dir = tempfile::tempdir().unwrap();
-        let (key, _) = crate::auth::ensure_keypair(dir.path(), "caller").unwrap();
-        let caller = Caller::prepare(
-            &UpstreamArgs {
-                signing_key_file: key,
-                token_issuer: None,
-                upstream_timeout: Duration::from_secs(5),
-                upstream_retries: 2,
-                resolve_interval: Duration::from_secs(30),
-            },
-            "caller",
-        )
-        .unwrap();
-        let upstream = Upstream::new(
-            &caller,
-            PEER,
-            Target::Static(vec![addr.to_string()]),
-            &Metrics::new("caller"),
-            HealthClient::new,
-        );
+        let upstream = upstream_of(addr, &Metrics::new("caller"));
 
         let failed = check(&upstream, Call::within(Deadline::NONE).idempotent())
             .await

@@ -65,17 +65,8 @@ where
     let local_addr = listener.local_addr().ok();
     let mut connections = JoinSet::new();
     loop {
-        let (tcp, peer) = tokio::select! {
-            () = stop.cancelled() => break,
-            accepted = listener.accept() => match accepted {
-                Ok(accepted) => accepted,
-                Err(e) => {
-                    // Out of file descriptors, say: wait a little, don't spin.
-                    tracing::warn!(error = %e, "cannot accept a connection");
-                    tokio::time::sleep(Duration::from_millis(50)).await;
-                    continue;
-                }
-            },
+        let Some((tcp, peer)) = super::next_connection(&listener, &stop).await else {
+            break;
         };
         while connections.try_join_next().is_some() {}
         let _ = tcp.set_nodelay(true);

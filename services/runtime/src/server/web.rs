@@ -57,16 +57,8 @@ async fn serve_with(
     let slots = Arc::new(Semaphore::new(max_connections.max(1)));
     let mut connections = JoinSet::new();
     loop {
-        let (tcp, peer) = tokio::select! {
-            () = stop.cancelled() => break,
-            accepted = listener.accept() => match accepted {
-                Ok(accepted) => accepted,
-                Err(e) => {
-                    tracing::warn!(error = %e, "cannot accept a connection");
-                    tokio::time::sleep(Duration::from_millis(50)).await;
-                    continue;
-                }
-            },
+        let Some((tcp, peer)) = super::next_connection(&listener, &stop).await else {
+            break;
         };
         while connections.try_join_next().is_some() {}
         let Ok(slot) = slots.clone().try_acquire_owned() else {
