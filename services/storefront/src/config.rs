@@ -53,7 +53,7 @@ pub struct Args {
     #[arg(long, env = "SESSION_MAX_LIFETIME", default_value = "168h", value_parser = parse_duration)]
     pub session_max_lifetime: Duration,
 
-    /// Password hashes computed at once (each holds 19 MiB for good). 0:
+    /// Password hashes computed at once (each holds 19 MiB while in use). 0:
     /// one per core, at most two.
     #[arg(long, env = "HASH_CONCURRENCY", default_value_t = 0)]
     pub hash_concurrency: usize,
