@@ -225,12 +225,13 @@ pub async fn reserve(
         Ok(rows) => rows,
         Err(e) => return Err(refusal(&e).unwrap_or_else(|| e.into())),
     };
-    let Some((fresh, state, created_at, ..)) = rows.first().cloned() else {
+    let Some((fresh, state, created_at, ..)) = rows.first() else {
         return Err(Error::NotFound(format!("reservation {order_id}")));
     };
+    let (fresh, state, created_at) = (*fresh, State::from_column(state), *created_at);
     let reservation = Reservation {
         order_id: order_id.to_owned(),
-        state: State::from_column(&state),
+        state,
         created_at,
         lines: rows
             .into_iter()

@@ -11,13 +11,19 @@ use tonic_types::StatusExt as _;
 use crate::helpers::TestApp;
 
 async fn stock(app: &TestApp, id: &str) -> i64 {
+    stock_or_untracked(app, id)
+        .await
+        .expect("a product that tracks stock")
+}
+
+/// The product's stock; `None` when it does not track stock.
+async fn stock_or_untracked(app: &TestApp, id: &str) -> Option<i64> {
     app.customer()
         .get_product(ProductId { value: id.into() })
         .await
         .unwrap()
         .into_inner()
         .stock
-        .expect("a product that tracks stock")
 }
 
 fn line(product_id: &str, quantity: i64) -> StockLine {
@@ -291,14 +297,7 @@ async fn a_product_without_stock_always_reserves_until_an_admin_starts_tracking_
         .unwrap()
         .into_inner()
         .value;
-    let read = || async {
-        app.customer()
-            .get_product(ProductId { value: id.clone() })
-            .await
-            .unwrap()
-            .into_inner()
-            .stock
-    };
+    let read = || stock_or_untracked(&app, &id);
     assert_eq!(read().await, None, "stock left unset is not tracked");
 
     let reserve = |order: &str, quantity: i64| ReserveStockRequest {
