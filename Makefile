@@ -56,7 +56,8 @@ test-rust: build ## Every Rust test: unit, integration, real PostgreSQL, real gr
 chart-lint: ## helm lint --strict of helm/shop with the defaults and every test values file
 	@for v in "" deploy/checks/values/native-probes.yaml deploy/checks/values/external-db.yaml \
 	          deploy/checks/values/hpa-ingress.yaml deploy/checks/values/supplied-secrets.yaml \
-	          deploy/checks/values/mixed-secrets.yaml k8s/chart-values.yaml; do \
+	          deploy/checks/values/mixed-secrets.yaml deploy/checks/values/cert-manager.yaml \
+	          deploy/checks/values/cert-manager-issuer.yaml deploy/checks/values/no-tls.yaml k8s/chart-values.yaml; do \
 	  $(HELM) lint --strict helm/shop $${v:+-f $$v} | grep -v '^$$' || exit 1; done
 
 chart-test: ## Chart checks needing no Rust build: lint, render, schema, API validation, checkov, policy, secrets Job, k8s/ in sync

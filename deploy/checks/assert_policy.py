@@ -15,11 +15,22 @@ what it checks is this chart's own wiring:
              ConfigMap/Secret/key it uses exists
   services   command /usr/local/bin/<service>, args [serve]; startup and liveness
              probes ask for "liveness", readiness for the service's own name,
-             by grpc_health_probe exec or native grpc as probes.type says, with
-             the probe's own timeouts inside timeoutSeconds;
+             by grpc_health_probe exec (with TLS: the pod's own certificate,
+             the CA and the service's logical name) or native grpc (with TLS:
+             on the health-only port) as probes.type says, with the probe's
+             own timeouts inside timeoutSeconds;
              terminationGracePeriodSeconds > DRAIN_DELAY + SHUTDOWN_GRACE;
              ClusterIP + headless Service whose selectors pick its pods; callers'
              *_TARGET names the headless Service; PDB, HPA, spreading as values say
+  tls        with tls.enabled, the TLS files are the keys of the service's
+             own Secret, mounted read-only as a directory (no subPath), client
+             auth and reload interval as the values say; the only plaintext
+             gRPC listener is the health-only one, opened only for native
+             probes, on the pod's address, used by the probes alone, in no
+             Service, reachable by no pod; cert-manager Certificates (with
+             tls.certManager.enabled) carry the service's spiffe identity and
+             DNS names, for server and client auth, issued by issuerRef or the
+             chart's CA chain; without TLS none of this
   hooks      one migration Job per service running `migrate`, with a backoffLimit,
              as a hook exactly when it must be one; the secrets Job exactly when
              something is to be made, before the migrations, its Role no wider
@@ -30,7 +41,7 @@ what it checks is this chart's own wiring:
              storefront->productinfo, order->productinfo, service and its
              migration -> its own PostgreSQL, the secrets Job -> the API server,
              DNS, metrics from the monitoring namespace, storefront HTTP from the
-             allowed peers; nothing else
+             allowed peers; nothing else (the health-only port: nobody)
 """
 
 from __future__ import annotations
@@ -140,7 +151,16 @@ def check_service(docs: list[dict], values: dict, svc: str, fullname: str) -> No
         fail(f"{what}: runs {c.get('command')} {c.get('args')}, not /usr/local/bin/{svc} serve")
     ports = {p["name"]: p["containerPort"] for p in c.get("ports") or []}
 
-    # Probes.
+    try:
+        env = rendered.container_view(docs, pod, c).env
+    except rendered.Missing as e:
+        fail(f"{what}: {e}")
+        return
+    tls = values["tls"]["enabled"]
+
+    # Probes: exec grpc_health_probe on the gRPC port (with the pod's own
+    # certificate and the name callers verify, when TLS is on), or the
+    # kubelet's gRPC probe on the gRPC port (on the health-only port with TLS).
     ptype = values["probes"]["type"]
     for kind in ("startup", "readiness", "liveness"):
         probe = c.get(f"{kind}Probe")
@@ -150,14 +170,15 @@ def check_service(docs: list[dict], values: dict, svc: str, fullname: str) -> No
             continue
         if ptype == "grpc":
             g = probe.get("grpc") or {}
-            if g.get("service") != want or g.get("port") != ports.get("grpc"):
-                fail(f"{what}: {kind} probe is {probe}, want grpc service {want} on the gRPC port")
+            port = ports.get("health") if tls else ports.get("grpc")
+            if g.get("service") != want or g.get("port") != port or port is None:
+                fail(f"{what}: {kind} probe is {probe}, want grpc service {want} on the {'health-only' if tls else 'gRPC'} port")
         else:
             cmd = (probe.get("exec") or {}).get("command") or []
             if not cmd or cmd[0] != "/usr/local/bin/grpc_health_probe":
                 fail(f"{what}: {kind} probe does not exec grpc_health_probe: {cmd}")
                 continue
-            flags = dict(a.lstrip("-").split("=", 1) for a in cmd[1:])
+            flags = dict((a.lstrip("-").split("=", 1) + [""])[:2] for a in cmd[1:])
             if flags.get("service") != want:
                 fail(f"{what}: {kind} probe asks for {flags.get('service')!r}, want {want!r}")
             if flags.get("addr") != f"127.0.0.1:{ports.get('grpc')}":
@@ -165,13 +186,15 @@ def check_service(docs: list[dict], values: dict, svc: str, fullname: str) -> No
             budget = seconds(flags.get("connect-timeout", "1s")) + seconds(flags.get("rpc-timeout", "1s"))
             if budget > probe["timeoutSeconds"] + 1 or seconds(flags.get("rpc-timeout", "1s")) >= probe["timeoutSeconds"]:
                 fail(f"{what}: {kind} probe's own timeouts do not fit timeoutSeconds {probe['timeoutSeconds']}")
+            got = {k: v for k, v in flags.items() if k.startswith("tls")}
+            want_tls = {"tls": "", "tls-ca-cert": env.get("TLS_CA_FILE"), "tls-client-cert": env.get("TLS_CERT_FILE"),
+                        "tls-client-key": env.get("TLS_KEY_FILE"), "tls-server-name": svc} if tls else {}
+            if got != want_tls:
+                fail(f"{what}: {kind} probe's TLS flags are {got}, want {want_tls}")
+
+    check_tls(docs, values, svc, fullname, dep, c, env, ports)
 
     # Shutdown.
-    try:
-        env = rendered.container_view(docs, pod, c).env
-    except rendered.Missing as e:
-        fail(f"{what}: {e}")
-        return
     need = seconds(env["DRAIN_DELAY"]) + seconds(env["SHUTDOWN_GRACE"])
     if spec.get("terminationGracePeriodSeconds", 30) <= need:
         fail(f"{what}: terminationGracePeriodSeconds {spec.get('terminationGracePeriodSeconds')} <= drain + grace {need}")
@@ -226,6 +249,144 @@ def check_service(docs: list[dict], values: dict, svc: str, fullname: str) -> No
             fail(f"{what}: no topology spread over kubernetes.io/hostname")
     elif tsc:
         fail(f"{what}: topologySpread is off but constraints are set")
+
+
+# ------------------------------------------------------------------ TLS
+
+POD_IP = "10.0.0.10"  # what rendered.container_view gives status.podIP
+
+
+def check_tls(docs: list[dict], values: dict, svc: str, fullname: str, dep: dict, c: dict, env: dict, ports: dict) -> None:
+    """TLS of a service's gRPC port, and the one plaintext gRPC listener.
+
+    With tls.enabled: TLS_CERT_FILE, TLS_KEY_FILE and TLS_CA_FILE are the
+    keys tls.crt, tls.key and ca.crt of the service's TLS Secret, mounted
+    read-only as a directory (a subPath mount would never see a renewal);
+    TLS_CLIENT_AUTH and TLS_RELOAD_INTERVAL as the values say. The only
+    plaintext gRPC listener is then the health-only one (HEALTH_LISTEN_ADDR,
+    which serves grpc.health.v1.Health and nothing else): opened only for the
+    kubelet's native probes, on the pod's address and the port named health,
+    which the probes and nothing else use (no Service targets it; that no pod
+    may reach it is check_network's). The other ports speak HTTP, not gRPC:
+    metrics, and the storefront's web shop. Without TLS: none of this.
+    """
+    what = f"Deployment {dep['metadata']['name']}"
+    spec = rendered.pod_template(dep)["spec"]
+    t = values["tls"]
+    health = env.get("HEALTH_LISTEN_ADDR", "off")
+    if not t["enabled"]:
+        stray = sorted(k for k in env if k.startswith("TLS_"))
+        if stray or health != "off" or "health" in ports or any(m["name"] == "tls" for m in c.get("volumeMounts") or []):
+            fail(f"{what}: tls.enabled is false, yet TLS is configured ({stray}, HEALTH_LISTEN_ADDR {health!r}, ports {sorted(ports)})")
+        return
+    secret = t["secrets"][svc] or f"{fullname}-{svc}-tls"
+    mounts = {m["mountPath"].rstrip("/"): m for m in c.get("volumeMounts") or []}
+    volumes = {v["name"]: v for v in spec.get("volumes") or []}
+    for var, key in (("TLS_CERT_FILE", "tls.crt"), ("TLS_KEY_FILE", "tls.key"), ("TLS_CA_FILE", "ca.crt")):
+        directory, _, name = env.get(var, "").rpartition("/")
+        m = mounts.get(directory)
+        if m is None:
+            fail(f"{what}: {var}={env.get(var)!r} is in no mounted volume")
+            continue
+        if "subPath" in m:
+            fail(f"{what}: {var}'s volume is mounted with a subPath, which is never updated: renewed certificates would not arrive")
+        if not m.get("readOnly"):
+            fail(f"{what}: {var}'s volume is mounted writable")
+        s = (volumes.get(m["name"]) or {}).get("secret")
+        # k8s/'s kustomize build names the generated Secret <name>-<hash>.
+        if s is None or not re.fullmatch(re.escape(secret) + r"(-[a-z0-9]{10})?", s["secretName"]):
+            fail(f"{what}: {var} is not from the Secret {secret}")
+            continue
+        items = {i["path"]: i["key"] for i in s.get("items") or []}
+        if (items.get(name) if items else name) != key:
+            fail(f"{what}: {var} is key {items.get(name, name)!r} of Secret {secret}, want {key!r}")
+    if env.get("TLS_CLIENT_AUTH") != t["clientAuth"][svc]:
+        fail(f"{what}: TLS_CLIENT_AUTH is {env.get('TLS_CLIENT_AUTH')!r}, want {t['clientAuth'][svc]!r}")
+    if env.get("TLS_RELOAD_INTERVAL") != t["reloadInterval"]:
+        fail(f"{what}: TLS_RELOAD_INTERVAL is {env.get('TLS_RELOAD_INTERVAL')!r}, want {t['reloadInterval']!r}")
+    if env.get("LISTEN_ADDR", "").rsplit(":", 1)[-1] != str(ports.get("grpc")):
+        fail(f"{what}: LISTEN_ADDR {env.get('LISTEN_ADDR')} is not the gRPC port, which TLS covers")
+
+    native = values["probes"]["type"] == "grpc"
+    if native:
+        want = f"{POD_IP}:{values['ports']['health']}"
+        if health != want or ports.get("health") != values["ports"]["health"]:
+            fail(f"{what}: HEALTH_LISTEN_ADDR {health!r} on port {ports.get('health')}, want {want} (the pod's address, the port named health)")
+    elif health != "off" or "health" in ports:
+        fail(f"{what}: a plaintext health listener ({health!r}, ports {sorted(ports)}), though no probe needs one")
+    listeners = {"grpc", "http-metrics"} | ({"http"} if svc == "storefront" else set()) | ({"health"} if native else set())
+    if set(ports) != listeners:
+        fail(f"{what}: ports {sorted(ports)}, want {sorted(listeners)}: a listener TLS may not cover")
+    for s in (d for d in docs if d["kind"] == "Service" and selects({"matchLabels": d["spec"].get("selector") or {}}, dep)):
+        for sp in s["spec"]["ports"]:
+            if sp.get("targetPort") in ("health", ports.get("health", -1)) or sp.get("port") == values["ports"]["health"]:
+                fail(f"Service {s['metadata']['name']}: exposes the plaintext health-only port")
+            if sp.get("targetPort") == "grpc" and sp.get("appProtocol") == "kubernetes.io/h2c":
+                fail(f"Service {s['metadata']['name']}: claims h2c (cleartext) for the TLS gRPC port")
+
+
+def check_certificates(docs: list[dict], values: dict, fullname: str) -> None:
+    """cert-manager objects exactly with tls.enabled and certManager.enabled:
+    per service one Certificate writing the Secret its pods mount, with its
+    identity (the spiffe URI of its logical name) and DNS names (the logical
+    name, the names of both its Services), for server and client auth,
+    ECDSA P-256, renewed before it expires; issued by issuerRef, or by the
+    chart's CA Issuer whose CA Certificate (key kept on renewal) comes from a
+    self-signed Issuer."""
+    t = values["tls"]
+    cm = t["certManager"]
+    ours = [d for d in docs if str(d.get("apiVersion", "")).startswith("cert-manager.io/")]
+    if not (t["enabled"] and cm["enabled"]):
+        if ours:
+            fail(f"cert-manager objects rendered though tls.enabled and tls.certManager.enabled are not both true: {[d['metadata']['name'] for d in ours]}")
+        return
+    certs = [d for d in ours if d["kind"] == "Certificate"]
+    issuers = {d["metadata"]["name"]: d for d in ours if d["kind"] == "Issuer"}
+    for svc in SERVICES:
+        secret = t["secrets"][svc] or f"{fullname}-{svc}-tls"
+        mine = [d for d in certs if d["spec"].get("secretName") == secret]
+        if len(mine) != 1:
+            fail(f"{svc}: {len(mine)} Certificates write its Secret {secret}, want 1")
+            continue
+        spec = mine[0]["spec"]
+        what = f"Certificate {mine[0]['metadata']['name']}"
+        identity = f"spiffe://{t['trustDomain']}/ns/{NS}/sa/{svc}"
+        if spec.get("uris") != [identity]:
+            fail(f"{what}: uris {spec.get('uris')}, want exactly [{identity}]")
+        dns = [svc]
+        for name in (f"{fullname}-{svc}", f"{fullname}-{svc}-headless"):
+            if rendered.find(docs, "Service", name) is None:
+                fail(f"{what}: names Service {name}, which is not rendered")
+            dns += [name, f"{name}.{NS}", f"{name}.{NS}.svc", f"{name}.{NS}.svc.{t['clusterDomain']}"]
+        if spec.get("dnsNames") != dns:
+            fail(f"{what}: dnsNames {spec.get('dnsNames')}, want {dns}")
+        if spec.get("isCA") or not {"server auth", "client auth"} <= set(spec.get("usages") or []):
+            fail(f"{what}: usages {spec.get('usages')} (isCA {spec.get('isCA')}), want server auth and client auth of a leaf")
+        key = spec.get("privateKey") or {}
+        if (key.get("algorithm"), key.get("size")) != ("ECDSA", 256):
+            fail(f"{what}: private key {key}, want ECDSA P-256")
+        if (spec.get("duration"), spec.get("renewBefore")) != (cm["duration"], cm["renewBefore"]):
+            fail(f"{what}: duration/renewBefore {spec.get('duration')}/{spec.get('renewBefore')}, want {cm['duration']}/{cm['renewBefore']}")
+        elif not (seconds(cm["duration"]) >= 3600 and 300 <= seconds(cm["renewBefore"]) < seconds(cm["duration"])):
+            fail(f"{what}: cert-manager refuses duration {cm['duration']} with renewBefore {cm['renewBefore']} (duration >= 1h > renewBefore >= 5m)")
+        ref = spec["issuerRef"]
+        if cm["issuerRef"]["name"]:
+            if ref != cm["issuerRef"]:
+                fail(f"{what}: issuerRef {ref}, want tls.certManager.issuerRef {cm['issuerRef']}")
+            continue
+        ca_issuer = issuers.get(ref.get("name")) if ref.get("kind", "Issuer") == "Issuer" else None
+        if ca_issuer is None or "ca" not in ca_issuer["spec"]:
+            fail(f"{what}: issuerRef {ref} is not a rendered CA Issuer")
+            continue
+        ca = [d for d in certs if d["spec"].get("secretName") == ca_issuer["spec"]["ca"]["secretName"]]
+        if len(ca) != 1 or ca[0]["spec"].get("isCA") is not True:
+            fail(f"Issuer {ref['name']}: its Secret is not that of one CA Certificate (isCA)")
+            continue
+        root = issuers.get(ca[0]["spec"]["issuerRef"]["name"])
+        if root is None or "selfSigned" not in root["spec"] or (ca[0]["spec"].get("privateKey") or {}).get("rotationPolicy") != "Never":
+            fail(f"Certificate {ca[0]['metadata']['name']}: not signed by a rendered self-signed Issuer, or its key changes on renewal")
+    if cm["issuerRef"]["name"] and (issuers or len(certs) != len(SERVICES)):
+        fail(f"with tls.certManager.issuerRef the chart renders no CA of its own, yet: {[d['metadata']['name'] for d in ours]}")
 
 
 # ------------------------------------------------------------------ hooks
@@ -387,14 +548,15 @@ def check_network(docs: list[dict], values: dict, fullname: str) -> None:
             cs = rendered.pod_template(d)["spec"]["containers"]
             ports = [(p.get("name", ""), p["containerPort"], p.get("protocol", "TCP")) for c in cs for p in c.get("ports") or []]
             pods[component(d)] = netpol.pod(d["metadata"]["name"], NS, labels_of(d), ports)
-    grpc, metrics, http = (values["ports"][k] for k in ("grpc", "metrics", "http"))
+    grpc, metrics, http, health = (values["ports"][k] for k in ("grpc", "metrics", "http", "health"))
     allowed = {("storefront", "order", grpc), ("storefront", "productinfo", grpc), ("order", "productinfo", grpc)}
     for svc in SERVICES:
         if values[svc]["database"]["mode"] == "internal":
             allowed |= {(svc, f"{svc}-postgresql", 5432), (f"{svc}-migrate", f"{svc}-postgresql", 5432)}
     for src in pods:
         for dst in pods:
-            for port in sorted({grpc, metrics, http, 5432}):
+            # The health-only port is in no rule: only the kubelet probes it, from the node.
+            for port in sorted({grpc, metrics, http, health, 5432}):
                 got = netpol.connects(policies, pods[src], pods[dst], port)
                 if got != ((src, dst, port) in allowed):
                     fail(f"network: {src} -> {dst}:{port} is {'allowed' if got else 'denied'}, want {'allowed' if not got else 'denied'}")
@@ -426,7 +588,7 @@ def check_network(docs: list[dict], values: dict, fullname: str) -> None:
             if comp == "secrets" and api_cidrs and not netpol.connects(policies, p, api_server, port):
                 fail(f"network: the secrets Job cannot reach the API server on {port}")
         for outsider in (stranger, monitoring, ingress_nginx):
-            for port in (grpc, 5432):
+            for port in (grpc, health, 5432):
                 if netpol.connects(policies, outsider, p, port):
                     fail(f"network: {outsider.namespace}/{outsider.name} may reach {comp}:{port}")
     for svc in SERVICES:
@@ -486,6 +648,7 @@ def main() -> int:
             fail(f"{svc}: database mode {values[svc]['database']['mode']} but StatefulSet {'missing' if internal else 'rendered'}")
         if sts is not None and not sts["spec"].get("volumeClaimTemplates"):
             fail(f"StatefulSet {fullname}-{svc}-postgresql keeps its data on no PersistentVolumeClaim")
+    check_certificates(docs, values, fullname)
     check_secrets_job(docs, extra, fullname)
     check_hook_needs(docs, extra, args.mode)
     check_network(docs, values, fullname)

@@ -6,14 +6,15 @@
 # proves and what it cannot):
 #   1. helm lint --strict, with the defaults and every test values file
 #   2. helm template of every value combination, as install and as upgrade,
-#      the secrets Job of each run here, and the kustomize build of k8s/
-#                                                            (render-all.sh)
+#      the secrets Job of each run here, the admin's TLS Secrets made, and
+#      the kustomize build of k8s/                            (render-all.sh)
 #   3. helm template renders the same objects twice; no template generates
 #      anything or looks anything up while rendering
 #   4. values.schema.json rejects each file in values/bad/, for the reason
 #      named in its first line
 #   5. every rendered object is valid, strictly, against the API schemas of
-#      Kubernetes 1.29 to 1.37                               (validate.py)
+#      Kubernetes 1.29 to 1.37, and cert-manager's objects against
+#      cert-manager-v1.schema.json                           (validate.py)
 #   6. checkov over every rendering, with the skips of checkov-skips.yaml,
 #      and a deliberately insecure control it must catch  (checkov_scan.py)
 #   7. the chart's own wiring and the NetworkPolicy reachability matrix on
@@ -41,7 +42,8 @@ flags() { # -f/--objects flags of a VALUES and an OBJECTS list
 }
 
 step "1. helm lint --strict"
-for values in "" $V/native-probes.yaml $V/external-db.yaml $V/hpa-ingress.yaml $V/supplied-secrets.yaml $V/mixed-secrets.yaml $V/kube-play.yaml k8s/chart-values.yaml; do
+for values in "" $V/native-probes.yaml $V/external-db.yaml $V/hpa-ingress.yaml $V/supplied-secrets.yaml $V/mixed-secrets.yaml \
+              $V/cert-manager.yaml $V/cert-manager-issuer.yaml $V/no-tls.yaml $V/kube-play.yaml k8s/chart-values.yaml; do
   if out=$("$HELM" lint --strict helm/shop ${values:+-f "$values"} 2>&1); then
     echo "  ok   helm lint --strict ${values:-(defaults)}"; result 0
   else
@@ -87,7 +89,7 @@ done
 
 step "5. Kubernetes API schemas, strict"
 kflags=(); for k in $K8S_VERSIONS; do kflags+=(-k "$k"); done
-$PY deploy/checks/validate.py "${kflags[@]}" $(cut -d'|' -f1 "$OUT/renderings.txt") $V/*.objects.yaml $(ls "$OUT"/*.made.yaml | xargs -r grep -l .); result $?
+$PY deploy/checks/validate.py "${kflags[@]}" $(cut -d'|' -f1 "$OUT/renderings.txt") $V/*.objects.yaml $(ls "$OUT"/*.made.yaml "$OUT"/*.tls.yaml | xargs -r grep -l .); result $?
 
 step "6. checkov (the cluster admin's checklist), skips in checkov-skips.yaml"
 $PY deploy/checks/checkov_scan.py --control "$OUT/default-install.yaml" $(cut -d'|' -f1 "$OUT/renderings.txt"); result $?

@@ -5,7 +5,10 @@ work out for one container of one pod exactly which environment variables it
 gets (env, envFrom, ConfigMap/Secret keys, fieldRefs, `$(VAR)` expansion) and
 which files appear under each of its volume mounts (ConfigMap, Secret and
 projected volumes with their `items`); `materialise` writes those files under
-a directory so that a real program can run with them.
+a directory so that a real program can run with them. A Secret that a
+rendered cert-manager Certificate names (spec.secretName) exists as
+cert-manager writes it: tls.crt, tls.key and ca.crt, with placeholder PEM
+content (`issued`).
 """
 
 from __future__ import annotations
@@ -95,8 +98,31 @@ def _expand(value: str, env: dict[str, str]) -> str:
     return _VAR.sub(sub, value).replace("$$", "$")
 
 
+def issued(docs: list[dict], name: str) -> dict | None:
+    """The Secret cert-manager makes for a rendered Certificate with
+    spec.secretName `name` (placeholder certificates), or None."""
+    for d in docs:
+        if d.get("kind") == "Certificate" and d.get("apiVersion", "").startswith("cert-manager.io/") and d["spec"].get("secretName") == name:
+            pem = "-----BEGIN {0}-----\n(issued by cert-manager for Certificate {1})\n-----END {0}-----\n"
+            cert = d["metadata"]["name"]
+            return {
+                "apiVersion": "v1",
+                "kind": "Secret",
+                "metadata": {"name": name, "annotations": {"cert-manager.io/certificate-name": cert}},
+                "type": "kubernetes.io/tls",
+                "stringData": {"tls.crt": pem.format("CERTIFICATE", cert), "tls.key": pem.format("PRIVATE KEY", cert),
+                               "ca.crt": pem.format("CERTIFICATE", cert)},
+            }
+    return None
+
+
+def secret(docs: list[dict], name: str) -> dict | None:
+    """A Secret the manifests hold, or one a rendered Certificate makes."""
+    return find(docs, "Secret", name) or issued(docs, name)
+
+
 def _source(docs: list[dict], kind: str, name: str, optional: bool) -> dict[str, bytes]:
-    obj = find(docs, kind, name) or find(CLUSTER_OBJECTS, kind, name)
+    obj = find(docs, kind, name) or find(CLUSTER_OBJECTS, kind, name) or (issued(docs, name) if kind == "Secret" else None)
     if obj is None:
         if optional:
             return {}

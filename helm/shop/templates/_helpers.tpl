@@ -287,16 +287,62 @@ Args: (dict "root" $ "svc" "order" "secret" SECRET-NAME)
 {{- end }}
 {{- end -}}
 
+{{/* ---------------------------------------------------------------- TLS
+
+Each service's TLS Secret (tls.crt, tls.key, ca.crt: cert-manager's layout)
+is mounted as a directory at "shop.tlsDir"; TLS_CERT_FILE, TLS_KEY_FILE and
+TLS_CA_FILE name its files. Its certificate carries the service's identity,
+a URI SAN spiffe://<trustDomain>/ns/<namespace>/sa/<service> with the
+logical name (never the release-prefixed one), and DNS SANs: the logical
+name, which callers verify whatever address they dial, and every name of its
+two Services.
+*/}}
+
+{{- define "shop.tlsDir" -}}/etc/shop/tls{{- end -}}
+
+{{/* Args: (dict "root" $ "svc" "order") */}}
+{{- define "shop.tlsSecret" -}}
+{{- index .root.Values.tls.secrets .svc | default (printf "%s-%s-tls" (include "shop.fullname" .root) .svc) -}}
+{{- end -}}
+
+{{/* Args: (dict "root" $ "svc" "order") */}}
+{{- define "shop.spiffeId" -}}
+{{- printf "spiffe://%s/ns/%s/sa/%s" .root.Values.tls.trustDomain .root.Release.Namespace .svc -}}
+{{- end -}}
+
+{{/* The DNS SANs of a service's certificate, as JSON. Args: (dict "root" $ "svc" "order") */}}
+{{- define "shop.tlsDnsNames" -}}
+{{- $ns := .root.Release.Namespace -}}
+{{- $domain := .root.Values.tls.clusterDomain -}}
+{{- $names := list .svc -}}
+{{- range $service := list (printf "%s-%s" (include "shop.fullname" .root) .svc) (printf "%s-%s-headless" (include "shop.fullname" .root) .svc) -}}
+{{- $names = concat $names (list $service (printf "%s.%s" $service $ns) (printf "%s.%s.svc" $service $ns) (printf "%s.%s.svc.%s" $service $ns $domain)) -}}
+{{- end -}}
+{{- toJson $names -}}
+{{- end -}}
+
+{{/* Does the kubelet probe the plaintext health-only port? (TLS on the gRPC
+port, and native probes, which cannot speak TLS.) */}}
+{{- define "shop.healthPort" -}}
+{{- if and .Values.tls.enabled (eq .Values.probes.type "grpc") }}true{{ end -}}
+{{- end -}}
+
 {{/* ---------------------------------------------------------------- probes */}}
 
-{{/* One probe. Args: (dict "root" $ "svc" "order" "kind" "startup"|"readiness"|"liveness") */}}
+{{/*
+One probe. Args: (dict "root" $ "svc" "order" "kind" "startup"|"readiness"|"liveness")
+exec: grpc_health_probe on the gRPC port, with the service's own certificate
+and the name callers verify when TLS is on; grpc (native): the gRPC port, or
+with TLS the plaintext health-only port.
+*/}}
 {{- define "shop.probe" -}}
 {{- $p := index .root.Values.probes .kind -}}
 {{- $facts := include "shop.facts" .svc | fromJson -}}
 {{- $service := ternary $facts.health "liveness" (eq .kind "readiness") -}}
+{{- $tls := include "shop.tlsDir" . -}}
 {{- if eq .root.Values.probes.type "grpc" }}
 grpc:
-  port: {{ .root.Values.ports.grpc }}
+  port: {{ ternary .root.Values.ports.health .root.Values.ports.grpc (eq (include "shop.healthPort" .root) "true") }}
   service: {{ $service }}
 {{- else }}
 exec:
@@ -306,6 +352,13 @@ exec:
     - -service={{ $service }}
     - -connect-timeout={{ sub $p.timeoutSeconds 1 | max 1 }}s
     - -rpc-timeout={{ sub $p.timeoutSeconds 1 | max 1 }}s
+    {{- if .root.Values.tls.enabled }}
+    - -tls
+    - -tls-ca-cert={{ $tls }}/ca.crt
+    - -tls-client-cert={{ $tls }}/tls.crt
+    - -tls-client-key={{ $tls }}/tls.key
+    - -tls-server-name={{ .svc }}
+    {{- end }}
 {{- end }}
 periodSeconds: {{ $p.periodSeconds }}
 timeoutSeconds: {{ $p.timeoutSeconds }}

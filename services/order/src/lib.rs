@@ -73,7 +73,8 @@ impl Service for OrderManagement {
     }
 
     async fn start(self, ctx: &mut Context) -> anyhow::Result<Endpoints> {
-        let catalog = catalog::Catalog::new(&self.caller, self.productinfo, &ctx.metrics);
+        let caller = self.caller.with_tls(ctx.tls.clone());
+        let catalog = catalog::Catalog::new(&caller, self.productinfo, &ctx.metrics);
         let watchers = watch::Watchers::new(ctx.db.clone(), self.watch_limits, &ctx.metrics);
         ctx.spawn(
             "order change listener",

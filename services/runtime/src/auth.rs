@@ -11,6 +11,10 @@
 //!   hands a [`Principal`] to handlers through the request extensions.
 //!   Health and reflection are not wrapped, so probes and `grpcurl list` need
 //!   no token.
+//! - Over TLS, a service's token counts only on a connection whose client
+//!   certificate names that service ([`crate::tls::PeerIdentity`]): token
+//!   and transport must agree, so a stolen service token is no use from
+//!   anywhere else.
 //! - A verified token is remembered until it expires, so a client that sends
 //!   the same token on every call pays for one signature check, not one per call.
 //!
@@ -26,6 +30,7 @@ use std::{
     time::{Duration, Instant, SystemTime, UNIX_EPOCH},
 };
 
+use crate::tls::PeerIdentity;
 use ed25519_dalek::{
     SigningKey,
     pkcs8::{EncodePrivateKey, EncodePublicKey, spki::der::pem::LineEnding},
@@ -584,9 +589,29 @@ impl tonic::service::Interceptor for AuthInterceptor {
             Err(e) => return Err(e.into()),
         };
         let principal = self.verifier.verify(token)?;
+        if let Some(peer) = request.extensions().get::<PeerIdentity>() {
+            transport_agrees(&principal, peer)?;
+        }
         request.extensions_mut().insert(principal);
         Ok(request)
     }
+}
+
+/// Over TLS, a service's token is honoured only on a connection whose
+/// client certificate is that service's: a stolen token is no use from
+/// another pod. (People's tokens travel through the storefront, so any
+/// certificate may carry them.)
+fn transport_agrees(principal: &Principal, peer: &PeerIdentity) -> Result<(), Status> {
+    if principal.role != Role::Service || peer.service.as_deref() == Some(&*principal.issuer) {
+        return Ok(());
+    }
+    Err(Status::permission_denied(format!(
+        "the service token of {:?} is honoured only over a connection with {:?}'s client \
+         certificate, and this connection's is {}",
+        principal.issuer,
+        principal.issuer,
+        peer.describe()
+    )))
 }
 
 /// The token in `authorization: Bearer <token>`.
@@ -757,6 +782,50 @@ mod tests {
     }
 
     const HOUR: Duration = Duration::from_secs(3600);
+
+    #[test]
+    fn over_tls_a_service_token_counts_only_with_its_services_certificate() {
+        use tonic::service::Interceptor as _;
+        let (order, trusted_order) = issuer("order", Some(vec![Role::Service]));
+        let (storefront, trusted_storefront) = issuer("storefront", None);
+        let auth = AuthInterceptor::new(Arc::new(verifier(
+            "productinfo",
+            vec![trusted_order, trusted_storefront],
+        )));
+        let service_token = order
+            .sign("order", Role::Service, &["productinfo"], HOUR)
+            .unwrap();
+        let person_token = storefront
+            .sign("alice", Role::Customer, &["productinfo"], HOUR)
+            .unwrap();
+        let call = |token: &str, peer: Option<&str>| {
+            let mut request = Request::new(());
+            request
+                .metadata_mut()
+                .insert("authorization", format!("Bearer {token}").parse().unwrap());
+            if let Some(peer) = peer {
+                request.extensions_mut().insert(PeerIdentity {
+                    service: (!peer.is_empty()).then(|| Arc::from(peer)),
+                    spiffe_id: None,
+                });
+            }
+            auth.clone().call(request).map(|_| ()).map_err(|s| s.code())
+        };
+
+        assert_eq!(call(&service_token, Some("order")), Ok(()));
+        assert_eq!(
+            call(&service_token, Some("storefront")),
+            Err(tonic::Code::PermissionDenied)
+        );
+        assert_eq!(
+            call(&service_token, Some("")),
+            Err(tonic::Code::PermissionDenied),
+            "TLS without a client certificate"
+        );
+        assert_eq!(call(&service_token, None), Ok(()), "plaintext");
+        assert_eq!(call(&person_token, Some("storefront")), Ok(()));
+        assert_eq!(call(&person_token, Some("")), Ok(()));
+    }
 
     #[test]
     fn a_signed_token_proves_subject_role_and_issuer() {

@@ -80,6 +80,8 @@ pub struct BalanceConfig {
     pub connect_timeout: Duration,
     /// How long a call may wait for a first address to become ready.
     pub wait_for_ready: Duration,
+    /// TLS for every connection (`None`: plaintext).
+    pub tls: Option<crate::tls::connect::Connector>,
 }
 
 impl BalanceConfig {
@@ -92,6 +94,7 @@ impl BalanceConfig {
             min_refresh: Duration::from_secs(1),
             connect_timeout: Duration::from_secs(1),
             wait_for_ready: Duration::from_secs(3),
+            tls: None,
         }
     }
 }
@@ -286,9 +289,16 @@ async fn call(
         let Some(endpoint) = picker.pick(&tried) else {
             // Nothing of the call was sent anywhere (an address that took
             // any of it would have ended the loop).
+            // Why the others are out, where known: a refused certificate,
+            // say, is then in the caller's error, not only in a log.
+            let why = picker
+                .all
+                .iter()
+                .find_map(|(e, _)| e.last_error().map(|why| format!("; {}: {why}", e.addr)))
+                .unwrap_or_default();
             return Err(Box::new(crate::upstream::not_sent(Status::unavailable(
                 format!(
-                    "no ready {} address ({} known{})",
+                    "no ready {} address ({} known{}){why}",
                     shared.name,
                     picker.all.len(),
                     if tried.is_empty() {

@@ -19,6 +19,9 @@ pub struct Config<A: clap::Args> {
     pub auth: AuthArgs,
 
     #[command(flatten)]
+    pub tls: TlsArgs,
+
+    #[command(flatten)]
     pub db: DbArgs,
 
     #[command(flatten)]
@@ -174,6 +177,73 @@ pub struct UpstreamArgs {
     /// How often the other services' addresses are resolved again.
     #[arg(long, env = "RESOLVE_INTERVAL", default_value = "30s", value_parser = parse_duration)]
     pub resolve_interval: Duration,
+}
+
+/// TLS of the gRPC port and of calls to other services (mutual TLS inside
+/// the shop). Without a certificate both speak plaintext, as in the book's
+/// first chapters.
+#[derive(clap::Args, Debug, Clone)]
+pub struct TlsArgs {
+    /// PEM certificate chain the service presents, as a server and to the
+    /// services it calls; its `spiffe://.../sa/<service>` SAN is the
+    /// service's identity. Without it the gRPC port speaks plaintext.
+    #[arg(long, env = "TLS_CERT_FILE", requires_all = ["tls_key_file", "tls_ca_file"])]
+    pub tls_cert_file: Option<PathBuf>,
+
+    /// The certificate's PEM private key.
+    #[arg(long, env = "TLS_KEY_FILE", requires = "tls_cert_file")]
+    pub tls_key_file: Option<PathBuf>,
+
+    /// PEM CA bundle that client certificates and other services'
+    /// certificates must chain to.
+    #[arg(long, env = "TLS_CA_FILE", requires = "tls_cert_file")]
+    pub tls_ca_file: Option<PathBuf>,
+
+    /// "require": every client presents a certificate signed by the CA;
+    /// "optional": clients may come without one (a service's token is
+    /// still honoured only over that service's own certificate).
+    #[arg(long, env = "TLS_CLIENT_AUTH", value_enum, default_value = "require")]
+    pub tls_client_auth: crate::tls::ClientAuth,
+
+    /// How often the certificate, key and CA files are read again; a
+    /// changed, usable set is used for new connections without a restart.
+    #[arg(long, env = "TLS_RELOAD_INTERVAL", default_value = "10s", value_parser = parse_duration)]
+    pub tls_reload_interval: Duration,
+
+    /// Address of a plaintext listener serving nothing but
+    /// `grpc.health.v1.Health`, for probes that cannot speak TLS (the
+    /// kubelet's native gRPC probe), or "off".
+    #[arg(long, env = "HEALTH_LISTEN_ADDR", default_value = "off")]
+    pub health_listen: OptionalAddr,
+}
+
+impl Default for TlsArgs {
+    /// Plaintext, health on the gRPC port only.
+    fn default() -> Self {
+        #[derive(clap::Parser)]
+        struct Defaults {
+            #[command(flatten)]
+            tls: TlsArgs,
+        }
+        <Defaults as clap::Parser>::parse_from(["defaults"]).tls
+    }
+}
+
+impl TlsArgs {
+    /// The TLS set-up the flags name, files read and checked; `None` for
+    /// plaintext.
+    pub fn load(&self) -> anyhow::Result<Option<crate::tls::Tls>> {
+        let (Some(cert), Some(key), Some(ca)) =
+            (&self.tls_cert_file, &self.tls_key_file, &self.tls_ca_file)
+        else {
+            return Ok(None);
+        };
+        let files = crate::tls::TlsFiles {
+            identity: Some((cert.clone(), key.clone())),
+            ca: ca.clone(),
+        };
+        Ok(Some(crate::tls::Tls::load(files, self.tls_client_auth)?))
+    }
 }
 
 /// A socket address, or nothing ("off" or empty).

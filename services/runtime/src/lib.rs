@@ -6,6 +6,7 @@
 //! - [`upstream`]: the one client type for calling another service.
 //! - [`health`]: `grpc.health.v1` with Check and Watch that tell the truth.
 //! - [`auth`]: EdDSA JWTs: verifying interceptor, signing, key files.
+//! - [`tls`]: mutual TLS between services, TLS for clients, live rotation.
 //! - [`balance`]: client-side round-robin over every ready address of a peer.
 //! - [`deadline`]: deadlines carried from incoming to outgoing calls.
 //! - [`telemetry`]: logs (JSON or text) and the tower layer that logs every RPC.
@@ -28,4 +29,5 @@ pub mod server;
 pub mod service;
 pub mod slots;
 pub mod telemetry;
+pub mod tls;
 pub mod upstream;

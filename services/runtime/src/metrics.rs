@@ -255,6 +255,19 @@ impl Metrics {
         });
     }
 
+    /// When the service's certificate expires (seconds since the epoch),
+    /// read at each scrape: an alert can fire before a rotation that did
+    /// not happen matters.
+    pub fn watch_tls(&self, tls: &crate::tls::Tls) {
+        let tls = tls.clone();
+        self.add_collector(move |m| {
+            if let Some(not_after) = tls.not_after() {
+                m.gauge("shop_tls_certificate_expiry_timestamp_seconds", &[])
+                    .set(not_after as f64);
+            }
+        });
+    }
+
     /// Gauges and counters of a client-side balancer, read at each scrape.
     pub fn watch_balancer(&self, upstream: &str, balanced: &crate::balance::Balanced) {
         let balanced = balanced.clone();

@@ -79,6 +79,8 @@ pub struct ServeOptions {
     pub limits: LimitArgs,
     /// Connections the web listener takes at once.
     pub web_max_connections: usize,
+    /// TLS of the gRPC listener (`None`: plaintext).
+    pub tls: Option<crate::tls::Tls>,
 }
 
 /// Connections the web listener takes at once unless HTTP_MAX_CONNECTIONS
@@ -98,6 +100,7 @@ impl ServeOptions {
             addr_file: server.addr_file.clone(),
             limits,
             web_max_connections: DEFAULT_WEB_MAX_CONNECTIONS,
+            tls: None,
         }
     }
 }
@@ -199,9 +202,29 @@ impl Server {
         let grpc: Served = tokio::spawn(connections::serve(
             listeners.grpc,
             grpc_service,
-            limits,
+            limits.clone(),
+            options.tls.clone(),
             stopping.clone(),
         ));
+        // Probes that cannot speak TLS get health, and nothing else, in
+        // plaintext.
+        let health: Option<Served> = listeners.health.map(|listener| {
+            let routes = Routes::new(self.health.service()).prepare();
+            tokio::spawn(connections::serve(
+                listener,
+                tower::ServiceBuilder::new()
+                    .layer(AdmissionLayer::new(
+                        64,
+                        64,
+                        limits.max_message_size,
+                        &self.metrics,
+                    ))
+                    .service(routes),
+                limits,
+                None,
+                stopping.clone(),
+            ))
+        });
         let web: Option<Served> = listeners.web.zip(endpoints.web).map(|(listener, router)| {
             tokio::spawn(serve_http(
                 listener,
@@ -214,9 +237,9 @@ impl Server {
             std::fs::write(path, addrs.to_file_text())
                 .with_context(|| format!("cannot write {}", path.display()))?;
         }
-        tracing::info!(grpc = %addrs.grpc, web = ?addrs.web, metrics = ?addrs.metrics, "listening");
+        tracing::info!(grpc = %addrs.grpc, tls = options.tls.is_some(), web = ?addrs.web, metrics = ?addrs.metrics, health = ?addrs.health, "listening");
 
-        let mut servers: Vec<Served> = std::iter::once(grpc).chain(web).collect();
+        let mut servers: Vec<Served> = std::iter::once(grpc).chain(web).chain(health).collect();
         let result = tokio::select! {
             () = shutdown => drain(&self.health, &options, &stopping, &mut servers).await,
             (stopped, _, _) = futures::future::select_all(servers.iter_mut()) => {

@@ -36,7 +36,7 @@ use tonic::service::Routes;
 
 use crate::{
     auth::{AuthInterceptor, Verifier},
-    config::{Config, DbArgs, LimitArgs, LogArgs, ServerArgs, WebArgs},
+    config::{Config, DbArgs, LimitArgs, LogArgs, ServerArgs, TlsArgs, WebArgs},
     health::HealthRegistry,
     metrics::Metrics,
     pg::{self, Db},
@@ -125,6 +125,10 @@ pub struct Context {
     /// it to each generated server's `max_decoding_message_size`, which
     /// also bounds what a compressed message may grow to.
     pub max_message_size: usize,
+    /// The service's TLS (`None`: plaintext): give it to every
+    /// [`Caller`](crate::upstream::Caller), so calls to other services
+    /// present the service's certificate.
+    pub tls: Option<crate::tls::Tls>,
     verifier: Arc<Verifier>,
     tasks: Tasks,
 }
@@ -189,34 +193,37 @@ pub struct Listeners {
     pub web: Option<TcpListener>,
     /// `/metrics`, when served.
     pub metrics: Option<TcpListener>,
+    /// Plaintext `grpc.health.v1` only, for probes that cannot do TLS.
+    pub health: Option<TcpListener>,
 }
 
 impl Listeners {
     /// Binds every address the configuration names.
-    pub async fn bind(server: &ServerArgs, web: Option<&WebArgs>) -> anyhow::Result<Self> {
+    pub async fn bind(
+        server: &ServerArgs,
+        web: Option<&WebArgs>,
+        tls: &TlsArgs,
+    ) -> anyhow::Result<Self> {
+        let optional = async |addr: Option<SocketAddr>, what: &str| match addr {
+            Some(addr) => listen(addr, what).await.map(Some),
+            None => Ok(None),
+        };
         Ok(Self {
             grpc: listen(server.listen, "gRPC").await?,
-            web: match web {
-                Some(web) => Some(listen(web.http_listen, "the web shop").await?),
-                None => None,
-            },
-            metrics: match server.metrics_addr.0 {
-                Some(addr) => Some(listen(addr, "metrics").await?),
-                None => None,
-            },
+            web: optional(web.map(|w| w.http_listen), "the web shop").await?,
+            metrics: optional(server.metrics_addr.0, "metrics").await?,
+            health: optional(tls.health_listen.0, "plaintext health").await?,
         })
     }
 
     /// The bound addresses.
     pub fn addrs(&self) -> std::io::Result<Addrs> {
+        let addr = |l: &Option<TcpListener>| l.as_ref().map(TcpListener::local_addr).transpose();
         Ok(Addrs {
             grpc: self.grpc.local_addr()?,
-            web: self.web.as_ref().map(TcpListener::local_addr).transpose()?,
-            metrics: self
-                .metrics
-                .as_ref()
-                .map(TcpListener::local_addr)
-                .transpose()?,
+            web: addr(&self.web)?,
+            metrics: addr(&self.metrics)?,
+            health: addr(&self.health)?,
         })
     }
 }
@@ -233,6 +240,8 @@ pub struct Addrs {
     pub grpc: SocketAddr,
     pub web: Option<SocketAddr>,
     pub metrics: Option<SocketAddr>,
+    /// The plaintext health-only listener.
+    pub health: Option<SocketAddr>,
 }
 
 impl Addrs {
@@ -245,6 +254,9 @@ impl Addrs {
         if let Some(metrics) = self.metrics {
             text.push_str(&format!("metrics={metrics}\n"));
         }
+        if let Some(health) = self.health {
+            text.push_str(&format!("health={health}\n"));
+        }
         text
     }
 
@@ -252,22 +264,23 @@ impl Addrs {
     /// `grpc=` line).
     pub fn read(path: &Path) -> Option<Addrs> {
         let text = std::fs::read_to_string(path).ok()?;
-        let mut addrs: (Option<SocketAddr>, Option<SocketAddr>, Option<SocketAddr>) =
-            (None, None, None);
+        let mut addrs: [Option<SocketAddr>; 4] = [None; 4];
         for line in text.lines() {
             let (name, addr) = line.split_once('=')?;
             let addr = addr.trim().parse().ok()?;
             match name.trim() {
-                "grpc" => addrs.0 = Some(addr),
-                "web" => addrs.1 = Some(addr),
-                "metrics" => addrs.2 = Some(addr),
+                "grpc" => addrs[0] = Some(addr),
+                "web" => addrs[1] = Some(addr),
+                "metrics" => addrs[2] = Some(addr),
+                "health" => addrs[3] = Some(addr),
                 _ => {}
             }
         }
         Some(Addrs {
-            grpc: addrs.0?,
-            web: addrs.1,
-            metrics: addrs.2,
+            grpc: addrs[0]?,
+            web: addrs[1],
+            metrics: addrs[2],
+            health: addrs[3],
         })
     }
 }
@@ -283,6 +296,8 @@ pub struct Prepared<S> {
     db_options: PgConnectOptions,
     verifier: Arc<Verifier>,
     migrate: bool,
+    tls_args: TlsArgs,
+    tls: Option<crate::tls::Tls>,
 }
 
 /// Parses and checks `config` for service `S`, contacting nothing.
@@ -294,6 +309,7 @@ pub fn prepare<S: Service>(config: Config<S::Args>) -> anyhow::Result<Prepared<S
         config.auth.token_max_lifetime,
     ));
     let web = S::web(&config.service).cloned();
+    let tls = config.tls.load()?;
     let mut limits = config.limits;
     if limits.max_in_flight == 0 {
         // Two calls per connection: every connection stays busy while a
@@ -312,13 +328,15 @@ pub fn prepare<S: Service>(config: Config<S::Args>) -> anyhow::Result<Prepared<S
         db_options,
         verifier,
         migrate: config.migrate,
+        tls_args: config.tls,
+        tls,
     })
 }
 
 impl<S: Service> Prepared<S> {
     /// Binds the listeners the configuration names.
     pub async fn listen(&self) -> anyhow::Result<Listeners> {
-        Listeners::bind(&self.server, self.web.as_ref()).await
+        Listeners::bind(&self.server, self.web.as_ref(), &self.tls_args).await
     }
 
     /// Serves on `listeners` until `shutdown` completes, then drains (see
@@ -345,6 +363,7 @@ impl<S: Service> Prepared<S> {
                 self.limits.max_bulk_streams as usize,
                 "searches",
             ),
+            tls: self.tls.clone(),
             verifier: self.verifier,
             tasks: Tasks {
                 set: JoinSet::new(),
@@ -361,11 +380,19 @@ impl<S: Service> Prepared<S> {
                 self.db.db_health_interval,
             ),
         );
+        if let Some(tls) = &self.tls {
+            ctx.spawn(
+                "TLS files reload",
+                tls.clone().watch(self.tls_args.tls_reload_interval),
+            );
+            server.metrics.watch_tls(tls);
+        }
         let started = self.service.start(&mut ctx).await;
         let tasks = ctx.tasks;
         let result = match started {
             Ok(endpoints) => {
                 let mut options = ServeOptions::new(&self.server, self.limits.clone());
+                options.tls = self.tls;
                 if let Some(web) = &self.web {
                     options.web_max_connections = web.http_max_connections;
                 }
@@ -495,6 +522,7 @@ mod tests {
             grpc: "127.0.0.1:7101".parse().unwrap(),
             web: Some("127.0.0.1:8080".parse().unwrap()),
             metrics: None,
+            health: Some("127.0.0.1:7102".parse().unwrap()),
         };
         std::fs::write(&path, addrs.to_file_text()).unwrap();
         assert_eq!(Addrs::read(&path), Some(addrs));

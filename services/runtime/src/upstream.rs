@@ -49,6 +49,7 @@ pub struct Caller {
     timeout: Duration,
     retries: u32,
     resolve_interval: Duration,
+    tls: Option<crate::tls::Tls>,
 }
 
 impl Caller {
@@ -61,7 +62,16 @@ impl Caller {
             timeout: args.upstream_timeout,
             retries: args.upstream_retries,
             resolve_interval: args.resolve_interval,
+            tls: None,
         })
+    }
+
+    /// Calls over TLS as `tls` says ([`Context::tls`](crate::service::Context::tls)):
+    /// the service's certificate is presented, and each called service must
+    /// prove it is the service named in its [`Peer`]. `None`: plaintext.
+    pub fn with_tls(mut self, tls: Option<crate::tls::Tls>) -> Self {
+        self.tls = tls;
+        self
     }
 
     /// The key this service signs with (the storefront also signs people's
@@ -269,6 +279,10 @@ impl<C: Clone> Upstream<C> {
             target,
             BalanceConfig {
                 refresh: caller.resolve_interval,
+                tls: caller.tls.as_ref().map(|tls| {
+                    crate::tls::connect::Connector::new(tls.clone(), peer.name)
+                        .expect("a peer's name is a DNS name")
+                }),
                 ..BalanceConfig::new(peer.name, peer.health_service)
             },
         );

@@ -143,14 +143,15 @@ impl Service for Storefront {
                 .await
                 .context("cannot set up the first admin")?;
         }
+        let caller = self.caller.with_tls(ctx.tls.clone());
         let upstreams =
-            upstream::Upstreams::new(&self.caller, self.productinfo, self.order, &ctx.metrics);
+            upstream::Upstreams::new(&caller, self.productinfo, self.order, &ctx.metrics);
         ctx.spawn("session cleanup", cleanup(ctx.db.clone()));
 
         let service = StorefrontServer::new(grpc::StorefrontService::new(
             accounts.clone(),
             upstreams.clone(),
-            self.caller.signer().clone(),
+            caller.signer().clone(),
         ))
         .accept_compressed(CompressionEncoding::Gzip)
         .send_compressed(CompressionEncoding::Gzip)
@@ -163,7 +164,7 @@ impl Service for Storefront {
             inner: Arc::new(web::Inner {
                 pool: ctx.db.clone(),
                 metrics: ctx.metrics.clone(),
-                csrf_key: self.caller.signer().derive_key("storefront csrf"),
+                csrf_key: caller.signer().derive_key("storefront csrf"),
                 accounts,
                 upstreams,
                 stopping: ctx.stopping.clone(),

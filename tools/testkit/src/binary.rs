@@ -132,6 +132,7 @@ impl Process {
                 grpc: ([0, 0, 0, 0], 0).into(),
                 web: None,
                 metrics: None,
+                health: None,
             },
             log,
         };

@@ -57,6 +57,7 @@ impl RecordingCatalog {
             grpc: listener,
             web: None,
             metrics: None,
+            health: None,
         };
         let endpoints = Endpoints::grpc(Routes::new(ProductInfoServer::new(catalog.clone())));
         let options = ServeOptions {
@@ -65,6 +66,7 @@ impl RecordingCatalog {
             addr_file: None,
             limits: Default::default(),
             web_max_connections: 16,
+            tls: None,
         };
         tokio::spawn(server.serve(
             listeners,

@@ -6,6 +6,7 @@
 pub mod binary;
 pub mod drain;
 pub mod fake;
+pub mod pki;
 pub mod services;
 pub mod web;
 

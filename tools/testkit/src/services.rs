@@ -4,13 +4,16 @@ use std::{future::Future, net::SocketAddr, time::Duration};
 
 use std::path::PathBuf;
 
+use shop_runtime::tls::Tls;
 use shop_runtime::{
-    config::{AuthArgs, Config, DbArgs, LimitArgs, LogArgs, ServerArgs, UpstreamArgs, WebArgs},
+    config::{
+        AuthArgs, Config, DbArgs, LimitArgs, LogArgs, ServerArgs, TlsArgs, UpstreamArgs, WebArgs,
+    },
     service::{Listeners, Service as _},
     telemetry::LogFormat,
 };
 use tokio::{net::TcpListener, sync::oneshot, task::JoinHandle};
-use tonic::transport::{Channel, Endpoint};
+use tonic::transport::Channel;
 use tonic_health::pb::health_check_response::ServingStatus;
 
 use crate::{keys, wait_for_health};
@@ -37,18 +40,37 @@ impl Running {
         F: FnOnce(Listeners, oneshot::Receiver<()>) -> Fut,
         Fut: Future<Output = anyhow::Result<()>> + Send + 'static,
     {
+        Self::start_with_tls(database_url, web, None, run).await
+    }
+
+    /// Like [`start`](Self::start), for a server speaking TLS: its
+    /// `channel` calls it as `client` (the server proving it is `localhost`).
+    pub async fn start_with_tls<F, Fut>(
+        database_url: String,
+        web: bool,
+        client: Option<&Tls>,
+        run: F,
+    ) -> Running
+    where
+        F: FnOnce(Listeners, oneshot::Receiver<()>) -> Fut,
+        Fut: Future<Output = anyhow::Result<()>> + Send + 'static,
+    {
         crate::init_logs();
         let listeners = Listeners {
             grpc: bind().await,
             web: if web { Some(bind().await) } else { None },
             metrics: Some(bind().await),
+            health: None,
         };
         let addrs = listeners.addrs().expect("bound addresses");
         let (tx, rx) = oneshot::channel();
         let task = tokio::spawn(run(listeners, rx));
-        let channel = Endpoint::from_shared(format!("http://{}", addrs.grpc))
-            .expect("endpoint")
-            .connect_lazy();
+        let channel = shop_runtime::tls::connect::channel(
+            &addrs.grpc.to_string(),
+            client.map(|tls| (tls, "localhost")),
+            Duration::from_secs(5),
+        )
+        .expect("channel");
         let running = Running {
             addr: addrs.grpc,
             http_addr: addrs.web,
@@ -138,6 +160,7 @@ fn config<A: clap::Args>(database_url: String, trusted_issuers: &str, service: A
             trusted_issuers: trusted_issuers.to_owned(),
             token_max_lifetime: Duration::from_secs(12 * 3600),
         },
+        tls: TlsArgs::default(),
         db: db_args(database_url),
         log: log_args(),
         migrate: true,
@@ -178,8 +201,14 @@ pub async fn productinfo() -> Running {
 
 /// productinfo with this exact configuration.
 pub async fn productinfo_with(config: productinfo::Config) -> Running {
+    productinfo_over(config, None).await
+}
+
+/// productinfo with this exact configuration (with TLS flags), called
+/// (for its health, and through `channel`) as `client`.
+pub async fn productinfo_over(config: productinfo::Config, client: Option<&Tls>) -> Running {
     let url = config.db.database_url.clone();
-    Running::start(url, false, |listeners, stop| {
+    Running::start_with_tls(url, false, client, |listeners, stop| {
         productinfo::ProductInfo::run(config, listeners, async {
             let _ = stop.await;
         })

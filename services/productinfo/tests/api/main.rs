@@ -11,3 +11,4 @@ mod health;
 mod helpers;
 mod limits;
 mod stock;
+mod tls;

@@ -4,7 +4,10 @@
 
 use std::{
     net::SocketAddr,
-    sync::atomic::{AtomicU64, Ordering},
+    sync::{
+        Arc, Mutex,
+        atomic::{AtomicU64, Ordering},
+    },
     time::Duration,
 };
 
@@ -14,7 +17,7 @@ use tonic_health::pb::{
     HealthCheckRequest, health_check_response::ServingStatus, health_client::HealthClient,
 };
 
-use super::Event;
+use super::{BalanceConfig, Event};
 
 /// Where one address stands.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -56,23 +59,41 @@ pub(super) struct Endpoint {
     pub(super) addr: SocketAddr,
     pub(super) channel: Channel,
     pub(super) picks: AtomicU64,
+    /// Why its health could not be followed last time, until it answers.
+    last_error: Mutex<Option<String>>,
 }
 
 impl Endpoint {
-    pub(super) fn new(id: u64, addr: SocketAddr, connect_timeout: Duration) -> Option<Endpoint> {
-        let channel = tonic::transport::Endpoint::from_shared(format!("http://{addr}"))
+    pub(super) fn new(id: u64, addr: SocketAddr, config: &BalanceConfig) -> Option<Endpoint> {
+        let endpoint = tonic::transport::Endpoint::from_shared(format!("http://{addr}"))
             .ok()?
-            .connect_timeout(connect_timeout)
+            .connect_timeout(config.connect_timeout)
             .tcp_nodelay(true)
             .http2_keep_alive_interval(Duration::from_secs(30))
-            .keep_alive_timeout(Duration::from_secs(10))
-            .connect_lazy();
+            .keep_alive_timeout(Duration::from_secs(10));
+        let channel = match &config.tls {
+            Some(connector) => connector.clone().channel(endpoint),
+            None => endpoint.connect_lazy(),
+        };
         Some(Endpoint {
             id,
             addr,
             channel,
             picks: AtomicU64::new(0),
+            last_error: Mutex::new(None),
         })
+    }
+
+    /// Why the address is out of the rotation, if its health watch failed.
+    pub(super) fn last_error(&self) -> Option<String> {
+        self.last_error
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
+    }
+
+    fn set_last_error(&self, error: Option<String>) {
+        *self.last_error.lock().unwrap_or_else(|p| p.into_inner()) = error;
     }
 
     pub(super) fn picked(&self) {
@@ -82,6 +103,22 @@ impl Endpoint {
     pub(super) fn picks(&self) -> u64 {
         self.picks.load(Ordering::Relaxed)
     }
+}
+
+/// A status with the chain of errors under it (a connect error's cause,
+/// such as a refused certificate, is only there).
+fn describe(status: &tonic::Status) -> String {
+    let mut text = status.message().to_owned();
+    let mut source = std::error::Error::source(status);
+    while let Some(e) = source {
+        let cause = e.to_string();
+        if !text.contains(&cause) {
+            text.push_str(": ");
+            text.push_str(&cause);
+        }
+        source = e.source();
+    }
+    text
 }
 
 const MIN_BACKOFF: Duration = Duration::from_millis(50);
@@ -94,14 +131,14 @@ const MAX_BACKOFF: Duration = Duration::from_secs(2);
 /// that restarted do not all come back at the same instant. A server
 /// without the health service counts as ready once it answers.
 pub(super) async fn watch_health(
-    id: u64,
-    channel: Channel,
+    endpoint: Arc<Endpoint>,
     service: String,
     events: UnboundedSender<Event>,
 ) {
+    let id = endpoint.id;
     let report = |state| events.send(Event::Health(id, state)).is_ok();
     let mut backoff = MIN_BACKOFF;
-    let mut client = HealthClient::new(channel);
+    let mut client = HealthClient::new(endpoint.channel.clone());
     loop {
         match client
             .watch(HealthCheckRequest {
@@ -110,6 +147,7 @@ pub(super) async fn watch_health(
             .await
         {
             Ok(stream) => {
+                endpoint.set_last_error(None);
                 let mut stream = stream.into_inner();
                 while let Ok(Some(message)) = stream.message().await {
                     let state = if message.status == ServingStatus::Serving as i32 {
@@ -124,6 +162,7 @@ pub(super) async fn watch_health(
                 }
             }
             Err(status) if status.code() == tonic::Code::Unimplemented => {
+                endpoint.set_last_error(None);
                 // No health service: the best we can know is that it answers.
                 if !report(EndpointState::Ready) {
                     return;
@@ -131,7 +170,13 @@ pub(super) async fn watch_health(
                 tokio::time::sleep(Duration::from_secs(5)).await;
                 continue;
             }
-            Err(_) => {}
+            Err(status) => {
+                let why = describe(&status);
+                if endpoint.last_error().as_ref() != Some(&why) {
+                    tracing::warn!(addr = %endpoint.addr, error = %why, "cannot follow an upstream address's health");
+                }
+                endpoint.set_last_error(Some(why));
+            }
         }
         // The watch ended or failed: out of rotation until it says SERVING,
         // and the name is resolved again (the pod may be gone).

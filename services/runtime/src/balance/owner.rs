@@ -113,20 +113,19 @@ impl Owner {
                 continue;
             }
             self.next_id += 1;
-            let Some(endpoint) = Endpoint::new(self.next_id, *addr, self.config.connect_timeout)
-            else {
+            let Some(endpoint) = Endpoint::new(self.next_id, *addr, &self.config) else {
                 continue;
             };
+            let endpoint = Arc::new(endpoint);
             let watcher = Task(tokio::spawn(endpoint::watch_health(
-                endpoint.id,
-                endpoint.channel.clone(),
+                endpoint.clone(),
                 self.config.health_service.clone(),
                 self.events.clone(),
             )));
             self.endpoints.insert(
                 *addr,
                 Owned {
-                    endpoint: Arc::new(endpoint),
+                    endpoint,
                     state: EndpointState::Connecting,
                     watcher: Some(watcher),
                 },

@@ -16,6 +16,11 @@
 //!   dropped (cancelling its database statement) and answered
 //!   `DEADLINE_EXCEEDED`.
 //!
+//! With TLS, each connection's task does the handshake first
+//! ([`crate::tls::accept`]) and every call on the connection carries the
+//! client certificate's [`PeerIdentity`]; a plaintext client is answered
+//! `UNAVAILABLE` saying the port needs TLS.
+//!
 //! When `stop` fires the listener closes and every connection gets GOAWAY;
 //! the caller bounds how long their calls may then take.
 
@@ -25,23 +30,31 @@ use http::{Request, Response};
 use hyper::{body::Incoming, server::conn::http2};
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use tokio::{net::TcpListener, task::JoinSet};
-use tokio_util::sync::CancellationToken;
+use tokio_util::{either::Either, sync::CancellationToken};
 use tonic::{Status, body::Body, transport::server::TcpConnectInfo};
 use tower::{Service, ServiceExt as _};
 
 use super::keepalive::Policed;
-use crate::config::LimitArgs;
+use crate::{
+    config::LimitArgs,
+    tls::{
+        Tls,
+        accept::{Handshake, PLAINTEXT_REFUSED},
+    },
+};
 
 /// What a stream may buffer for a client that does not read: enough for
 /// a full batch of a streamed search, small enough that many such streams
 /// stay far inside a pod's memory.
 const MAX_SEND_BUF: usize = 64 * 1024;
 
-/// Serves `service` on every connection `listener` accepts until `stop`.
+/// Serves `service` on every connection `listener` accepts until `stop`,
+/// over TLS when `tls` is given.
 pub(super) async fn serve<S>(
     listener: TcpListener,
     service: S,
     limits: LimitArgs,
+    tls: Option<Tls>,
     stop: CancellationToken,
 ) -> anyhow::Result<()>
 where
@@ -63,6 +76,11 @@ where
         .max_send_buf_size(MAX_SEND_BUF);
     let builder = Arc::new(builder);
     let local_addr = listener.local_addr().ok();
+    let (min_ping_interval, max_age, age_grace) = (
+        limits.min_ping_interval,
+        limits.max_connection_age,
+        limits.max_connection_age_grace,
+    );
     let mut connections = JoinSet::new();
     loop {
         let Some((tcp, peer)) = super::next_connection(&listener, &stop).await else {
@@ -75,28 +93,36 @@ where
             remote_addr: Some(peer),
         };
         let service = service.clone();
-        let calls = hyper::service::service_fn(move |request: Request<Incoming>| {
-            let mut request = request.map(Body::new);
-            request.extensions_mut().insert(info.clone());
-            call(service.clone(), request)
-        });
-        let connection = builder.serve_connection(
-            TokioIo::new(Policed::new(tcp, limits.min_ping_interval)),
-            calls,
-        );
-        let age = limits
-            .max_connection_age
-            .mul_f64(0.9 + 0.2 * fastrand::f64());
-        let grace = limits.max_connection_age_grace;
+        let builder = builder.clone();
+        let tls = tls.clone();
         let stop = stop.clone();
         connections.spawn(async move {
+            let (io, identity) = match tls {
+                None => (Either::Left(tcp), None),
+                Some(tls) => match crate::tls::accept::handshake(&tls, tcp, peer).await {
+                    Handshake::Done(stream, identity) => (Either::Right(*stream), Some(identity)),
+                    Handshake::Plaintext(tcp) => return refuse_plaintext(&builder, tcp).await,
+                    Handshake::Refused => return,
+                },
+            };
+            let calls = hyper::service::service_fn(move |request: Request<Incoming>| {
+                let mut request = request.map(Body::new);
+                request.extensions_mut().insert(info.clone());
+                if let Some(identity) = &identity {
+                    request.extensions_mut().insert(identity.clone());
+                }
+                call(service.clone(), request)
+            });
+            let connection =
+                builder.serve_connection(TokioIo::new(Policed::new(io, min_ping_interval)), calls);
+            let age = max_age.mul_f64(0.9 + 0.2 * fastrand::f64());
             let mut connection = std::pin::pin!(connection);
             tokio::select! {
                 _ = connection.as_mut() => return,
                 () = stop.cancelled() => {}
                 () = tokio::time::sleep(age) => {
                     connection.as_mut().graceful_shutdown();
-                    let _ = tokio::time::timeout(grace, connection.as_mut()).await;
+                    let _ = tokio::time::timeout(age_grace, connection.as_mut()).await;
                     return;
                 }
             }
@@ -107,6 +133,20 @@ where
     drop(listener);
     while connections.join_next().await.is_some() {}
     Ok(())
+}
+
+/// How long a plaintext client on a TLS port is answered before the
+/// connection is closed.
+const PLAINTEXT_ANSWER_TIME: Duration = Duration::from_secs(5);
+
+/// Answers every call of a plaintext client on a TLS port `UNAVAILABLE`,
+/// saying why, for a few seconds.
+async fn refuse_plaintext(builder: &http2::Builder<TokioExecutor>, tcp: tokio::net::TcpStream) {
+    let refuse = hyper::service::service_fn(|_: Request<Incoming>| async {
+        Ok::<_, Infallible>(Status::unavailable(PLAINTEXT_REFUSED).into_http::<Body>())
+    });
+    let connection = builder.serve_connection(TokioIo::new(tcp), refuse);
+    let _ = tokio::time::timeout(PLAINTEXT_ANSWER_TIME, connection).await;
 }
 
 /// One call, bounded by its `grpc-timeout`.
