@@ -33,8 +33,8 @@ tools: ## Install the pinned third-party tools (grpcurl, ...) into .tools/
 build: ## Build every binary (debug)
 	$(CARGO) build --workspace --bins --locked
 
-up: build ## Run the whole shop on this machine (Ctrl-C stops it; data kept in .local/)
-	./target/debug/shopctl up
+up: build ## Run the whole shop on this machine, mutual TLS (ARGS=--plaintext: without; Ctrl-C stops it; data kept in .local/)
+	./target/debug/shopctl up $(ARGS)
 
 reset: ## Forget the local shop's data, keys and tokens
 	rm -rf .local

@@ -61,20 +61,21 @@ use shop_runtime::{
     auth::{Role, Signer, ensure_keypair},
     config::parse_duration,
     service::Addrs,
+    tls::Tls,
 };
 use tokio::{
     io::{AsyncReadExt as _, AsyncWriteExt as _},
     process::{Child, Command},
     time::Instant,
 };
-use tonic::transport::Endpoint;
+use tonic::transport::Channel;
 use tonic_health::pb::{
     HealthCheckRequest, health_check_response::ServingStatus, health_client::HealthClient,
 };
 
 mod hostile;
 
-use crate::cpu;
+use crate::{certs, cpu};
 
 use crate::{
     connect::{Bearer, ConnectArgs},
@@ -145,15 +146,29 @@ const TARGET_OVERLOAD_P99: f64 = 3.0;
 /// A running service of the benchmark.
 struct Service {
     name: String,
+    /// productinfo, order or storefront: the name its certificate proves.
+    kind: &'static str,
     child: Child,
     addr: SocketAddr,
     metrics: SocketAddr,
     start_ms: f64,
+    /// The bench's client TLS, when the service speaks TLS.
+    tls: Option<Tls>,
 }
 
 impl Service {
     fn pid(&self) -> Option<u32> {
         self.child.id()
+    }
+
+    /// A new connection (made on the first call) to the service.
+    fn channel(&self) -> anyhow::Result<Channel> {
+        shop_runtime::tls::connect::channel(
+            &self.addr.to_string(),
+            self.tls.as_ref().map(|tls| (tls, self.kind)),
+            Duration::from_secs(5),
+        )
+        .map_err(anyhow::Error::msg)
     }
 }
 
@@ -207,6 +222,16 @@ struct BenchReport {
     streams: Vec<hostile::StreamFigures>,
     overload: Overload,
     targets: Vec<Target>,
+    /// The same shop in plaintext: what mutual TLS costs.
+    plaintext: Option<Plaintext>,
+}
+
+/// getProduct and addOrder (synchronous_commit=off) at their maximum
+/// throughput, every hop in plaintext.
+#[derive(Debug, Serialize)]
+struct Plaintext {
+    get_product: Report,
+    add_order: Report,
 }
 
 /// getProduct with ten times more callers than the catalog admits.
@@ -358,72 +383,224 @@ async fn run(
     );
     let admin_password = out.join("admin.password");
     std::fs::write(&admin_password, "bench-admin-password")?;
-    let logs = out.join("logs");
+    // Mutual TLS between every process, as the chart runs the shop.
+    let tls_dir = out.join("tls");
+    certs::local(&tls_dir, &["productinfo", "order", "storefront", "bench"])?;
+    let shop = Shop {
+        bins: [productinfo_bin, order_bin, storefront_bin],
+        dbs: [&productinfo_db, &order_db, &storefront_db],
+        keys: [&storefront_key, &order_key],
+        catalog_trusts: &catalog_trusts,
+        people: &people,
+        admin_password: &admin_password,
+        logs: &out.join("logs"),
+    };
 
     let mut services: Vec<Service> = Vec::new();
-    let started = async {
-        for replica in 1..=2 {
-            services.push(
-                start(
-                    &format!("productinfo-{replica}"),
-                    productinfo_bin,
-                    &logs,
-                    "ecommerce.ProductInfo",
-                    &[
-                        ("DATABASE_URL", productinfo_db.clone()),
-                        ("TRUSTED_ISSUERS", catalog_trusts.clone()),
-                    ],
-                )
-                .await?,
-            );
-        }
-        let catalog = format!("{},{}", services[0].addr, services[1].addr);
-        services.push(
-            start(
-                "order",
-                order_bin,
-                &logs,
-                "ecommerce.OrderManagement",
-                &[
-                    ("DATABASE_URL", order_db.clone()),
-                    ("TRUSTED_ISSUERS", people.clone()),
-                    ("PRODUCTINFO_TARGET", catalog.clone()),
-                    ("SIGNING_KEY_FILE", path_str(&order_key)),
-                ],
-            )
-            .await?,
-        );
-        let order_addr = services[2].addr.to_string();
-        services.push(
-            start(
-                "storefront",
-                storefront_bin,
-                &logs,
-                "ecommerce.Storefront",
-                &[
-                    ("DATABASE_URL", storefront_db.clone()),
-                    ("TRUSTED_ISSUERS", people.clone()),
-                    ("PRODUCTINFO_TARGET", catalog),
-                    ("ORDER_TARGET", order_addr),
-                    ("SIGNING_KEY_FILE", path_str(&storefront_key)),
-                    ("ADMIN_EMAIL", "admin@bench.local".into()),
-                    ("ADMIN_PASSWORD_FILE", path_str(&admin_password)),
-                ],
-            )
-            .await?,
-        );
-        anyhow::Ok(())
-    }
-    .await;
+    let started = shop.start(&mut services, Some(&tls_dir), "").await;
     let result = match started {
         Ok(()) => tokio::select! {
-            result = measure(args, cluster, &services, &productinfo_db, &storefront_key) => result,
+            result = measure(args, cluster, &services, &productinfo_db, &storefront_key, &tls_dir) => result,
             () = shop_runtime::server::shutdown_signal() => Err(anyhow::anyhow!("interrupted")),
         },
         Err(e) => Err(e),
     };
     stop_all(&mut services).await;
-    result
+    let mut report = result?;
+
+    // The same shop in plaintext, to show what TLS costs.
+    let started = shop.start(&mut services, None, "plaintext-").await;
+    let result = match started {
+        Ok(()) => tokio::select! {
+            result = plaintext(args, cluster, &services, &storefront_key) => result,
+            () = shop_runtime::server::shutdown_signal() => Err(anyhow::anyhow!("interrupted")),
+        },
+        Err(e) => Err(e),
+    };
+    stop_all(&mut services).await;
+    let (get_product, add_order) = result?;
+    report.plaintext = Some(Plaintext {
+        get_product,
+        add_order,
+    });
+    Ok(report)
+}
+
+/// What starting the benchmark's shop takes.
+struct Shop<'a> {
+    bins: [&'a PathBuf; 3],
+    dbs: [&'a String; 3],
+    /// The storefront's and the order service's signing keys.
+    keys: [&'a PathBuf; 2],
+    catalog_trusts: &'a str,
+    people: &'a str,
+    admin_password: &'a Path,
+    logs: &'a Path,
+}
+
+impl Shop<'_> {
+    /// Starts two productinfo replicas, order and the storefront into
+    /// `services` (logs named with `prefix`): with mutual TLS from the
+    /// certificates in `tls`, or plaintext.
+    async fn start(
+        &self,
+        services: &mut Vec<Service>,
+        tls: Option<&Path>,
+        prefix: &str,
+    ) -> anyhow::Result<()> {
+        let [productinfo_bin, order_bin, storefront_bin] = self.bins;
+        let [productinfo_db, order_db, storefront_db] = self.dbs;
+        let [storefront_key, order_key] = self.keys;
+        let with_tls = |name: &str, mut env: Vec<(&'static str, String)>| {
+            if let Some(dir) = tls {
+                env.extend(certs::service_env(dir, name, name == "storefront"));
+            }
+            env
+        };
+        let client = tls.map(|dir| certs::client(dir, "bench")).transpose()?;
+        let start = |name: String, bin: &'static str, env| {
+            let client = client.clone();
+            let (path, logs) = (
+                match bin {
+                    "productinfo" => productinfo_bin,
+                    "order" => order_bin,
+                    _ => storefront_bin,
+                },
+                self.logs,
+            );
+            async move { start(&name, bin, path, logs, client, env).await }
+        };
+        for replica in 1..=2 {
+            let env = with_tls(
+                "productinfo",
+                vec![
+                    ("DATABASE_URL", productinfo_db.clone()),
+                    ("TRUSTED_ISSUERS", self.catalog_trusts.to_owned()),
+                ],
+            );
+            services
+                .push(start(format!("{prefix}productinfo-{replica}"), "productinfo", env).await?);
+        }
+        let catalog = format!("{},{}", services[0].addr, services[1].addr);
+        let env = with_tls(
+            "order",
+            vec![
+                ("DATABASE_URL", order_db.clone()),
+                ("TRUSTED_ISSUERS", self.people.to_owned()),
+                ("PRODUCTINFO_TARGET", catalog.clone()),
+                ("SIGNING_KEY_FILE", path_str(order_key)),
+            ],
+        );
+        services.push(start(format!("{prefix}order"), "order", env).await?);
+        let order_addr = services[2].addr.to_string();
+        let env = with_tls(
+            "storefront",
+            vec![
+                ("DATABASE_URL", storefront_db.clone()),
+                ("TRUSTED_ISSUERS", self.people.to_owned()),
+                ("PRODUCTINFO_TARGET", catalog),
+                ("ORDER_TARGET", order_addr),
+                ("SIGNING_KEY_FILE", path_str(storefront_key)),
+                ("ADMIN_EMAIL", "admin@bench.local".into()),
+                ("ADMIN_PASSWORD_FILE", path_str(self.admin_password)),
+            ],
+        );
+        services.push(start(format!("{prefix}storefront"), "storefront", env).await?);
+        Ok(())
+    }
+}
+
+/// How `shopctl load` reaches `services`: TLS with the bench's own client
+/// certificate from `tls`, or plaintext.
+fn connect_args(
+    services: &[Service],
+    signing_key: &Path,
+    tls: Option<&Path>,
+) -> anyhow::Result<ConnectArgs> {
+    let target = |text: String| text.parse().map_err(anyhow::Error::msg);
+    let tls_dir = tls.unwrap_or(Path::new("/nonexistent"));
+    Ok(ConnectArgs {
+        productinfo: target(format!("{},{}", services[0].addr, services[1].addr))?,
+        order: target(services[2].addr.to_string())?,
+        storefront: target(services[3].addr.to_string())?,
+        token: None,
+        role: Role::Admin,
+        subject: "bench".into(),
+        key: signing_key.to_owned(),
+        issuer: "storefront".into(),
+        timeout: Duration::from_secs(10),
+        tls_ca: tls_dir.join("ca.pem"),
+        tls_cert: tls_dir.join("bench.pem"),
+        tls_key: tls_dir.join("bench-key.pem"),
+        plaintext: tls.is_none(),
+    })
+}
+
+/// getProduct and addOrder (commits not waiting for the disk) at their
+/// maximum throughput on the plaintext shop, CPU per call included.
+async fn plaintext(
+    args: &BenchArgs,
+    cluster: &Cluster,
+    services: &[Service],
+    signing_key: &Path,
+) -> anyhow::Result<(Report, Report)> {
+    let signer = Signer::from_file("storefront", signing_key)?;
+    let connect = connect_args(services, signing_key, None)?;
+    let processes = processes(cluster, services);
+    let plan = |mix: &str| -> anyhow::Result<Plan> {
+        Ok(Plan {
+            mix: mix.parse::<Mix>().map_err(anyhow::Error::msg)?,
+            duration: args.duration,
+            warmup: args.warmup,
+            concurrency: args.concurrency,
+            rate: None,
+            max_in_flight: 10_000,
+            progress: true,
+            cpu: Some(processes.clone()),
+        })
+    };
+    let run_load = |plan: Plan, restock: i64| {
+        let connect = connect.clone();
+        let signer = &signer;
+        async move {
+            let clients = vec![connect.clients_with(Bearer::none())?];
+            let fixtures = Fixtures::prepare(
+                &clients[0],
+                signer,
+                usize::from(args.products),
+                200,
+                restock,
+            )
+            .await?;
+            load::run(clients, fixtures, &plan).await
+        }
+    };
+    eprintln!("bench: plaintext getProduct, maximum throughput");
+    let get = run_load(plan("get=1")?, 0).await?;
+    eprint!("{}", load::render(&get));
+    eprintln!("bench: plaintext addOrder, maximum throughput, synchronous_commit=off");
+    cluster.set_setting("synchronous_commit", "off").await?;
+    let order = run_load(plan("order=1")?, 1_000_000_000).await;
+    cluster.set_setting("synchronous_commit", "on").await?;
+    let order = order?;
+    eprint!("{}", load::render(&order));
+    Ok((get, order))
+}
+
+/// The processes whose CPU is counted per call: the replicas together,
+/// order, storefront, PostgreSQL (server and backends), the generator.
+fn processes(cluster: &Cluster, services: &[Service]) -> cpu::Processes {
+    cpu::Processes::new(
+        vec![
+            (
+                "productinfo".into(),
+                services[..2].iter().filter_map(Service::pid).collect(),
+            ),
+            ("order".into(), services[2].pid().into_iter().collect()),
+            ("storefront".into(), services[3].pid().into_iter().collect()),
+        ],
+        cluster.server_pid(),
+    )
 }
 
 async fn measure(
@@ -432,6 +609,7 @@ async fn measure(
     services: &[Service],
     productinfo_db: &str,
     signing_key: &Path,
+    tls_dir: &Path,
 ) -> anyhow::Result<BenchReport> {
     let signer = Signer::from_file("storefront", signing_key)?;
     let admin = signer.sign(
@@ -440,7 +618,7 @@ async fn measure(
         &["productinfo"],
         Duration::from_secs(3600),
     )?;
-    let ids = seed(services[0].addr, &admin, args.products).await?;
+    let ids = seed(services[0].channel()?, &admin, args.products).await?;
     // Idle: started, seeded, nothing calling, and settled: the storefront's
     // hashing threads give back the memory of the admin's start-up hash
     // after 2 s without a hash.
@@ -457,27 +635,7 @@ async fn measure(
     let pgbench_tps = pgbench(productinfo_db, &ids, args.concurrency, args.duration).await?;
     eprintln!("bench: pgbench {pgbench_tps:.0} tps");
 
-    let connect = ConnectArgs {
-        productinfo: format!("{},{}", services[0].addr, services[1].addr)
-            .parse()
-            .map_err(anyhow::Error::msg)?,
-        order: services[2]
-            .addr
-            .to_string()
-            .parse()
-            .map_err(anyhow::Error::msg)?,
-        storefront: services[3]
-            .addr
-            .to_string()
-            .parse()
-            .map_err(anyhow::Error::msg)?,
-        token: None,
-        role: Role::Admin,
-        subject: "bench".into(),
-        key: signing_key.to_owned(),
-        issuer: "storefront".into(),
-        timeout: Duration::from_secs(10),
-    };
+    let connect = connect_args(services, signing_key, Some(tls_dir))?;
     let peaks = PeakRss::start(services.iter().map(Service::pid).collect());
     let plan = |mix: &str, rate: Option<f64>| -> anyhow::Result<Plan> {
         Ok(Plan {
@@ -491,19 +649,7 @@ async fn measure(
             cpu: None,
         })
     };
-    // CPU per call, by process: the replicas together, order, storefront,
-    // PostgreSQL (server and backends), this generator.
-    let processes = cpu::Processes::new(
-        vec![
-            (
-                "productinfo".into(),
-                services[..2].iter().filter_map(Service::pid).collect(),
-            ),
-            ("order".into(), services[2].pid().into_iter().collect()),
-            ("storefront".into(), services[3].pid().into_iter().collect()),
-        ],
-        cluster.server_pid(),
-    );
+    let processes = processes(cluster, services);
     let with_cpu = |plan: Plan| Plan {
         cpu: Some(processes.clone()),
         ..plan
@@ -655,6 +801,10 @@ async fn measure(
         "8 per service (default)".into(),
     );
     settings.insert("LOG_LEVEL".into(), "info (default), to files".into());
+    settings.insert(
+        "transport".into(),
+        "mutual TLS on every hop (the default); plaintext for comparison".into(),
+    );
     Ok(BenchReport {
         machine: machine().await,
         settings,
@@ -670,6 +820,7 @@ async fn measure(
         streams,
         overload,
         targets,
+        plaintext: None,
     })
 }
 
@@ -682,13 +833,6 @@ async fn hostile_clients(
     signer: &Signer,
     ids: &[String],
 ) -> anyhow::Result<Vec<hostile::StreamFigures>> {
-    let channel = |addr: SocketAddr| async move {
-        anyhow::Ok(
-            Endpoint::from_shared(format!("http://{addr}"))?
-                .connect()
-                .await?,
-        )
-    };
     let customer = Bearer::new(&signer.sign(
         "bench-customer",
         Role::Customer,
@@ -697,7 +841,7 @@ async fn hostile_clients(
     )?)?;
     let product = ids.first().context("no products")?.clone();
     let order_id =
-        OrderManagementClient::with_interceptor(channel(services[2].addr).await?, customer.clone())
+        OrderManagementClient::with_interceptor(services[2].channel()?, customer.clone())
             .add_order(Order {
                 lines: vec![OrderLine {
                     product_id: product.clone(),
@@ -710,7 +854,7 @@ async fn hostile_clients(
             .await
             .context("addOrder")?
             .into_inner();
-    let mut storefront = StorefrontClient::new(channel(services[3].addr).await?);
+    let mut storefront = StorefrontClient::new(services[3].channel()?);
     let session = storefront
         .register(RegisterRequest {
             email: "shopper@bench.local".into(),
@@ -721,7 +865,7 @@ async fn hostile_clients(
         .context("register")?
         .into_inner();
     let shopper = Bearer::new(&session.token)?;
-    StorefrontClient::with_interceptor(channel(services[3].addr).await?, shopper.clone())
+    StorefrontClient::with_interceptor(services[3].channel()?, shopper.clone())
         .add_to_cart(CartItemRequest {
             product_id: product.clone(),
             quantity: 1,
@@ -768,7 +912,7 @@ async fn hostile_clients(
     for (service, rpc, call) in targets {
         let target = hostile::Target {
             name: &service.name,
-            addr: service.addr,
+            dial: &|| service.channel(),
             pid: service.pid(),
             rpc,
             call,
@@ -1168,11 +1312,17 @@ fn cpu_targets(
 /// spawning to SERVING is the start-up time. Logs go to `<logs>/<name>.log`.
 async fn start(
     name: &str,
+    kind: &'static str,
     bin: &Path,
     logs: &Path,
-    service: &str,
-    env: &[(&str, String)],
+    tls: Option<Tls>,
+    env: Vec<(&'static str, String)>,
 ) -> anyhow::Result<Service> {
+    let service = match kind {
+        "productinfo" => "ecommerce.ProductInfo",
+        "order" => "ecommerce.OrderManagement",
+        _ => "ecommerce.Storefront",
+    };
     let log = std::fs::File::create(logs.join(format!("{name}.log")))?;
     let addr_file = logs.join(format!("{name}.addr"));
     let _ = std::fs::remove_file(&addr_file);
@@ -1198,12 +1348,13 @@ async fn start(
         if addrs.is_none() {
             addrs = Addrs::read(&addr_file);
         }
-        if let Some(addrs) = addrs
-            && let Ok(channel) = Endpoint::from_shared(format!("http://{}", addrs.grpc))?
-                .connect_timeout(Duration::from_millis(100))
-                .connect()
-                .await
-        {
+        if let Some(addrs) = addrs {
+            let channel = shop_runtime::tls::connect::channel(
+                &addrs.grpc.to_string(),
+                tls.as_ref().map(|tls| (tls, kind)),
+                Duration::from_millis(100),
+            )
+            .map_err(anyhow::Error::msg)?;
             let status = HealthClient::new(channel)
                 .check(HealthCheckRequest {
                     service: service.to_owned(),
@@ -1232,10 +1383,12 @@ async fn start(
     let addrs = addrs.context("no address file")?;
     Ok(Service {
         name: name.to_owned(),
+        kind,
         child,
         addr: addrs.grpc,
         metrics: addrs.metrics.context("no metrics address")?,
         start_ms,
+        tls,
     })
 }
 
@@ -1259,10 +1412,7 @@ async fn stop_all(services: &mut Vec<Service>) {
 }
 
 /// Adds `count` products with ample stock; returns their ids.
-async fn seed(addr: SocketAddr, admin: &str, count: u16) -> anyhow::Result<Vec<String>> {
-    let channel = Endpoint::from_shared(format!("http://{addr}"))?
-        .connect()
-        .await?;
+async fn seed(channel: Channel, admin: &str, count: u16) -> anyhow::Result<Vec<String>> {
     let mut client = ProductInfoClient::with_interceptor(channel, Bearer::new(admin)?);
     let mut ids = Vec::new();
     for n in 0..count {
@@ -1524,6 +1674,44 @@ fn render(r: &BenchReport) -> String {
                 us("postgres"),
                 us("generator"),
                 us("all")
+            );
+        }
+    }
+    if let Some(plain) = &r.plaintext {
+        let _ = writeln!(
+            s,
+            "\n| What mutual TLS costs (max throughput) | mTLS | plaintext | CPU per call, mTLS | CPU per call, plaintext |\n|---|---|---|---|---|"
+        );
+        for (what, tls, plain, op, group) in [
+            (
+                "getProduct (CPU: productinfo)",
+                &r.get_product_max,
+                &plain.get_product,
+                Op::Get,
+                "productinfo",
+            ),
+            (
+                "addOrder, synchronous_commit=off (CPU: all)",
+                &r.add_order_fast,
+                &plain.add_order,
+                Op::Order,
+                "all",
+            ),
+        ] {
+            let rate = |r: &Report| r.rpc(op).map_or(0.0, |o| o.throughput);
+            let cpu = |r: &Report| {
+                r.cpu_us_per_call
+                    .as_ref()
+                    .and_then(|c| c.get(group))
+                    .map_or("-".into(), |v| format!("{v:.0} µs"))
+            };
+            let _ = writeln!(
+                s,
+                "| {what} | {:.0}/s | {:.0}/s | {} | {} |",
+                rate(tls),
+                rate(plain),
+                cpu(tls),
+                cpu(plain)
             );
         }
     }

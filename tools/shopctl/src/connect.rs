@@ -18,6 +18,7 @@ use shop_runtime::{
     auth::{Role, Signer},
     balance::{BalanceConfig, Balanced, Target},
     config::parse_duration,
+    tls::{ClientAuth, Tls, TlsFiles, connect::Connector},
 };
 use tonic::Request;
 
@@ -81,6 +82,38 @@ pub struct ConnectArgs {
     /// Deadline of each call (sent as grpc-timeout).
     #[arg(long, global = true, default_value = "10s", value_parser = parse_duration)]
     pub timeout: Duration,
+
+    /// CA certificate the services' certificates must chain to. When the
+    /// file exists, calls use TLS (the services of `shopctl up` do).
+    #[arg(
+        long,
+        global = true,
+        env = "SHOP_TLS_CA",
+        default_value = ".local/tls/ca.pem"
+    )]
+    pub tls_ca: PathBuf,
+
+    /// Client certificate presented over TLS (services require one).
+    #[arg(
+        long,
+        global = true,
+        env = "SHOP_TLS_CERT",
+        default_value = ".local/tls/shopctl.pem"
+    )]
+    pub tls_cert: PathBuf,
+
+    /// The client certificate's key.
+    #[arg(
+        long,
+        global = true,
+        env = "SHOP_TLS_KEY",
+        default_value = ".local/tls/shopctl-key.pem"
+    )]
+    pub tls_key: PathBuf,
+
+    /// Plaintext, never TLS (for `shopctl up --plaintext`).
+    #[arg(long, global = true, env = "SHOP_PLAINTEXT")]
+    pub plaintext: bool,
 }
 
 pub use shop_runtime::auth::Bearer;
@@ -124,6 +157,23 @@ impl ConnectArgs {
         Ok(Some(token))
     }
 
+    /// TLS as the flags say: `None` with --plaintext or without the CA file;
+    /// a client certificate when both its files exist.
+    pub fn tls(&self) -> anyhow::Result<Option<Tls>> {
+        if self.plaintext || !self.tls_ca.exists() {
+            return Ok(None);
+        }
+        let identity = (self.tls_cert.exists() && self.tls_key.exists())
+            .then(|| (self.tls_cert.clone(), self.tls_key.clone()));
+        let files = TlsFiles {
+            identity,
+            ca: self.tls_ca.clone(),
+        };
+        Tls::load(files, ClientAuth::Require)
+            .map(Some)
+            .with_context(|| format!("cannot use the TLS files ({})", self.tls_ca.display()))
+    }
+
     /// Clients sending [`Self::bearer`]'s token. Connections are made lazily,
     /// on the first call.
     pub fn clients(&self) -> anyhow::Result<Clients> {
@@ -136,12 +186,16 @@ impl ConnectArgs {
 
     /// Clients sending the given token (the load generator's customers).
     pub fn clients_with(&self, bearer: Bearer) -> anyhow::Result<Clients> {
+        let tls = self.tls()?;
         let channel = |target: &Target, name: &str, health: &str| {
             Balanced::new(
                 target.clone(),
                 BalanceConfig {
                     connect_timeout: Duration::from_secs(2),
                     wait_for_ready: self.timeout.min(Duration::from_secs(5)),
+                    tls: tls.as_ref().map(|tls| {
+                        Connector::new(tls.clone(), name).expect("service names are DNS names")
+                    }),
                     ..BalanceConfig::new(name, health)
                 },
             )

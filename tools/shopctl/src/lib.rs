@@ -5,12 +5,14 @@
 //!   order service and the storefront, printing a table, JSON lines or ids
 //!   (`--output`); streams print each message as it arrives ([`rpc`]).
 //! - `shopctl up` starts the shop on this machine ([`local`]).
+//! - `shopctl certs` issues TLS certificates from a local CA ([`certs`]).
 //! - `shopctl token` mints a token for grpcurl and scripts ([`token`]).
 //! - `shopctl keygen` writes Ed25519 key pairs for services ([`token`]).
 //! - `shopctl load` generates load and reports latency ([`load`]).
 //! - `shopctl bench` measures the shop against its targets ([`bench`]).
 
 pub mod bench;
+pub mod certs;
 pub mod connect;
 pub mod cpu;
 pub mod load;
@@ -38,6 +40,8 @@ pub enum Command {
     Store(rpc::store::StoreArgs),
     /// Run the whole shop on this machine on a private PostgreSQL; Ctrl-C stops it.
     Up(local::UpArgs),
+    /// Issue TLS certificates from a local CA (no openssl needed).
+    Certs(certs::CertsArgs),
     /// Mint a token for a role, signed with an issuer's private key.
     Token(token::TokenArgs),
     /// Write Ed25519 key pairs (NAME.key, NAME.pub) for services.
@@ -61,6 +65,7 @@ pub async fn main(cli: Cli) -> ExitCode {
         Command::Order(args) => rpc::order::run(args).await,
         Command::Store(args) => rpc::store::run(args).await,
         Command::Up(args) => local::up(args).await,
+        Command::Certs(args) => certs::certs(&args),
         Command::Token(args) => token::token(&args),
         Command::Keygen(args) => token::keygen(&args),
         Command::Bench(args) => bench::bench(args).await,

@@ -4,7 +4,9 @@
 //!    database and one login role per service. `DATABASE_URL` (an admin URL)
 //!    uses a server you run instead; `PRODUCTINFO_DATABASE_URL` and friends
 //!    give a service a database of your choosing.
-//! 2. Ed25519 keys in `.local/keys`: one per issuing service.
+//! 2. Ed25519 keys in `.local/keys`: one per issuing service; a local CA
+//!    and a certificate per service (and one for `shopctl` and grpcurl) in
+//!    `.local/tls`: every hop is mutual TLS unless `--plaintext`.
 //! 3. Every service as a child process of the real binaries next to
 //!    `shopctl`, migrations applied at start, productinfo twice to show
 //!    client-side balancing; all logs on one stream, prefixed by service.
@@ -30,12 +32,13 @@ use shop_proto::ecommerce::{
 use shop_runtime::{
     auth::{Role, Signer, ensure_keypair},
     service::Addrs,
+    tls::Tls,
 };
 use tokio::{
     io::{AsyncBufReadExt as _, BufReader},
     process::{Child, Command},
 };
-use tonic::{Code, transport::Endpoint};
+use tonic::{Code, transport::Channel};
 
 use crate::connect::Bearer;
 
@@ -57,6 +60,11 @@ pub struct UpArgs {
     /// Do not add the demo catalog.
     #[arg(long)]
     pub no_seed: bool,
+
+    /// Plaintext gRPC everywhere instead of mutual TLS, as in the book's
+    /// first chapters (grpcurl -plaintext, shopctl --plaintext).
+    #[arg(long)]
+    pub plaintext: bool,
 }
 
 /// Preferred local ports; a taken one is replaced by a free one.
@@ -123,6 +131,22 @@ pub async fn up(args: UpArgs) -> anyhow::Result<()> {
     let customer_password = demo_password(&dir.join("customer.password"))?;
     let run_dir = dir.join("run");
     std::fs::create_dir_all(&run_dir)?;
+    // Certificates made afresh each run, from the CA kept in .local/tls.
+    let tls_dir = dir.join("tls");
+    let tls = if args.plaintext {
+        None
+    } else {
+        crate::certs::local(&tls_dir, &["productinfo", "order", "storefront", "shopctl"])?;
+        Some(Local {
+            dir: tls_dir.clone(),
+            client: crate::certs::client(&tls_dir, "shopctl")?,
+        })
+    };
+    let tls_env = |name: &str| -> Vec<(&'static str, String)> {
+        tls.as_ref().map_or_else(Vec::new, |t| {
+            crate::certs::service_env(&t.dir, name, name == "storefront")
+        })
+    };
 
     let mut services = Vec::new();
     let started = async {
@@ -140,12 +164,13 @@ pub async fn up(args: UpArgs) -> anyhow::Result<()> {
                     ("MIGRATE_ON_START", "true"),
                     ("DB_MAX_CONNECTIONS", "4"),
                 ],
+                &tls_env("productinfo"),
             )
             .await?;
             services.push(service);
         }
         for service in &services {
-            wait_serving(service, "ecommerce.ProductInfo").await?;
+            wait_serving(service, "ecommerce.ProductInfo", tls.as_ref()).await?;
         }
         // The order service balances over every productinfo replica.
         let catalog: Vec<String> = services.iter().map(|s| s.addr.to_string()).collect();
@@ -162,9 +187,10 @@ pub async fn up(args: UpArgs) -> anyhow::Result<()> {
                 ("MIGRATE_ON_START", "true"),
                 ("DB_MAX_CONNECTIONS", "4"),
             ],
+            &tls_env("order"),
         )
         .await?;
-        wait_serving(&order, "ecommerce.OrderManagement").await?;
+        wait_serving(&order, "ecommerce.OrderManagement", tls.as_ref()).await?;
         let order_addr = order.addr.to_string();
         services.push(order);
         let storefront = spawn(
@@ -193,9 +219,10 @@ pub async fn up(args: UpArgs) -> anyhow::Result<()> {
                 ("MIGRATE_ON_START", "true"),
                 ("DB_MAX_CONNECTIONS", "4"),
             ],
+            &tls_env("storefront"),
         )
         .await?;
-        wait_serving(&storefront, "ecommerce.Storefront").await?;
+        wait_serving(&storefront, "ecommerce.Storefront", tls.as_ref()).await?;
         services.push(storefront);
         anyhow::Ok(())
     }
@@ -223,7 +250,7 @@ pub async fn up(args: UpArgs) -> anyhow::Result<()> {
     write_private(&dir.join("customer.token"), &customer)?;
 
     if !args.no_seed {
-        match seed(services[0].addr, &admin).await {
+        match seed(channel(&services[0], tls.as_ref())?, &admin).await {
             Ok(0) => {}
             Ok(added) => println!("shop: added {added} demo products"),
             Err(e) => {
@@ -238,11 +265,18 @@ pub async fn up(args: UpArgs) -> anyhow::Result<()> {
         .find_map(|s| s.web)
         .map(|w| w.to_string())
         .unwrap_or_default();
-    if let Err(e) = ensure_demo_customer(&services, &customer_password).await {
+    if let Err(e) = ensure_demo_customer(&services, &customer_password, tls.as_ref()).await {
         stop_all(&mut services).await;
         return Err(e.context("creating the demo customer"));
     }
-    print_welcome(&dir, &services, &web, &admin_password, &customer_password);
+    print_welcome(
+        &dir,
+        &services,
+        &web,
+        &admin_password,
+        &customer_password,
+        tls.is_some(),
+    );
 
     let outcome = tokio::select! {
         () = shop_runtime::server::shutdown_signal() => Ok(()),
@@ -282,15 +316,16 @@ fn demo_password(path: &Path) -> anyhow::Result<String> {
 
 /// Registers the demo customer through the storefront's own API (an
 /// existing account is left as it is).
-async fn ensure_demo_customer(services: &[Service], password: &str) -> anyhow::Result<()> {
+async fn ensure_demo_customer(
+    services: &[Service],
+    password: &str,
+    tls: Option<&Local>,
+) -> anyhow::Result<()> {
     let storefront = services
         .iter()
         .find(|s| s.name == "storefront")
         .context("storefront not running")?;
-    let channel = Endpoint::from_shared(format!("http://{}", storefront.addr))?
-        .connect()
-        .await?;
-    let result = StorefrontClient::new(channel)
+    let result = StorefrontClient::new(channel(storefront, tls)?)
         .register(RegisterRequest {
             email: DEMO_CUSTOMER.into(),
             password: password.into(),
@@ -342,6 +377,7 @@ async fn spawn(
     run_dir: &Path,
     port: u16,
     env: &[(&str, &str)],
+    tls_env: &[(&str, String)],
 ) -> anyhow::Result<Service> {
     // Prometheus metrics next door: 7101 -> 9101 (any free port if taken).
     let metrics_port = if port == 0 {
@@ -354,6 +390,7 @@ async fn spawn(
     let mut child = Command::new(bin)
         .arg("serve")
         .envs(env.iter().copied())
+        .envs(tls_env.iter().map(|(k, v)| (*k, v.as_str())))
         .env("LISTEN_ADDR", format!("127.0.0.1:{port}"))
         .env("ADDR_FILE", &addr_file)
         .env("METRICS_ADDR", format!("127.0.0.1:{metrics_port}"))
@@ -412,8 +449,31 @@ async fn spawn(
     })
 }
 
-async fn wait_serving(service: &Service, grpc_service: &str) -> anyhow::Result<()> {
-    let channel = Endpoint::from_shared(format!("http://{}", service.addr))?.connect_lazy();
+/// The local run's TLS: where the certificates are, and shopctl's own.
+struct Local {
+    dir: PathBuf,
+    client: Tls,
+}
+
+/// A connection (made on the first call) to `service`: over mutual TLS as
+/// shopctl when the shop runs so.
+fn channel(service: &Service, tls: Option<&Local>) -> anyhow::Result<Channel> {
+    // "productinfo-1" proves it is "productinfo".
+    let name = service.name.split('-').next().unwrap_or_default();
+    shop_runtime::tls::connect::channel(
+        &service.addr.to_string(),
+        tls.map(|t| (&t.client, name)),
+        Duration::from_secs(5),
+    )
+    .map_err(anyhow::Error::msg)
+}
+
+async fn wait_serving(
+    service: &Service,
+    grpc_service: &str,
+    tls: Option<&Local>,
+) -> anyhow::Result<()> {
+    let channel = channel(service, tls)?;
     shop_runtime::health::wait_until_serving(channel, grpc_service, Duration::from_secs(60))
         .await
         .map_err(|e| anyhow::anyhow!("{}: {e}", service.name))
@@ -487,11 +547,8 @@ struct DemoProduct {
 
 /// Adds the demo catalog through the real API; products already there (same
 /// id) are left alone. Returns how many were added.
-async fn seed(addr: SocketAddr, admin_token: &str) -> anyhow::Result<usize> {
+async fn seed(channel: Channel, admin_token: &str) -> anyhow::Result<usize> {
     let catalog: Vec<DemoProduct> = serde_json::from_str(include_str!("../demo/catalog.json"))?;
-    let channel = Endpoint::from_shared(format!("http://{addr}"))?
-        .connect()
-        .await?;
     let mut client = ProductInfoClient::with_interceptor(channel, Bearer::new(admin_token)?);
     let mut added = 0;
     for p in catalog {
@@ -522,15 +579,24 @@ fn print_welcome(
     web: &str,
     admin_password: &str,
     customer_password: &str,
+    tls: bool,
 ) {
+    let tokens = dir
+        .strip_prefix(std::env::current_dir().unwrap_or_default())
+        .unwrap_or(dir);
     let grpcurl = if Path::new(".tools/bin/grpcurl").is_file() {
         ".tools/bin/grpcurl"
     } else {
         "grpcurl"
     };
-    let tokens = dir
-        .strip_prefix(std::env::current_dir().unwrap_or_default())
-        .unwrap_or(dir);
+    let grpcurl = if tls {
+        format!(
+            "{grpcurl} -cacert {0}/tls/ca.pem -cert {0}/tls/shopctl.pem -key {0}/tls/shopctl-key.pem",
+            tokens.display()
+        )
+    } else {
+        format!("{grpcurl} -plaintext")
+    };
     let admin = format!(
         "\"authorization: Bearer $(cat {}/admin.token)\"",
         tokens.display()
@@ -572,23 +638,29 @@ fn print_welcome(
         "Tokens for grpcurl (12 h): {0}/admin.token (admin), {0}/customer.token (customer)",
         tokens.display()
     );
+    if tls {
+        println!(
+            "Every gRPC hop is mutual TLS (certificates in {}/tls; `make up ARGS=--plaintext` for plaintext).",
+            tokens.display()
+        );
+    }
     println!("Try:");
-    println!("  {grpcurl} -plaintext {productinfo} list");
-    println!("  {grpcurl} -plaintext {order} grpc.health.v1.Health/Check");
+    println!("  {grpcurl} {productinfo} list");
+    println!("  {grpcurl} {order} grpc.health.v1.Health/Check");
     println!(
-        "  {grpcurl} -plaintext -H {customer} -d '{{\"query\": \"tea\"}}' {productinfo} ecommerce.ProductInfo/listProducts"
+        "  {grpcurl} -H {customer} -d '{{\"query\": \"tea\"}}' {productinfo} ecommerce.ProductInfo/listProducts"
     );
     println!(
-        "  {grpcurl} -plaintext -H {customer} -d '{{\"items\": [\"Green Tea\", \"Ceramic Mug\"], \"destination\": \"Lisbon\"}}' {order} ecommerce.OrderManagement/addOrder"
+        "  {grpcurl} -H {customer} -d '{{\"items\": [\"Green Tea\", \"Ceramic Mug\"], \"destination\": \"Lisbon\"}}' {order} ecommerce.OrderManagement/addOrder"
     );
     println!(
-        "  {grpcurl} -plaintext -H {customer} -d '\"tea\"' {order} ecommerce.OrderManagement/searchOrders"
+        "  {grpcurl} -H {customer} -d '\"tea\"' {order} ecommerce.OrderManagement/searchOrders"
     );
     println!(
-        "  {grpcurl} -plaintext -H {admin} -d '\"<order id>\"' {order} ecommerce.OrderManagement/processOrders"
+        "  {grpcurl} -H {admin} -d '\"<order id>\"' {order} ecommerce.OrderManagement/processOrders"
     );
     println!(
-        "  {grpcurl} -plaintext -d '{{\"email\": \"{DEMO_CUSTOMER}\", \"password\": \"{customer_password}\"}}' {storefront} ecommerce.Storefront/login"
+        "  {grpcurl} -d '{{\"email\": \"{DEMO_CUSTOMER}\", \"password\": \"{customer_password}\"}}' {storefront} ecommerce.Storefront/login"
     );
     println!();
 }

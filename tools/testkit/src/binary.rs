@@ -8,8 +8,7 @@ use std::{
     time::Duration,
 };
 
-use shop_runtime::service::Addrs;
-use tonic::transport::Endpoint;
+use shop_runtime::{service::Addrs, tls::Tls};
 use tonic_health::pb::health_check_response::ServingStatus;
 
 use crate::{tool, wait_for_health};
@@ -32,11 +31,13 @@ pub fn grpcurl(args: &[&str]) -> Output {
         .expect("run grpcurl")
 }
 
-/// Checks with the real `grpcurl` that the server at `addr` reflects exactly
-/// `service` plus health and reflection (`list`), and that every request and
-/// response type of every method of `service` can be described.
-pub fn assert_reflects_only(addr: &str, service: &str) {
-    let list = grpcurl(&["-plaintext", addr, "list"]);
+/// Checks with the real `grpcurl`, connecting with `flags` (`-plaintext`,
+/// or `-cacert`, `-cert`, `-key`), that the server at `addr` reflects
+/// exactly `service` plus health and reflection (`list`), and that every
+/// request and response type of every method of `service` can be described.
+pub fn assert_reflects_only(addr: &str, flags: &[&str], service: &str) {
+    let grpcurl = |args: &[&str]| grpcurl(&[flags, args].concat());
+    let list = grpcurl(&[addr, "list"]);
     assert!(list.status.success(), "{}", text(&list.stderr));
     let listed = text(&list.stdout);
     assert_eq!(
@@ -49,7 +50,7 @@ pub fn assert_reflects_only(addr: &str, service: &str) {
         ],
         "what {addr} lists"
     );
-    let described = grpcurl(&["-plaintext", addr, "describe", service]);
+    let described = grpcurl(&[addr, "describe", service]);
     assert!(described.status.success(), "{}", text(&described.stderr));
     let described = text(&described.stdout);
     // rpc name ( [stream] .pkg.Request ) returns ( [stream] .pkg.Response );
@@ -68,7 +69,7 @@ pub fn assert_reflects_only(addr: &str, service: &str) {
         "request and response types in {described}"
     );
     for name in &types {
-        let out = grpcurl(&["-plaintext", addr, "describe", name]);
+        let out = grpcurl(&[addr, "describe", name]);
         assert!(
             out.status.success() && text(&out.stdout).contains("message"),
             "describe {name} at {addr}: {}{}",
@@ -103,6 +104,19 @@ impl Process {
         dir: &Path,
         env_overrides: &[(&str, &str)],
         health_service: &str,
+    ) -> Process {
+        Self::serve_over(bin, dir, env_overrides, health_service, None).await
+    }
+
+    /// Like [`serve`](Self::serve), for a service speaking TLS: its health
+    /// is asked over TLS as `client` (`tls`), the server proving it is
+    /// `server_name`.
+    pub async fn serve_over(
+        bin: &str,
+        dir: &Path,
+        env_overrides: &[(&str, &str)],
+        health_service: &str,
+        tls: Option<(&Tls, &str)>,
     ) -> Process {
         let addr_file = dir.join("addr");
         let log = dir.join("log");
@@ -150,9 +164,9 @@ impl Process {
         .await
         .unwrap_or_else(|_| panic!("{bin} did not write its address"));
         process.addr = process.addrs.grpc.to_string();
-        let channel = Endpoint::from_shared(format!("http://{}", process.addr))
-            .expect("endpoint")
-            .connect_lazy();
+        let channel =
+            shop_runtime::tls::connect::channel(&process.addr, tls, Duration::from_secs(5))
+                .expect("channel");
         wait_for_health(channel, health_service, ServingStatus::Serving).await;
         process
     }

@@ -56,6 +56,28 @@ impl Pki {
         }
     }
 
+    /// The environment that runs service `name` with a new certificate
+    /// from this CA (client certificates optional for the storefront,
+    /// required by the others, as the chart runs them).
+    pub fn service_env(&self, name: &str) -> Vec<(&'static str, String)> {
+        let args = self.server_args(name);
+        let path = |p: Option<PathBuf>| p.expect("issued").display().to_string();
+        vec![
+            ("TLS_CERT_FILE", path(args.tls_cert_file)),
+            ("TLS_KEY_FILE", path(args.tls_key_file)),
+            ("TLS_CA_FILE", path(args.tls_ca_file)),
+            (
+                "TLS_CLIENT_AUTH",
+                if name == "storefront" {
+                    "optional"
+                } else {
+                    "require"
+                }
+                .into(),
+            ),
+        ]
+    }
+
     /// A client presenting a certificate for `name`.
     pub fn client(&self, name: &str) -> Tls {
         Tls::load(self.files(name), ClientAuth::Require).expect("client TLS")

@@ -45,7 +45,7 @@ async fn grpcurl_places_and_reads_orders_on_the_real_binary() {
     .await;
     let addr = order.addr.clone();
 
-    shop_testkit::binary::assert_reflects_only(&addr, "ecommerce.OrderManagement");
+    shop_testkit::binary::assert_reflects_only(&addr, &["-plaintext"], "ecommerce.OrderManagement");
     let describe =
         text(&grpcurl(&["-plaintext", &addr, "describe", "ecommerce.OrderManagement"]).stdout);
     for rpc in [

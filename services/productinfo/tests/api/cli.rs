@@ -39,7 +39,7 @@ async fn grpcurl_lists_describes_and_calls_the_real_binary_which_stops_cleanly_o
     let mut server = start_binary(dir.path(), &url).await;
     let addr = server.addr.clone();
 
-    shop_testkit::binary::assert_reflects_only(&addr, "ecommerce.ProductInfo");
+    shop_testkit::binary::assert_reflects_only(&addr, &["-plaintext"], "ecommerce.ProductInfo");
 
     let describe = grpcurl(&["-plaintext", &addr, "describe", "ecommerce.ProductInfo"]);
     let described = text(&describe.stdout);

@@ -14,15 +14,23 @@ use std::{
 };
 
 use serde_json::Value;
-use shop_testkit::{binary::Process, keys};
+use shop_runtime::tls::Tls;
+use shop_testkit::{
+    binary::{Process, text},
+    keys,
+    pki::Pki,
+};
 
 use crate::shop::binary;
 
-/// The shop as `make up` runs it, on free ports and fresh databases.
+/// The shop as `make up` runs it, on free ports and fresh databases, every
+/// hop mutual TLS.
 struct CliShop {
     productinfo: [Process; 2],
     order: Process,
     storefront: Process,
+    /// The shop's CA; `shopctl.pem` is the command line's certificate.
+    pki: Pki,
     _dirs: Vec<tempfile::TempDir>,
 }
 
@@ -30,6 +38,14 @@ impl CliShop {
     async fn start() -> CliShop {
         shop_testkit::init_logs();
         let dirs: Vec<tempfile::TempDir> = (0..4).map(|_| tempfile::tempdir().unwrap()).collect();
+        let pki = Pki::new();
+        let client = pki.client("shopctl");
+        let serve = |name: &'static str, dir, env: Vec<(&'static str, String)>, health| {
+            let mut env = env;
+            env.extend(pki.service_env(name));
+            let client = &client;
+            async move { serve(name, dir, &env, health, client).await }
+        };
         let common = [
             ("MIGRATE_ON_START", "true".to_owned()),
             ("METRICS_ADDR", "off".to_owned()),
@@ -41,8 +57,14 @@ impl CliShop {
         let mut env = common.to_vec();
         env.push(("DATABASE_URL", catalog_db));
         env.push(("TRUSTED_ISSUERS", keys().productinfo_trusts.clone()));
-        let first = serve("productinfo", &dirs[0], &env, "ecommerce.ProductInfo").await;
-        let second = serve("productinfo", &dirs[1], &env, "ecommerce.ProductInfo").await;
+        let first = serve(
+            "productinfo",
+            &dirs[0],
+            env.clone(),
+            "ecommerce.ProductInfo",
+        )
+        .await;
+        let second = serve("productinfo", &dirs[1], env, "ecommerce.ProductInfo").await;
         let productinfo = format!("{},{}", first.addr, second.addr);
 
         let mut env = common.to_vec();
@@ -50,7 +72,7 @@ impl CliShop {
         env.push(("TRUSTED_ISSUERS", keys().order_trusts.clone()));
         env.push(("PRODUCTINFO_TARGET", productinfo.clone()));
         env.push(("SIGNING_KEY_FILE", keys().order_key.display().to_string()));
-        let order = serve("order", &dirs[2], &env, "ecommerce.OrderManagement").await;
+        let order = serve("order", &dirs[2], env, "ecommerce.OrderManagement").await;
 
         let mut env = common.to_vec();
         env.push((
@@ -65,12 +87,13 @@ impl CliShop {
             keys().storefront_key.display().to_string(),
         ));
         env.push(("HTTP_LISTEN_ADDR", "127.0.0.1:0".to_owned()));
-        let storefront = serve("storefront", &dirs[3], &env, "ecommerce.Storefront").await;
+        let storefront = serve("storefront", &dirs[3], env, "ecommerce.Storefront").await;
 
         CliShop {
             productinfo: [first, second],
             order,
             storefront,
+            pki,
             _dirs: dirs,
         }
     }
@@ -83,6 +106,13 @@ impl CliShop {
 
     /// `shopctl ARGS` minting its token with `key`.
     fn shopctl_with_key(&self, key: &Path, args: &[&str]) -> Command {
+        self.shopctl_as(key, "shopctl", args)
+    }
+
+    /// `shopctl ARGS` minting its token with `key` and presenting the
+    /// certificate `cert`.pem (a service's token counts only over that
+    /// service's certificate).
+    fn shopctl_as(&self, key: &Path, cert: &str, args: &[&str]) -> Command {
         let mut cmd = shop_testkit::binary::command(&shopctl_binary(), &[]);
         cmd.args(args).args([
             "--productinfo",
@@ -94,7 +124,27 @@ impl CliShop {
             "--key",
             &key.display().to_string(),
         ]);
+        for (flag, file) in [
+            ("--tls-ca", "ca.pem"),
+            ("--tls-cert", &format!("{cert}.pem")),
+            ("--tls-key", &format!("{cert}-key.pem")),
+        ] {
+            cmd.arg(flag).arg(self.pki.dir.path().join(file));
+        }
         cmd
+    }
+
+    /// grpcurl's flags for calling the shop over mutual TLS as shopctl.
+    fn grpcurl_tls(&self) -> Vec<String> {
+        let file = |name: &str| self.pki.dir.path().join(name).display().to_string();
+        vec![
+            "-cacert".into(),
+            file("ca.pem"),
+            "-cert".into(),
+            file("shopctl.pem"),
+            "-key".into(),
+            file("shopctl-key.pem"),
+        ]
     }
 
     /// Runs `shopctl ARGS` to the end with no stdin.
@@ -115,9 +165,17 @@ async fn serve(
     dir: &tempfile::TempDir,
     env: &[(&'static str, String)],
     health: &str,
+    client: &Tls,
 ) -> Process {
     let env: Vec<(&str, &str)> = env.iter().map(|(k, v)| (*k, v.as_str())).collect();
-    Process::serve(&binary(name), dir.path(), &env, health).await
+    Process::serve_over(
+        &binary(name),
+        dir.path(),
+        &env,
+        health,
+        Some((client, name)),
+    )
+    .await
 }
 
 /// `target/debug/shopctl`, next to the service binaries.
@@ -393,9 +451,26 @@ async fn shopctl_runs_every_catalog_and_order_rpc_against_the_real_shop() {
         .json();
     assert_eq!(adjusted["stock"], 3);
 
-    // reserveStock / releaseStock take the order service's own token.
+    // reserveStock / releaseStock take the order service's own token, over
+    // the order service's own certificate.
+    let as_impostor = shop
+        .shopctl_with_key(&keys().order_key, &["product", "release", "cli-r0"])
+        .args([
+            "--issuer",
+            "order",
+            "--role",
+            "service",
+            "--subject",
+            "order",
+        ])
+        .output()
+        .unwrap();
+    assert!(
+        text(&as_impostor.stderr).contains("PERMISSION_DENIED"),
+        "{as_impostor:?}"
+    );
     let as_order_service = |args: &[&str]| {
-        let mut cmd = shop.shopctl_with_key(&keys().order_key, args);
+        let mut cmd = shop.shopctl_as(&keys().order_key, "order", args);
         cmd.args([
             "--issuer",
             "order",
@@ -580,7 +655,9 @@ async fn shopctl_registers_logs_in_fills_a_cart_and_checks_out_through_the_store
     let shop = CliShop::start().await;
     // The storefront's reflection shows its own service, not the order
     // service whose messages it borrows.
-    shop_testkit::binary::assert_reflects_only(&shop.storefront.addr, "ecommerce.Storefront");
+    let tls = shop.grpcurl_tls();
+    let tls: Vec<&str> = tls.iter().map(String::as_str).collect();
+    shop_testkit::binary::assert_reflects_only(&shop.storefront.addr, &tls, "ecommerce.Storefront");
     let mug = shop
         .run(&[
             "product", "add", "--name", "Cli Mug", "--price", "12.50", "--stock", "10",
@@ -936,6 +1013,20 @@ async fn shopctl_bench_measures_everything_and_writes_the_report() {
     for group in ["productinfo", "order", "postgres", "generator"] {
         assert!(used[group] > 0.0, "{group}: {used:?}");
     }
+    // The shop ran with mutual TLS, and again in plaintext to compare.
+    for run in ["get_product", "add_order"] {
+        let plain = &report["plaintext"][run];
+        assert!(
+            plain["throughput"].as_f64().unwrap() > 0.0,
+            "{run}: {report:#}"
+        );
+        assert_eq!(plain["errors"], 0, "{run}: {report:#}");
+    }
+    assert!(stdout.contains("What mutual TLS costs"), "{stdout}");
+    for service in ["productinfo-1", "order", "storefront"] {
+        let log = std::fs::read_to_string(out.path().join(format!("logs/{service}.log"))).unwrap();
+        assert!(log.contains("\"tls\":true"), "{service} served TLS: {log}");
+    }
     let services = report["services"].as_array().unwrap();
     assert_eq!(services.len(), 4);
     for s in services {
@@ -955,4 +1046,63 @@ async fn shopctl_bench_measures_everything_and_writes_the_report() {
     }
     assert!(report["targets"].as_array().unwrap().len() >= 12);
     assert!(out.path().join("report.md").is_file());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn grpcurl_lists_and_calls_every_service_over_mutual_tls() {
+    use shop_testkit::binary::{assert_reflects_only, grpcurl};
+    let shop = CliShop::start().await;
+    let tls = shop.grpcurl_tls();
+    let tls: Vec<&str> = tls.iter().map(String::as_str).collect();
+    let call = |flags: &[&str], args: &[&str]| grpcurl(&[flags, args].concat());
+
+    for (addr, service) in [
+        (&shop.productinfo[0].addr, "ecommerce.ProductInfo"),
+        (&shop.productinfo[1].addr, "ecommerce.ProductInfo"),
+        (&shop.order.addr, "ecommerce.OrderManagement"),
+        (&shop.storefront.addr, "ecommerce.Storefront"),
+    ] {
+        assert_reflects_only(addr, &tls, service);
+        let health = call(
+            &tls,
+            &[
+                "-d",
+                &format!("{{\"service\": \"{service}\"}}"),
+                addr,
+                "grpc.health.v1.Health/Check",
+            ],
+        );
+        assert!(health.status.success(), "{}", text(&health.stderr));
+        assert!(text(&health.stdout).contains("SERVING"));
+    }
+    // A business call, token and certificate together.
+    let customer = format!("authorization: Bearer {}", shop_testkit::customer_token());
+    let products = call(
+        &tls,
+        &[
+            "-H",
+            &customer,
+            "-d",
+            "{}",
+            &shop.productinfo[0].addr,
+            "ecommerce.ProductInfo/listProducts",
+        ],
+    );
+    assert!(products.status.success(), "{}", text(&products.stderr));
+
+    // Plaintext on a TLS port: refused, and told why.
+    let plaintext = call(&["-plaintext"], &[&shop.order.addr, "list"]);
+    assert!(!plaintext.status.success());
+    assert!(
+        text(&plaintext.stderr).contains("this port requires TLS"),
+        "{}",
+        text(&plaintext.stderr)
+    );
+    // Without a client certificate: the services inside refuse, the
+    // storefront (outside clients' door) serves.
+    let ca = shop.pki.ca_file().display().to_string();
+    let no_cert = call(&["-cacert", &ca], &[&shop.productinfo[0].addr, "list"]);
+    assert!(!no_cert.status.success(), "{}", text(&no_cert.stdout));
+    let storefront = call(&["-cacert", &ca], &[&shop.storefront.addr, "list"]);
+    assert!(storefront.status.success(), "{}", text(&storefront.stderr));
 }

@@ -2,14 +2,12 @@
 //! once on few connections (what `h2load -c1 -m100` does), against one
 //! service, while the service's resident memory is sampled.
 
-use std::{
-    collections::BTreeMap, future::Future, net::SocketAddr, pin::Pin, sync::Arc, time::Duration,
-};
+use std::{collections::BTreeMap, future::Future, pin::Pin, sync::Arc, time::Duration};
 
 use serde::Serialize;
 use shop_runtime::telemetry::code_name;
 use tokio::time::Instant;
-use tonic::{Code, Status, transport::Channel, transport::Endpoint};
+use tonic::{Code, Status, transport::Channel};
 
 use super::PeakRss;
 
@@ -37,7 +35,8 @@ pub struct StreamFigures {
 /// One service under test.
 pub struct Target<'a> {
     pub name: &'a str,
-    pub addr: SocketAddr,
+    /// A new connection to it.
+    pub dial: &'a (dyn Fn() -> anyhow::Result<Channel> + Sync),
     pub pid: Option<u32>,
     pub rpc: &'a str,
     pub call: Call,
@@ -57,11 +56,7 @@ pub async fn streams(
     let mut channels = Vec::with_capacity(connections);
     for _ in 0..connections.max(1) {
         // One `connect()` per channel: each is its own HTTP/2 connection.
-        channels.push(
-            Endpoint::from_shared(format!("http://{}", target.addr))?
-                .connect()
-                .await?,
-        );
+        channels.push((target.dial)()?);
     }
     let peak = PeakRss::start(vec![target.pid]);
     let end = Instant::now() + duration;
