@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """Do the real binaries accept the configuration the manifests give them?
 
-    check_config.py --bin-dir target/debug RENDERED.yaml [--objects EXTRA.yaml] ...
+    check_config.py --bin-dir target/debug [--tls-certs DIR] RENDERED.yaml [--objects EXTRA.yaml] ...
 
 For every service Deployment in the rendered manifests, take its container's
 command and args, the environment the kubelet would give it (env, envFrom,
@@ -14,12 +14,19 @@ write those files into a temporary directory, and run
 with exactly that environment and nothing else (env -i). The only change: a
 path under a volume's mountPath becomes the same path under the temporary
 directory. check-config parses every flag and variable, reads every key file
-and validates the database URL, contacting nothing; it must exit 0.
+and certificate and validates the database URL, contacting nothing; it must
+exit 0. With --tls-certs, each service's TLS Secret (tls.crt, tls.key,
+ca.crt, wherever its volume mounts them) holds what `shopctl certs --dir DIR`
+wrote for that service: real certificates of the services' CA, whether the
+rendering expects the admin's Secret or cert-manager's.
 
 Then, so that this check can fail, each service is run again with its
 environment broken on purpose (a trusted issuer's key file missing, a key
 file that is not a key, the password file missing, a database URL that is not
-a URL, a duration that is not one), and each of those must exit non-zero.
+a URL, a duration that is not one; with TLS: the certificate or CA file
+missing, a key file that is not a key, a certificate without its key, a
+client-auth mode or reload interval the services do not know, a health
+listener address that is not one), and each of those must exit non-zero.
 
 What it cannot prove: that the database, DNS names and peers exist and answer
 (check-config contacts nothing), or that the `migrate` Job works (the podman
@@ -36,6 +43,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import rendered  # noqa: E402
+import tls_secrets  # noqa: E402
 
 SERVICES = ("productinfo", "order", "storefront")
 
@@ -62,6 +70,20 @@ def breakages(env: dict[str, str], root: Path) -> list[tuple[str, dict[str, str]
         out.append(("the database password file is missing", {**env, "DATABASE_PASSWORD_FILE": env["DATABASE_PASSWORD_FILE"] + ".missing"}))
     out.append(("the database URL is not a URL", {**env, "DATABASE_URL": "not a url"}))
     out.append(("the shutdown grace is not a duration", {**env, "SHUTDOWN_GRACE": "soon"}))
+    if "TLS_CERT_FILE" in env:
+        garbage = root / "not-a-tls-key.pem"
+        garbage.write_text("-----BEGIN PRIVATE KEY-----\nbm90IGEga2V5\n-----END PRIVATE KEY-----\n")
+        without_key = {k: v for k, v in env.items() if k != "TLS_KEY_FILE"}
+        out += [
+            ("the TLS certificate file is missing", {**env, "TLS_CERT_FILE": env["TLS_CERT_FILE"] + ".missing"}),
+            ("the TLS CA file is missing", {**env, "TLS_CA_FILE": env["TLS_CA_FILE"] + ".missing"}),
+            ("the TLS key file is not a key", {**env, "TLS_KEY_FILE": str(garbage)}),
+            ("a TLS certificate without its key", without_key),
+            ("TLS_CLIENT_AUTH is neither require nor optional", {**env, "TLS_CLIENT_AUTH": "sometimes"}),
+            ("the TLS reload interval is not a duration", {**env, "TLS_RELOAD_INTERVAL": "often"}),
+        ]
+    if env.get("HEALTH_LISTEN_ADDR", "off") != "off":
+        out.append(("the health listener's address is not one", {**env, "HEALTH_LISTEN_ADDR": "pod-ip:50052"}))
     return out
 
 
@@ -71,6 +93,7 @@ def main() -> int:
     ap.add_argument("--objects", action="append", default=[], help="objects the admin creates beforehand")
     ap.add_argument("--services", default=",".join(SERVICES), help="comma-separated services to check")
     ap.add_argument("--no-negative", action="store_true", help="skip the deliberately broken runs")
+    ap.add_argument("--tls-certs", type=Path, help="what `shopctl certs --dir DIR` wrote: the TLS Secrets' content")
     ap.add_argument("rendered", nargs="+", type=Path)
     args = ap.parse_args()
     services = [s for s in args.services.split(",") if s]
@@ -80,6 +103,9 @@ def main() -> int:
     passed = 0
     for path in args.rendered:
         docs = rendered.load_file(path) + extra
+        if args.tls_certs:
+            # Found before any other Secret of the same name: the certificates shopctl made.
+            docs = tls_secrets.secrets_for(docs, args.tls_certs) + docs
         deployments = {
             d["metadata"]["labels"]["app.kubernetes.io/component"]: d
             for d in docs

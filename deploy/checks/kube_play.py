@@ -1,12 +1,14 @@
 #!/usr/bin/env python3
 """Run the rendered chart with `podman kube play`: PostgreSQL, migrations, services.
 
-    kube_play.py RENDERED.yaml [--objects MADE.yaml] --shopctl target/debug/shopctl [--services productinfo,order,storefront]
+    kube_play.py RENDERED.yaml [--objects MADE.yaml ...] --shopctl target/debug/shopctl [--services productinfo,order,storefront]
 
 RENDERED.yaml is `helm template` of helm/shop with values/kube-play.yaml (the
-local test images of podman-images.sh); MADE.yaml the Secrets and ConfigMap
-its secrets Job made (secrets_job.py run: podman has no API server for the
-Job, so its script ran on this machine). Then, on a podman network of its own:
+local test images of podman-images.sh; TLS on, as by default); MADE.yaml the
+Secrets and ConfigMap its secrets Job made (secrets_job.py run: podman has no
+API server for the Job, so its script ran on this machine), and the services'
+TLS Secrets as an admin makes them (tls_secrets.py, from `shopctl certs`).
+Then, on a podman network of its own:
 
  1. each in-cluster PostgreSQL (the StatefulSet's pod) starts, runs the chart's
     init script (the service's own role and database) and passes its exec
@@ -14,10 +16,11 @@ Job, so its script ran on this machine). Then, on a podman network of its own:
  2. each migration Job's pod runs `<service> migrate` against it and exits 0;
  3. the services start in dependency order; for each, the exact exec commands
     of its startupProbe, readinessProbe and livenessProbe (grpc_health_probe:
-    "liveness" and the service's own name) are run in its container until
-    they pass, and `podman healthcheck run` (podman's form of the liveness
-    probe) reports healthy; it runs as its numeric user on a read-only root
-    filesystem and serves /metrics on METRICS_ADDR;
+    "liveness" and the service's own name, over TLS with the pod's own
+    certificate) are run in its container until they pass, and `podman
+    healthcheck run` (podman's form of the liveness probe) reports healthy;
+    it runs as its numeric user on a read-only root filesystem and serves
+    /metrics on METRICS_ADDR;
  4. a smoke test through the real wiring (and, with the storefront, GET / of
     its web shop, the admin's login with the rendered password, and a
     customer's register, cart and checkout through the storefront): an admin
@@ -26,6 +29,11 @@ Job, so its script ran on this machine). Then, on a podman network of its own:
     productinfo, a customer token places an order on order, which reserves the
     stock on productinfo over the headless Service name with its own service
     token (keys, certificates, TRUSTED_ISSUERS and *_TARGET all as rendered);
+    every call is grpcurl over mutual TLS (-cacert, -cert, -key, -servername
+    with the service's logical name), as in the cluster; with TLS on, the gRPC
+    ports refuse plaintext, productinfo refuses a client without a
+    certificate and a client that verifies another name, and the storefront
+    (client auth optional) takes a client without one;
  5. with productinfo's database stopped, its readiness probe fails while its
     liveness probe still passes (a database outage never restarts pods);
  6. SIGTERM: the service stops within terminationGracePeriodSeconds, exit 0.
@@ -211,8 +219,19 @@ def logs(container: str, n: int = 15) -> str:
     return (r.stdout + r.stderr).strip()
 
 
-def grpcurl(container: str, args: list[str]) -> subprocess.CompletedProcess:
-    return exec_(container, ["grpcurl", "-plaintext", *args])
+def tls_flags(docs: list[dict], fullname: str, caller: str, server: str, client_cert: bool = True) -> list[str]:
+    """grpcurl's flags for `caller`'s container calling the service `server`:
+    with TLS, the caller's own files (its TLS Secret, as mounted) and the
+    name callers verify, the server's logical name; else -plaintext."""
+    env = rendered.find(docs, "ConfigMap", f"{fullname}-{caller}")["data"]
+    if "TLS_CERT_FILE" not in env:
+        return ["-plaintext"]
+    flags = ["-cacert", env["TLS_CA_FILE"], "-servername", server]
+    return flags + (["-cert", env["TLS_CERT_FILE"], "-key", env["TLS_KEY_FILE"]] if client_cert else [])
+
+
+def grpcurl(container: str, flags: list[str], args: list[str]) -> subprocess.CompletedProcess:
+    return exec_(container, ["grpcurl", *flags, *args])
 
 
 # ------------------------------------------------------------------ test
@@ -368,13 +387,17 @@ def smoke(docs: list[dict], fullname: str, containers: dict, workdir: Path, shop
 
     admin, customer = token("admin", "kube-play-admin"), token("customer", "kube-play-customer")
     inside = containers["order"]
+    to_pi = tls_flags(docs, fullname, "order", "productinfo")
+    to_order = tls_flags(docs, fullname, "order", "order")
     pi = f"{fullname}-productinfo-headless:50051"
-    r = grpcurl(inside, [pi, "list"])
+    r = grpcurl(inside, to_pi, [pi, "list"])
     if r.returncode == 0 and "ecommerce.ProductInfo" in r.stdout:
-        ok("grpcurl list over reflection (no token) through the headless Service name")
+        ok(f"grpcurl {' '.join(to_pi)} list over reflection (no token) through the headless Service name")
     else:
         bad(f"grpcurl list: {r.stdout}{r.stderr}")
-    r = grpcurl(inside, ["-H", f"authorization: Bearer {admin}", "-d",
+    if "-plaintext" not in to_pi:
+        tls_refusals(docs, fullname, containers, pi)
+    r = grpcurl(inside, to_pi, ["-H", f"authorization: Bearer {admin}", "-d",
                          json.dumps({"name": "Kube play teapot", "unitPrice": {"currencyCode": "EUR", "units": 12}, "stock": 5}),
                          pi, "ecommerce.ProductInfo/addProduct"])
     if r.returncode != 0:
@@ -382,14 +405,14 @@ def smoke(docs: list[dict], fullname: str, containers: dict, workdir: Path, shop
         return
     product = json.loads(r.stdout)["value"]
     ok(f"addProduct with an admin token signed by the storefront key from its Secret: {product}")
-    r = grpcurl(inside, ["-H", f"authorization: Bearer {customer}", "-d",
+    r = grpcurl(inside, to_order, ["-H", f"authorization: Bearer {customer}", "-d",
                          json.dumps({"lines": [{"productId": product, "quantity": 2}], "destination": "Lisbon", "idempotencyKey": "kube-play-1"}),
                          "127.0.0.1:50051", "ecommerce.OrderManagement/addOrder"])
     if r.returncode == 0:
         ok(f"addOrder: order reserved stock on productinfo with its own service token: {json.loads(r.stdout)}")
     else:
         bad(f"addOrder: {r.stdout}{r.stderr}\n{logs(inside)}")
-    r = grpcurl(inside, ["-H", f"authorization: Bearer {customer}", "-d", json.dumps({"value": product}),
+    r = grpcurl(inside, to_pi, ["-H", f"authorization: Bearer {customer}", "-d", json.dumps({"value": product}),
                          pi, "ecommerce.ProductInfo/getProduct"])
     if r.returncode == 0 and int(json.loads(r.stdout).get("stock", -1)) == 3:
         ok("getProduct: stock went from 5 to 3")
@@ -402,24 +425,25 @@ def smoke(docs: list[dict], fullname: str, containers: dict, workdir: Path, shop
     # customer registers, fills a cart (prices from productinfo) and checks out
     # (an order placed with the order service, stock reserved on productinfo).
     front = containers["storefront"]
+    to_front = tls_flags(docs, fullname, "storefront", "storefront")
     email = rendered.find(docs, "ConfigMap", f"{fullname}-storefront")["data"]["ADMIN_EMAIL"]
     password = rendered.data_of(rendered.find(docs, "Secret", f"{fullname}-storefront-admin"))["password"].decode()
-    r = grpcurl(front, ["-d", json.dumps({"email": email, "password": password}), "127.0.0.1:50051", "ecommerce.Storefront/login"])
+    r = grpcurl(front, to_front, ["-d", json.dumps({"email": email, "password": password}), "127.0.0.1:50051", "ecommerce.Storefront/login"])
     if r.returncode == 0 and json.loads(r.stdout).get("token"):
         ok(f"storefront login as {email} with the password from the admin Secret (made by the secrets Job)")
     else:
         bad(f"storefront admin login: {r.stdout}{r.stderr}")
-    r = grpcurl(front, ["-d", json.dumps({"email": "kube-play@example.org", "password": "kube-play-password-1", "name": "Kube Play"}),
+    r = grpcurl(front, to_front, ["-d", json.dumps({"email": "kube-play@example.org", "password": "kube-play-password-1", "name": "Kube Play"}),
                         "127.0.0.1:50051", "ecommerce.Storefront/register"])
     if r.returncode != 0:
         bad(f"storefront register: {r.stdout}{r.stderr}")
         return
     session = f"authorization: Bearer {json.loads(r.stdout)['token']}"
-    r = grpcurl(front, ["-H", session, "-d", json.dumps({"productId": product, "quantity": 1}), "127.0.0.1:50051", "ecommerce.Storefront/addToCart"])
+    r = grpcurl(front, to_front, ["-H", session, "-d", json.dumps({"productId": product, "quantity": 1}), "127.0.0.1:50051", "ecommerce.Storefront/addToCart"])
     if r.returncode != 0:
         bad(f"storefront addToCart: {r.stdout}{r.stderr}\n{logs(front)}")
         return
-    r = grpcurl(front, ["-H", session, "-d", json.dumps({"destination": "Porto", "idempotencyKey": "kube-play-checkout"}),
+    r = grpcurl(front, to_front, ["-H", session, "-d", json.dumps({"destination": "Porto", "idempotencyKey": "kube-play-checkout"}),
                         "127.0.0.1:50051", "ecommerce.Storefront/checkout"])
     if r.returncode == 0:
         ok("storefront register -> addToCart -> checkout: the order was placed through order and productinfo")
@@ -427,10 +451,39 @@ def smoke(docs: list[dict], fullname: str, containers: dict, workdir: Path, shop
         bad(f"storefront checkout: {r.stdout}{r.stderr}\n{logs(front)}")
 
 
+def tls_refusals(docs: list[dict], fullname: str, containers: dict, pi: str) -> None:
+    """With TLS on: what the gRPC ports refuse, and what the storefront's
+    optional client auth admits."""
+    inside = containers["order"]
+    r = grpcurl(inside, ["-plaintext"], [pi, "list"])
+    if r.returncode != 0:
+        ok("productinfo refuses plaintext gRPC")
+    else:
+        bad(f"productinfo answered plaintext gRPC: {r.stdout}")
+    r = grpcurl(inside, tls_flags(docs, fullname, "order", "productinfo", client_cert=False), [pi, "list"])
+    if r.returncode != 0:
+        ok("productinfo (client auth require) refuses a TLS client without a certificate")
+    else:
+        bad(f"productinfo answered a client without a certificate: {r.stdout}")
+    r = grpcurl(inside, tls_flags(docs, fullname, "order", "storefront"), [pi, "list"])
+    if r.returncode != 0:
+        ok("productinfo's certificate does not pass as storefront's (-servername storefront fails): certificates are bound to names")
+    else:
+        bad("productinfo's certificate passed verification as storefront's")
+    if "storefront" in containers:
+        env = rendered.find(docs, "ConfigMap", f"{fullname}-storefront")["data"]
+        r = grpcurl(containers["storefront"], tls_flags(docs, fullname, "storefront", "storefront", client_cert=False), ["127.0.0.1:50051", "list"])
+        want = env.get("TLS_CLIENT_AUTH") == "optional"
+        if (r.returncode == 0) == want:
+            ok(f"storefront (client auth {env.get('TLS_CLIENT_AUTH')}) {'takes' if want else 'refuses'} a TLS client without a certificate")
+        else:
+            bad(f"storefront, client auth {env.get('TLS_CLIENT_AUTH')}: a client without a certificate got exit {r.returncode}: {r.stdout}{r.stderr}")
+
+
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("rendered", type=Path)
-    ap.add_argument("--objects", action="append", default=[], help="Secrets and ConfigMaps that exist beforehand (the secrets Job's)")
+    ap.add_argument("--objects", action="append", default=[], help="Secrets and ConfigMaps that exist beforehand (the secrets Job's, the TLS Secrets)")
     ap.add_argument("--shopctl", type=Path, required=True)
     ap.add_argument("--services", default=",".join(ORDER))
     ap.add_argument("--fullname", default="shop")

@@ -39,15 +39,14 @@ def main() -> int:
     for needle in ("port-forward", "grpc.health.v1.Health/Check", "ecommerce.Storefront/login", "grpc_health_probe"):
         if needle not in notes:
             problems.append(f"NOTES.txt does not mention {needle!r}")
-    grpcurls = [line for line in notes.splitlines() if re.search(r"\bgrpcurl ", line)]
-    if not grpcurls:
+    calls = [call for line in notes.splitlines() for call in re.findall(r"\bgrpcurl -[^|)]*", line)]
+    if not calls:
         problems.append("NOTES.txt has no grpcurl command")
-    for line in grpcurls:
-        for call in re.findall(r"grpcurl [^|)]*", line):
-            want = ("-cacert ", "-cert ", "-key ", "-servername ") if tls else ("-plaintext",)
-            wrong = ("-plaintext",) if tls else ("-cacert", "-servername")
-            if not all(w in call for w in want) or any(w in call for w in wrong):
-                problems.append(f"NOTES.txt: grpcurl {'without its TLS flags' if tls else 'not -plaintext'}: {call.strip()!r}")
+    want = ("-cacert ", "-cert ", "-key ", "-servername ") if tls else ("-plaintext",)
+    wrong = ("-plaintext",) if tls else ("-cacert", "-servername")
+    for call in calls:
+        if not all(w in call for w in want) or any(w in call for w in wrong):
+            problems.append(f"NOTES.txt: grpcurl {'without its TLS flags' if tls else 'not -plaintext'}: {call.strip()!r}")
     for line in notes.splitlines():
         if "grpc_health_probe" in line and "exec" in line and (" -tls " in line) != tls:
             problems.append(f"NOTES.txt: grpc_health_probe {'without' if tls else 'with'} -tls: {line.strip()!r}")
