@@ -14,7 +14,7 @@ use uuid::Uuid;
 
 use crate::{
     error::{Error, Shortage},
-    product::{Cursor, Filter, NewProduct, ProductRow},
+    product::{self, Cursor, Filter, NewProduct, Phase, ProductRow},
     reservation::{LineRow, Reservation, State},
 };
 
@@ -93,38 +93,134 @@ pub async fn get_products(
         .await?)
 }
 
-/// Up to `limit` products matching `filter`, ordered by (name, id), starting
-/// after `after`. Callers page through big results; nothing here loads more
-/// than `limit` rows.
+/// Up to `limit` products matching `filter`, starting after `after`, each
+/// with where it stands in the listing. Callers page through big results;
+/// nothing here loads more than `limit` rows, and every statement is served
+/// by an index (`tests/api/search.rs` checks the plans on a big catalog):
+///
+/// - without a query, in (name, id) order (`products_name_key`, or
+///   `products_category_name` for a category);
+/// - with one, best matches first: names that start with it, in lower-case
+///   order (`products_name_lower`), then the other products that contain it
+///   in name, description or category, in (name, id) order (the trigram
+///   index `products_search`). A query shorter than three characters (too
+///   short for trigrams) matches name starts only.
+///
+/// Search statements are not kept prepared: planned with the query itself,
+/// PostgreSQL picks between walking the name index (a common word) and the
+/// trigram index (a rare one), which a generic plan cannot.
 #[tracing::instrument(skip_all, fields(db.system = "postgresql", db.operation = "SELECT", db.table = "products", limit))]
 pub async fn list_products(
     db: &Db,
     filter: &Filter,
     after: Option<&Cursor>,
     limit: i64,
-) -> Result<Vec<ProductRow>, Error> {
-    Ok(db
+) -> Result<Vec<Found>, Error> {
+    let Some(query) = filter.query.as_deref() else {
+        let rows = db
+            .read(|mut conn| async move {
+                sqlx::query_as::<_, ProductRow>(ALL_SQL)
+                    .persistent(false)
+                    .bind(filter.category.as_deref())
+                    .bind(after.map(|c| c.name.as_str()))
+                    .bind(after.map(|c| c.id).unwrap_or_default())
+                    .bind(limit)
+                    .fetch_all(&mut *conn)
+                    .await
+            })
+            .await?;
+        return Ok(found(rows, Phase::Names));
+    };
+    let escaped = &product::escape_like(query);
+    let mut listed = Vec::new();
+    if after.is_none_or(|c| c.phase == Phase::Names) {
+        let rows = db
+            .read(|mut conn| async move {
+                sqlx::query_as::<_, ProductRow>(NAME_STARTS_SQL)
+                    .persistent(false)
+                    .bind(escaped)
+                    .bind(filter.category.as_deref())
+                    .bind(after.map(|c| c.name.as_str()))
+                    .bind(after.map(|c| c.id).unwrap_or_default())
+                    .bind(limit)
+                    .fetch_all(&mut *conn)
+                    .await
+            })
+            .await?;
+        listed = found(rows, Phase::Names);
+    }
+    let rest = limit - listed.len() as i64;
+    if rest == 0 || query.chars().count() < product::MIN_TRIGRAM_QUERY {
+        return Ok(listed);
+    }
+    let after = after.filter(|c| c.phase == Phase::Contains);
+    let rows = db
         .read(|mut conn| async move {
-            sqlx::query_as::<_, ProductRow>(concat!(
-                "SELECT ",
-                product_columns!(),
-                " FROM products \
-                  WHERE ($1::text IS NULL OR name ILIKE $1 OR description ILIKE $1 OR category ILIKE $1) \
-                    AND ($2::text IS NULL OR category = $2) \
-                    AND ($3::text IS NULL OR (name, id) > ($3, $4)) \
-                  ORDER BY name, id \
-                  LIMIT $5"
-            ))
-            .bind(filter.pattern.as_deref())
-            .bind(filter.category.as_deref())
-            .bind(after.map(|c| c.name.as_str()))
-            .bind(after.map(|c| c.id).unwrap_or_default())
-            .bind(limit)
-            .fetch_all(&mut *conn)
-            .await
+            sqlx::query_as::<_, ProductRow>(CONTAINS_SQL)
+                .persistent(false)
+                .bind(escaped)
+                .bind(filter.category.as_deref())
+                .bind(after.map(|c| c.name.as_str()))
+                .bind(after.map(|c| c.id).unwrap_or_default())
+                .bind(rest)
+                .fetch_all(&mut *conn)
+                .await
         })
-        .await?)
+        .await?;
+    listed.extend(found(rows, Phase::Contains));
+    Ok(listed)
 }
+
+/// A product a listing found, and which part of the listing it came from
+/// (where the next page starts: [`Cursor::after`]).
+#[derive(Debug)]
+pub struct Found {
+    pub row: ProductRow,
+    pub phase: Phase,
+}
+
+fn found(rows: Vec<ProductRow>, phase: Phase) -> Vec<Found> {
+    rows.into_iter().map(|row| Found { row, phase }).collect()
+}
+
+/// Every product (of a category, if given), in (name, id) order.
+pub const ALL_SQL: &str = concat!(
+    "SELECT ",
+    product_columns!(),
+    " FROM products \
+      WHERE ($1::text IS NULL OR category = $1) \
+        AND ($2::text IS NULL OR (name, id) > ($2, $3)) \
+      ORDER BY name, id \
+      LIMIT $4"
+);
+
+/// Products whose name starts with `$1` (LIKE-escaped), in case-folded
+/// byte order.
+pub const NAME_STARTS_SQL: &str = concat!(
+    "SELECT ",
+    product_columns!(),
+    " FROM products \
+      WHERE lower(name) COLLATE \"C\" LIKE lower($1) || '%' \
+        AND ($2::text IS NULL OR category = $2) \
+        AND ($3::text IS NULL OR (lower(name) COLLATE \"C\", id) > (lower($3) COLLATE \"C\", $4)) \
+      ORDER BY lower(name) COLLATE \"C\", id \
+      LIMIT $5"
+);
+
+/// Products containing `$1` (LIKE-escaped) in name, description or
+/// category whose name does not start with it, in (name, id) order. The
+/// matched expression is the trigram index's.
+pub const CONTAINS_SQL: &str = concat!(
+    "SELECT ",
+    product_columns!(),
+    " FROM products \
+      WHERE (name || ' ' || description || ' ' || category) ILIKE '%' || $1 || '%' \
+        AND lower(name) COLLATE \"C\" NOT LIKE lower($1) || '%' \
+        AND ($2::text IS NULL OR category = $2) \
+        AND ($3::text IS NULL OR (name, id) > ($3, $4)) \
+      ORDER BY name, id \
+      LIMIT $5"
+);
 
 /// Adds `delta` to a product's stock and records who did it and why.
 #[tracing::instrument(skip_all, fields(db.system = "postgresql", db.operation = "UPDATE", db.table = "products", delta))]

@@ -141,19 +141,13 @@ impl ProductInfo for ProductInfoService {
         let next_page_token = if rows.len() as i64 > size {
             rows.truncate(size as usize);
             rows.last()
-                .map(|r| {
-                    Cursor {
-                        name: r.name.clone(),
-                        id: r.id,
-                    }
-                    .encode()
-                })
+                .map(|found| Cursor::after(found).encode())
                 .unwrap_or_default()
         } else {
             String::new()
         };
         Ok(Response::new(ListProductsResponse {
-            products: rows.into_iter().map(Product::from).collect(),
+            products: rows.into_iter().map(|f| Product::from(f.row)).collect(),
             next_page_token,
         }))
     }
@@ -246,7 +240,7 @@ fn search_stream(db: Db, filter: Filter, limit: Option<i64>, slot: Slot) -> Prod
         _slot: Slot,
         db: Db,
         filter: Filter,
-        buffer: VecDeque<product::ProductRow>,
+        buffer: VecDeque<db::Found>,
         after: Option<Cursor>,
         remaining: Option<i64>,
         exhausted: bool,
@@ -272,10 +266,7 @@ fn search_stream(db: Db, filter: Filter, limit: Option<i64>, slot: Slot) -> Prod
             match db::list_products(&st.db, &st.filter, st.after.as_ref(), batch).await {
                 Ok(rows) => {
                     st.exhausted = (rows.len() as i64) < batch;
-                    st.after = rows.last().map(|r| Cursor {
-                        name: r.name.clone(),
-                        id: r.id,
-                    });
+                    st.after = rows.last().map(Cursor::after);
                     st.buffer = rows.into();
                 }
                 Err(e) => {
@@ -288,6 +279,6 @@ fn search_stream(db: Db, filter: Filter, limit: Option<i64>, slot: Slot) -> Prod
         if let Some(r) = st.remaining.as_mut() {
             *r -= 1;
         }
-        Some((Ok(Product::from(row)), st))
+        Some((Ok(Product::from(row.row)), st))
     }))
 }

@@ -24,6 +24,12 @@ use tonic::{
 pub use config::{Args, Config};
 pub use db::GET_PRODUCT_SQL;
 
+/// The statements of listings and searches (for `EXPLAIN` in tests and the
+/// benchmark's scale runs).
+pub mod search_sql {
+    pub use crate::db::{ALL_SQL as ALL, CONTAINS_SQL as CONTAINS, NAME_STARTS_SQL as NAME_STARTS};
+}
+
 use crate::grpc::ProductInfoService;
 
 /// The catalog service, its configuration checked.

@@ -195,26 +195,63 @@ pub fn not_found(value: &str) -> crate::error::Error {
 /// Which products a listing or search wants.
 #[derive(Debug, Clone, Default)]
 pub struct Filter {
-    /// An ILIKE pattern matching name, description or category.
-    pub pattern: Option<String>,
+    /// Text to find in name, description or category, as the user typed
+    /// it (trimmed); matched literally, wildcards and all.
+    pub query: Option<String>,
     pub category: Option<String>,
 }
 
+/// The shortest query matched anywhere in a product (trigrams need three
+/// characters); shorter ones match the start of names.
+pub const MIN_TRIGRAM_QUERY: usize = 3;
+
 impl Filter {
-    /// Validates and translates the query and category of a request.
+    /// Validates the query and category of a request.
     pub fn new(v: &mut FieldViolations, query: &str, category: &str) -> Self {
         let query = query.trim();
         v.check_text("query", query, MAX_QUERY, false);
         v.check_text("category", category, MAX_CATEGORY, false);
         Filter {
-            pattern: (!query.is_empty()).then(|| format!("%{}%", escape_like(query))),
+            query: (!query.is_empty()).then(|| query.to_owned()),
             category: (!category.is_empty()).then(|| category.to_owned()),
         }
     }
 }
 
+/// The two parts of a search's results, best first.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(into = "u8", try_from = "u8")]
+pub enum Phase {
+    /// Names that start with the query (and every product of a listing
+    /// without one).
+    #[default]
+    Names,
+    /// The other products that contain it.
+    Contains,
+}
+
+impl From<Phase> for u8 {
+    fn from(p: Phase) -> u8 {
+        match p {
+            Phase::Names => 0,
+            Phase::Contains => 1,
+        }
+    }
+}
+
+impl TryFrom<u8> for Phase {
+    type Error = String;
+    fn try_from(n: u8) -> Result<Phase, String> {
+        match n {
+            0 => Ok(Phase::Names),
+            1 => Ok(Phase::Contains),
+            _ => Err(format!("unknown phase {n}")),
+        }
+    }
+}
+
 /// Escapes LIKE wildcards so user text matches literally.
-fn escape_like(s: &str) -> String {
+pub fn escape_like(s: &str) -> String {
     let mut out = String::with_capacity(s.len());
     for c in s.chars() {
         if matches!(c, '\\' | '%' | '_') {
@@ -225,16 +262,28 @@ fn escape_like(s: &str) -> String {
     out
 }
 
-/// Where the next page starts: after this (name, id). Opaque to clients.
+/// Where the next page starts: after this (name, id) in this part of the
+/// results. Opaque to clients.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Cursor {
     #[serde(rename = "n")]
     pub name: String,
     #[serde(rename = "i")]
     pub id: Uuid,
+    #[serde(rename = "p", default)]
+    pub phase: Phase,
 }
 
 impl Cursor {
+    /// The position right after `found`.
+    pub fn after(found: &crate::db::Found) -> Cursor {
+        Cursor {
+            name: found.row.name.clone(),
+            id: found.row.id,
+            phase: found.phase,
+        }
+    }
+
     /// The page token handed to clients.
     pub fn encode(&self) -> String {
         URL_SAFE_NO_PAD.encode(serde_json::to_vec(self).unwrap_or_default())
@@ -352,9 +401,17 @@ mod tests {
         let cursor = Cursor {
             name: "Mug".into(),
             id: Uuid::now_v7(),
+            phase: Phase::Contains,
         };
         let mut v = FieldViolations::default();
         assert_eq!(Cursor::decode(&mut v, &cursor.encode()), Some(cursor));
+        // Tokens handed out before search had phases still work.
+        let old =
+            URL_SAFE_NO_PAD.encode(br#"{"n":"Mug","i":"0191e3a4-5b6c-7d8e-9f00-112233445566"}"#);
+        assert_eq!(
+            Cursor::decode(&mut v, &old).map(|c| c.phase),
+            Some(Phase::Names)
+        );
         assert_eq!(Cursor::decode(&mut v, ""), None);
         assert!(v.is_empty());
         assert_eq!(Cursor::decode(&mut v, "%%%"), None);
@@ -375,7 +432,8 @@ mod tests {
     #[test]
     fn like_wildcards_in_queries_match_literally() {
         let mut v = FieldViolations::default();
-        let f = Filter::new(&mut v, "100%_off\\", "");
-        assert_eq!(f.pattern.as_deref(), Some("%100\\%\\_off\\\\%"));
+        let f = Filter::new(&mut v, " 100%_off\\ ", "");
+        assert_eq!(f.query.as_deref(), Some("100%_off\\"));
+        assert_eq!(escape_like("100%_off\\"), "100\\%\\_off\\\\");
     }
 }

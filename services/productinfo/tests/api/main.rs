@@ -10,5 +10,6 @@ mod cli;
 mod health;
 mod helpers;
 mod limits;
+mod search;
 mod stock;
 mod tls;
