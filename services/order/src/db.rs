@@ -90,38 +90,143 @@ pub async fn find_by_key(db: &Db, customer: &str, key: &str) -> Result<Option<Or
 /// Where a search continues: after this (created_at, id).
 pub type SearchCursor = (DateTime<Utc>, Uuid);
 
-/// Up to `limit` orders after `after`, oldest first, of `customer` (or of
-/// everyone), matching the ILIKE `pattern` (or all).
+/// Which end of the orders a search starts from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Direction {
+    /// Oldest first (`searchOrders`).
+    Oldest,
+    /// Newest first (`listOrders`, the web pages).
+    Newest,
+}
+
+/// More orders than this matching a search (of everyone's orders) makes
+/// them common: reading the orders in date order and keeping the matches
+/// finds a page sooner than collecting every match from the indexes.
+const MANY_MATCHES: i64 = 10_000;
+
+/// The shortest query the trigram indexes can serve.
+const MIN_TRIGRAM_QUERY: usize = 3;
+
+/// Up to `limit` orders after `after` in `direction`, of `customer` (or of
+/// everyone), whose description, destination or lines (names, items as
+/// sent, product ids) contain `query` (or all). Two ways, so that every
+/// search is served by an index (`tests/api/search.rs` checks the plans):
+///
+/// - a customer's orders, a common query or none: the orders in date order
+///   (`orders_customer_created`, `orders_created`), keeping the matches;
+/// - everyone's orders and a rarer query: the matching ids from the
+///   trigram indexes (`orders_search`, `order_lines_search`), at most
+///   [`MANY_MATCHES`], then those orders in date order.
 #[tracing::instrument(skip_all, fields(db.system = "postgresql", db.operation = "SELECT", db.table = "orders", limit))]
 pub async fn search(
     db: &Db,
     customer: Option<&str>,
-    pattern: Option<&str>,
+    query: Option<&str>,
     after: Option<SearchCursor>,
     limit: i64,
+    direction: Direction,
 ) -> Result<Vec<OrderRecord>, Error> {
     let mut conn = db.acquire().await?;
-    let orders = sqlx::query_as::<_, OrderRow>(concat!(
-        "SELECT ",
-        order_columns!(),
-        " FROM orders o \
-          WHERE ($1::text IS NULL OR o.customer = $1) \
-            AND ($2::text IS NULL OR o.description ILIKE $2 OR o.destination ILIKE $2 \
-                 OR EXISTS (SELECT 1 FROM order_lines l WHERE l.order_id = o.id \
-                            AND (l.name ILIKE $2 OR l.item ILIKE $2 OR l.product_id::text ILIKE $2))) \
-            AND ($3::timestamptz IS NULL OR (o.created_at, o.id) > ($3, $4)) \
-          ORDER BY o.created_at, o.id \
-          LIMIT $5"
-    ))
-    .bind(customer)
-    .bind(pattern)
-    .bind(after.map(|a| a.0))
-    .bind(after.map(|a| a.1).unwrap_or_default())
-    .bind(limit)
-    .fetch_all(&mut *conn)
-    .await?;
+    let pattern = query.map(like_pattern);
+    let ids: Option<Vec<Uuid>> = match (customer, query, &pattern) {
+        (None, Some(query), Some(pattern)) if query.chars().count() >= MIN_TRIGRAM_QUERY => {
+            let ids: Vec<Uuid> = sqlx::query_scalar(MATCHING_IDS_SQL)
+                .persistent(false)
+                .bind(pattern)
+                .bind(MANY_MATCHES + 1)
+                .fetch_all(&mut *conn)
+                .await?;
+            (ids.len() as i64 <= MANY_MATCHES).then_some(ids)
+        }
+        _ => None,
+    };
+    let sql = match (&ids, direction) {
+        (Some(_), Direction::Oldest) => BY_IDS_OLDEST_SQL,
+        (Some(_), Direction::Newest) => BY_IDS_NEWEST_SQL,
+        (None, Direction::Oldest) => WALK_OLDEST_SQL,
+        (None, Direction::Newest) => WALK_NEWEST_SQL,
+    };
+    let statement = sqlx::query_as::<_, OrderRow>(sql).persistent(false);
+    let statement = match ids {
+        Some(ids) => statement.bind(ids),
+        None => statement.bind(customer).bind(pattern),
+    };
+    let orders = statement
+        .bind(after.map(|a| a.0))
+        .bind(after.map(|a| a.1).unwrap_or_default())
+        .bind(limit)
+        .fetch_all(&mut *conn)
+        .await?;
     with_lines(&mut *conn, orders).await
 }
+
+/// The SQL `LIKE` pattern matching `query` anywhere, its own `\`, `%` and
+/// `_` taken literally.
+pub fn like_pattern(query: &str) -> String {
+    let mut pattern = String::from("%");
+    for c in query.chars() {
+        if matches!(c, '\\' | '%' | '_') {
+            pattern.push('\\');
+        }
+        pattern.push(c);
+    }
+    pattern.push('%');
+    pattern
+}
+
+/// The ids of orders whose own text or lines match `$1`, at most `$2`;
+/// each side is the expression of its trigram index.
+pub const MATCHING_IDS_SQL: &str = "\
+    SELECT id FROM orders WHERE (description || ' ' || destination) ILIKE $1 \
+    UNION \
+    SELECT order_id FROM order_lines \
+     WHERE (name || ' ' || coalesce(item, '') || ' ' || product_id::text) ILIKE $1 \
+    LIMIT $2";
+
+/// Orders of `$1` (or everyone) matching `$2` (or all), in date order from
+/// `($3, $4)` on, at most `$5`.
+macro_rules! walk_sql {
+    ($after:literal, $order:literal) => {
+        concat!(
+            "SELECT ",
+            order_columns!(),
+            " FROM orders o \
+              WHERE ($1::text IS NULL OR o.customer = $1) \
+                AND ($2::text IS NULL \
+                     OR (o.description || ' ' || o.destination) ILIKE $2 \
+                     OR EXISTS (SELECT 1 FROM order_lines l WHERE l.order_id = o.id \
+                                AND (l.name || ' ' || coalesce(l.item, '') || ' ' || l.product_id::text) ILIKE $2)) \
+                AND ($3::timestamptz IS NULL OR (o.created_at, o.id) ",
+            $after,
+            " ($3, $4)) \
+              ORDER BY ",
+            $order,
+            " LIMIT $5"
+        )
+    };
+}
+pub const WALK_OLDEST_SQL: &str = walk_sql!(">", "o.created_at, o.id");
+pub const WALK_NEWEST_SQL: &str = walk_sql!("<", "o.created_at DESC, o.id DESC");
+
+/// The orders `$1` in date order from `($2, $3)` on, at most `$4`.
+macro_rules! by_ids_sql {
+    ($after:literal, $order:literal) => {
+        concat!(
+            "SELECT ",
+            order_columns!(),
+            " FROM orders o \
+              WHERE o.id = ANY($1) \
+                AND ($2::timestamptz IS NULL OR (o.created_at, o.id) ",
+            $after,
+            " ($2, $3)) \
+              ORDER BY ",
+            $order,
+            " LIMIT $4"
+        )
+    };
+}
+pub const BY_IDS_OLDEST_SQL: &str = by_ids_sql!(">", "o.created_at, o.id");
+pub const BY_IDS_NEWEST_SQL: &str = by_ids_sql!("<", "o.created_at DESC, o.id DESC");
 
 /// What claiming a new order id found.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -14,8 +14,8 @@ use std::{pin::Pin, sync::Arc, time::Duration};
 use futures::Stream;
 use prost::Message as _;
 use shop_proto::ecommerce::{
-    CancelOrderRequest, CombinedShipment, Order, OrderUpdateFailure, UpdateOrdersResult,
-    order_management_server::OrderManagement,
+    CancelOrderRequest, CombinedShipment, ListOrdersRequest, ListOrdersResponse, Order,
+    OrderUpdateFailure, UpdateOrdersResult, order_management_server::OrderManagement,
 };
 use shop_runtime::{
     auth::{Principal, Role},
@@ -165,7 +165,9 @@ impl OrderManagement for OrderManagementService {
         Ok(Response::new(streams::search_stream(
             self.inner.db.clone(),
             scope(&caller).map(str::to_owned),
-            streams::like_pattern(&query),
+            Some(query.trim())
+                .filter(|q| !q.is_empty())
+                .map(str::to_owned),
             self.inner.searches.take()?,
         )))
     }
@@ -312,6 +314,90 @@ impl OrderManagement for OrderManagementService {
             self.inner.watch_lifetime,
             self.inner.stopping.clone(),
         )))
+    }
+
+    async fn list_orders(
+        &self,
+        request: Request<ListOrdersRequest>,
+    ) -> Result<Response<ListOrdersResponse>, Status> {
+        let caller = Principal::of(&request)?;
+        let req = request.into_inner();
+        let mut v = FieldViolations::default();
+        let query = req.query.trim();
+        v.check_text("query", query, 200, false);
+        let size = match req.page_size {
+            0 => DEFAULT_PAGE_SIZE,
+            n @ 1..=MAX_PAGE_SIZE => i64::from(n),
+            _ => {
+                v.add(
+                    "page_size",
+                    format!("must be between 1 and {MAX_PAGE_SIZE} (0 for {DEFAULT_PAGE_SIZE})"),
+                );
+                0
+            }
+        };
+        let after = page_token::decode(&mut v, &req.page_token);
+        v.finish()?;
+        // One more than asked tells whether an older page exists.
+        let mut records = db::search(
+            &self.inner.db,
+            scope(&caller),
+            Some(query).filter(|q| !q.is_empty()),
+            after,
+            size + 1,
+            db::Direction::Newest,
+        )
+        .await?;
+        let next_page_token = if records.len() as i64 > size {
+            records.truncate(size as usize);
+            records
+                .last()
+                .map(|r| page_token::encode((r.order.created_at, r.order.id)))
+                .unwrap_or_default()
+        } else {
+            String::new()
+        };
+        Ok(Response::new(ListOrdersResponse {
+            orders: records.into_iter().map(Order::from).collect(),
+            next_page_token,
+        }))
+    }
+}
+
+/// Orders on a `listOrders` page unless the request says otherwise.
+const DEFAULT_PAGE_SIZE: i64 = 20;
+const MAX_PAGE_SIZE: i32 = 100;
+
+/// `listOrders` page tokens: where the next page starts, opaque to clients.
+mod page_token {
+    use base64::{Engine as _, engine::general_purpose::URL_SAFE_NO_PAD};
+    use shop_runtime::error::FieldViolations;
+
+    use crate::db::SearchCursor;
+
+    pub fn encode((created_at, id): SearchCursor) -> String {
+        URL_SAFE_NO_PAD.encode(format!("{}.{id}", created_at.timestamp_micros()))
+    }
+
+    pub fn decode(v: &mut FieldViolations, token: &str) -> Option<SearchCursor> {
+        if token.is_empty() {
+            return None;
+        }
+        let cursor = URL_SAFE_NO_PAD
+            .decode(token)
+            .ok()
+            .and_then(|bytes| String::from_utf8(bytes).ok())
+            .and_then(|text| {
+                let (micros, id) = text.split_once('.')?;
+                Some((
+                    chrono::DateTime::from_timestamp_micros(micros.parse().ok()?)?,
+                    id.parse().ok()?,
+                ))
+            });
+        if cursor.is_none() {
+            v.add("page_token", "is not a token this service handed out");
+        }
+        cursor
     }
 }
 

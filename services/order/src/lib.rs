@@ -36,6 +36,15 @@ use tonic::{
 
 pub use config::{Args, Config};
 
+/// The statements of order searches (for `EXPLAIN` in tests and the
+/// benchmark's scale runs).
+pub mod search_sql {
+    pub use crate::db::{
+        BY_IDS_NEWEST_SQL as BY_IDS_NEWEST, MATCHING_IDS_SQL as MATCHING_IDS,
+        WALK_NEWEST_SQL as WALK_NEWEST, WALK_OLDEST_SQL as WALK_OLDEST,
+    };
+}
+
 /// The order service, its configuration checked.
 #[derive(Debug)]
 pub struct OrderManagement {

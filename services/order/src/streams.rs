@@ -21,38 +21,20 @@ use crate::{
 /// Orders read per query while streaming search results.
 const SEARCH_BATCH: i64 = 256;
 
-/// The SQL `LIKE` pattern matching `query` anywhere, its own `\`, `%` and
-/// `_` taken literally; `None` for an empty query.
-pub fn like_pattern(query: &str) -> Option<String> {
-    let query = query.trim();
-    if query.is_empty() {
-        return None;
-    }
-    let mut pattern = String::from("%");
-    for c in query.chars() {
-        if matches!(c, '\\' | '%' | '_') {
-            pattern.push('\\');
-        }
-        pattern.push(c);
-    }
-    pattern.push('%');
-    Some(pattern)
-}
-
 /// Every matching order, read [`SEARCH_BATCH`] at a time (keyset paging, no
 /// long transaction). The next batch is read only when the client has taken
 /// the previous one, and not at all once it has gone away.
 pub fn search_stream(
     pool: Db,
     customer: Option<String>,
-    pattern: Option<String>,
+    query: Option<String>,
     slot: Slot,
 ) -> OrderStream {
     struct State {
         _slot: Slot,
         pool: Db,
         customer: Option<String>,
-        pattern: Option<String>,
+        query: Option<String>,
         buffer: VecDeque<OrderRecord>,
         after: Option<db::SearchCursor>,
         exhausted: bool,
@@ -61,7 +43,7 @@ pub fn search_stream(
         _slot: slot,
         pool,
         customer,
-        pattern,
+        query,
         buffer: VecDeque::new(),
         after: None,
         exhausted: false,
@@ -74,9 +56,10 @@ pub fn search_stream(
             match db::search(
                 &st.pool,
                 st.customer.as_deref(),
-                st.pattern.as_deref(),
+                st.query.as_deref(),
                 st.after,
                 SEARCH_BATCH,
+                db::Direction::Oldest,
             )
             .await
             {

@@ -19,7 +19,7 @@ use std::{
 
 use shop_proto::ecommerce::{
     AdjustStockRequest, CancelOrderRequest, CombinedShipment, GetProductsRequest,
-    ListProductsRequest, ListProductsResponse, Order, Product, ProductId,
+    ListOrdersRequest, ListProductsRequest, ListProductsResponse, Order, Product, ProductId,
     order_management_client::OrderManagementClient,
     order_management_server::SERVICE_NAME as ORDER_SERVICE, product_info_client::ProductInfoClient,
     product_info_server::SERVICE_NAME as CATALOG_SERVICE,
@@ -246,30 +246,27 @@ impl Upstreams {
         Ok(found(self.orders.call(call, id.to_owned(), rpc).await)?)
     }
 
-    /// Up to `limit` of `user`'s orders (everyone's for an admin) matching
-    /// `query`, newest first. The stream is read to the end but only the
-    /// newest `limit` are kept, so memory stays bounded.
+    /// One page (`size` orders) of `user`'s orders (everyone's for an
+    /// admin) matching `query`, newest first, from `page` (a token, empty
+    /// for the first page); and the token of the next, older page (empty
+    /// when none). A page costs the same however many orders there are.
     pub async fn orders(
         &self,
         deadline: Deadline,
         user: &User,
         query: &str,
-        limit: usize,
-    ) -> Result<Vec<Order>, Error> {
-        let call = self
-            .as_user(deadline, user)?
-            .idempotent()
-            .timeout(LONG_CALL);
-        let rpc = |mut c: Orders, r| async move { c.search_orders(r).await };
-        let mut stream = self.orders.call(call, query.to_owned(), rpc).await?;
-        let mut newest = std::collections::VecDeque::with_capacity(limit + 1);
-        while let Some(order) = self.orders.next(&mut stream).await? {
-            newest.push_back(order);
-            if newest.len() > limit {
-                newest.pop_front();
-            }
-        }
-        Ok(newest.into_iter().rev().collect())
+        page: &str,
+        size: i32,
+    ) -> Result<(Vec<Order>, String), Error> {
+        let call = self.as_user(deadline, user)?.idempotent();
+        let request = ListOrdersRequest {
+            query: query.to_owned(),
+            page_size: size,
+            page_token: page.to_owned(),
+        };
+        let rpc = |mut c: Orders, r| async move { c.list_orders(r).await };
+        let page = self.orders.call(call, request, rpc).await?;
+        Ok((page.orders, page.next_page_token))
     }
 
     /// A live stream of one order's changes, for `user`: it lasts until the

@@ -8,4 +8,5 @@ mod failures;
 mod helpers;
 mod lifecycle;
 mod place;
+mod search;
 mod streams;

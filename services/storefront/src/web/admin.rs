@@ -22,7 +22,7 @@ use super::{
 use crate::{accounts::User, error::Error};
 
 /// Orders listed on the admin page.
-const ADMIN_ORDERS: usize = 200;
+const ADMIN_ORDERS: i32 = 50;
 
 /// The admin behind this session, or the page to show instead.
 async fn admin(session: &Session, state: &AppState, next: &str) -> Result<User, Response> {
@@ -229,23 +229,32 @@ pub async fn adjust_stock(
 pub struct OrdersQuery {
     #[serde(default)]
     q: String,
+    /// The order service's page token; empty for the newest orders.
+    #[serde(default)]
+    page: String,
 }
 
 async fn orders_page(
     session: &Session,
     state: &AppState,
     user: &User,
-    query: &str,
+    query: &OrdersQuery,
     shipments: Vec<ShipmentView>,
 ) -> Response {
-    let (orders, problem) = match state
+    let q = query.q.trim();
+    let (orders, older, problem) = match state
         .upstreams
-        .orders(Deadline::NONE, user, query, ADMIN_ORDERS)
+        .orders(Deadline::NONE, user, q, &query.page, ADMIN_ORDERS)
         .await
     {
-        Ok(orders) => (orders.into_iter().map(OrderView::from).collect(), None),
+        Ok((orders, next)) => (
+            orders.into_iter().map(OrderView::from).collect(),
+            super::orders::older_page("/admin/orders", &[("q", q)], &next),
+            None,
+        ),
         Err(e) if e.is_upstream_unavailable("order") => (
             Vec::new(),
+            None,
             Some(
                 "The order service is not answering; orders cannot be shown or shipped right now."
                     .to_owned(),
@@ -255,8 +264,9 @@ async fn orders_page(
     };
     render(&AdminOrdersPage {
         layout: Layout::new(session, state, "").await,
-        query: query.to_owned(),
+        query: q.to_owned(),
         orders,
+        older,
         shipments,
         problem,
     })
@@ -271,7 +281,7 @@ pub async fn orders(
         Ok(user) => user,
         Err(page) => return page,
     };
-    orders_page(&session, &state, &user, q.q.trim(), Vec::new()).await
+    orders_page(&session, &state, &user, &q, Vec::new()).await
 }
 
 pub async fn ship(
@@ -300,7 +310,7 @@ pub async fn ship(
     {
         Ok(shipments) => {
             let shipments = shipments.into_iter().map(ShipmentView::from).collect();
-            orders_page(&session, &state, &user, "", shipments).await
+            orders_page(&session, &state, &user, &OrdersQuery::default(), shipments).await
         }
         Err(e) => page_error(&session, &state, e, "/admin/orders").await,
     }

@@ -20,18 +20,39 @@ use super::{
 };
 use crate::error::Error;
 
-/// Orders shown on "my orders".
-const MY_ORDERS: usize = 50;
+/// Orders on a page of "my orders".
+const MY_ORDERS: i32 = 20;
 
-pub async fn list(session: Session, State(state): State<AppState>) -> Response {
+/// Which page of a list of orders.
+#[derive(Deserialize, Default)]
+pub struct PageQuery {
+    /// The page token of the order service; empty for the newest.
+    #[serde(default)]
+    pub page: String,
+}
+
+pub async fn list(
+    session: Session,
+    State(state): State<AppState>,
+    Query(q): Query<PageQuery>,
+) -> Response {
     let user = match require_login(&session, "/orders") {
         Ok(user) => user,
         Err(redirect) => return redirect,
     };
-    let (orders, problem) = match state.upstreams.orders(Deadline::NONE, &user, "", MY_ORDERS).await {
-        Ok(orders) => (orders.into_iter().map(OrderView::from).collect(), None),
+    let (orders, older, problem) = match state
+        .upstreams
+        .orders(Deadline::NONE, &user, "", &q.page, MY_ORDERS)
+        .await
+    {
+        Ok((orders, next)) => (
+            orders.into_iter().map(OrderView::from).collect(),
+            older_page("/orders", &[], &next),
+            None,
+        ),
         Err(e) if e.is_upstream_unavailable("order") => (
             Vec::new(),
+            None,
             Some("Your orders cannot be shown right now; the order service is not answering. Please try again soon.".to_owned()),
         ),
         Err(e) => return page_error(&session, &state, e, "/orders").await,
@@ -39,8 +60,27 @@ pub async fn list(session: Session, State(state): State<AppState>) -> Response {
     render(&OrdersPage {
         layout: Layout::new(&session, &state, "").await,
         orders,
+        older,
         problem,
     })
+}
+
+/// The link to the next, older page of `path` (with its other `params`),
+/// or `None` on the last page.
+pub fn older_page(path: &str, params: &[(&str, &str)], next: &str) -> Option<String> {
+    if next.is_empty() {
+        return None;
+    }
+    let mut query: Vec<(&str, &str)> = params
+        .iter()
+        .filter(|(_, v)| !v.is_empty())
+        .copied()
+        .collect();
+    query.push(("page", next));
+    Some(format!(
+        "{path}?{}",
+        serde_urlencoded::to_string(query).unwrap_or_default()
+    ))
 }
 
 #[derive(Deserialize, Default)]
@@ -139,5 +179,27 @@ pub async fn cancel(
     {
         Ok(_) => see_other(&format!("/orders/{id}?notice=cancelled")),
         Err(e) => page_error(&session, &state, e, &next).await,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::older_page;
+
+    #[test]
+    fn the_older_page_link_keeps_the_query_and_ends_on_the_last_page() {
+        assert_eq!(older_page("/orders", &[], ""), None);
+        assert_eq!(
+            older_page("/orders", &[], "MTIz.abc").as_deref(),
+            Some("/orders?page=MTIz.abc")
+        );
+        assert_eq!(
+            older_page("/admin/orders", &[("q", "tea & mugs")], "tok").as_deref(),
+            Some("/admin/orders?q=tea+%26+mugs&page=tok")
+        );
+        assert_eq!(
+            older_page("/admin/orders", &[("q", "")], "tok").as_deref(),
+            Some("/admin/orders?page=tok")
+        );
     }
 }

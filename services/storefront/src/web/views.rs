@@ -313,6 +313,8 @@ pub struct CheckoutPage {
 pub struct OrdersPage {
     pub layout: Layout,
     pub orders: Vec<OrderView>,
+    /// The link to the next, older page, if there is one.
+    pub older: Option<String>,
     pub problem: Option<String>,
 }
 
@@ -380,6 +382,8 @@ pub struct AdminOrdersPage {
     pub layout: Layout,
     pub query: String,
     pub orders: Vec<OrderView>,
+    /// The link to the next, older page, if there is one.
+    pub older: Option<String>,
     pub shipments: Vec<ShipmentView>,
     pub problem: Option<String>,
 }
