@@ -74,6 +74,7 @@ use tonic_health::pb::{
 };
 
 mod hostile;
+mod scale;
 
 use crate::{certs, cpu};
 
@@ -110,6 +111,11 @@ pub struct BenchArgs {
     #[arg(long, default_value_t = 100, value_parser = clap::value_parser!(u16).range(1..=100))]
     pub products: u16,
 
+    /// Catalog and order sizes of the scale section, grown to in turn
+    /// (generated rows straight in the databases); 0 skips it.
+    #[arg(long, value_delimiter = ',', default_value = "10000,100000,1000000")]
+    pub scale: Vec<u64>,
+
     /// Also sample every process's CPU with `perf record` during the
     /// getProduct and addOrder maximum-throughput runs; the hottest
     /// functions per process go to `<out>/profile-<run>.txt`.
@@ -129,6 +135,11 @@ const TARGET_ORDERS: f64 = 2_500.0;
 const TARGET_ORDER_CPU_US: f64 = 800.0;
 /// CPU per getProduct in productinfo (µs).
 const TARGET_GET_CPU_US: f64 = 60.0;
+/// Search p99 at the largest size of the scale section (ms).
+const TARGET_SEARCH_P99_MS: f64 = 20.0;
+/// Most any timed call of the scale section may grow from its smallest
+/// size to its largest.
+const TARGET_SCALE_GROWTH: f64 = 3.0;
 /// Peak resident memory of any service under the throughput runs.
 const TARGET_PEAK_RSS_KB: u64 = 32 * 1024;
 /// Resident memory with 100 calls open on one connection, and with 1,000
@@ -224,6 +235,8 @@ struct BenchReport {
     targets: Vec<Target>,
     /// The same shop in plaintext: what mutual TLS costs.
     plaintext: Option<Plaintext>,
+    /// Catalog and order search as the tables grow.
+    scale: Option<scale::Scale>,
 }
 
 /// getProduct and addOrder (synchronous_commit=off) at their maximum
@@ -409,20 +422,53 @@ async fn run(
     let mut report = result?;
 
     // The same shop in plaintext, to show what TLS costs.
+    // Then the scale section, on the same shop: it grows the tables, so it
+    // comes last.
     let started = shop.start(&mut services, None, "plaintext-").await;
     let result = match started {
         Ok(()) => tokio::select! {
-            result = plaintext(args, cluster, &services, &storefront_key) => result,
+            result = async {
+                let compared = plaintext(args, cluster, &services, &storefront_key).await?;
+                let sizes: Vec<u64> = args.scale.iter().copied().filter(|n| *n > 0).collect();
+                let scaled = if sizes.is_empty() {
+                    None
+                } else {
+                    let signer = Signer::from_file("storefront", &storefront_key)?;
+                    let admin = Bearer::new(&signer.sign(
+                        "bench-admin",
+                        Role::Admin,
+                        &["productinfo", "order"],
+                        Duration::from_secs(3600),
+                    )?)?;
+                    Some(
+                        scale::run(
+                            &sizes,
+                            &productinfo_db,
+                            &order_db,
+                            ProductInfoClient::with_interceptor(services[0].channel()?, admin.clone()),
+                            OrderManagementClient::with_interceptor(services[2].channel()?, admin),
+                            args.concurrency,
+                            args.duration,
+                        )
+                        .await?,
+                    )
+                };
+                anyhow::Ok((compared, scaled))
+            } => result,
             () = shop_runtime::server::shutdown_signal() => Err(anyhow::anyhow!("interrupted")),
         },
         Err(e) => Err(e),
     };
     stop_all(&mut services).await;
-    let (get_product, add_order) = result?;
+    let ((get_product, add_order), scaled) = result?;
     report.plaintext = Some(Plaintext {
         get_product,
         add_order,
     });
+    if let Some(scaled) = &scaled {
+        report.targets.extend(scale_targets(scaled));
+    }
+    report.scale = scaled;
     Ok(report)
 }
 
@@ -821,6 +867,7 @@ async fn measure(
         overload,
         targets,
         plaintext: None,
+        scale: None,
     })
 }
 
@@ -1245,6 +1292,62 @@ async fn profiled<T>(
 
 /// The per-call cost targets: addOrder's rate and CPU, getProduct's CPU in
 /// productinfo, and the services' peak memory under the throughput runs.
+/// Searches at the largest size, and how every timed call grew from the
+/// smallest size to the largest (p50s: a p99 of 100 calls is one call).
+fn scale_targets(scaled: &scale::Scale) -> Vec<Target> {
+    let (Some(first), Some(last)) = (scaled.steps.first(), scaled.steps.last()) else {
+        return Vec::new();
+    };
+    let mut targets = Vec::new();
+    for (what, timing) in [
+        ("catalog search that finds products", &last.search_hit),
+        ("catalog search that finds nothing", &last.search_miss),
+        ("searchOrders of everyone's orders", &last.search_orders),
+    ] {
+        let ms = timing.p99_us as f64 / 1000.0;
+        targets.push(Target {
+            name: format!(
+                "{what}, p99 at {} products and {} orders",
+                last.products, last.orders
+            ),
+            goal: format!("<= {TARGET_SEARCH_P99_MS:.0} ms"),
+            measured: format!("{ms:.1} ms"),
+            met: ms <= TARGET_SEARCH_P99_MS,
+            miss: (ms > TARGET_SEARCH_P99_MS)
+                .then(|| format!("{:.1}x over", ms / TARGET_SEARCH_P99_MS)),
+        });
+    }
+    let growth = |f: fn(&scale::Step) -> &scale::Timing| {
+        f(last).p50_us as f64 / f(first).p50_us.max(1) as f64
+    };
+    let grown = [
+        ("search hit", growth(|s| &s.search_hit)),
+        ("search miss", growth(|s| &s.search_miss)),
+        ("category page", growth(|s| &s.category_page)),
+        ("getProduct", growth(|s| &s.get_product)),
+        ("searchOrders", growth(|s| &s.search_orders)),
+    ];
+    let worst = grown
+        .iter()
+        .copied()
+        .fold(("", 0.0_f64), |w, g| if g.1 > w.1 { g } else { w });
+    targets.push(Target {
+        name: format!(
+            "growth of every timed call's p50 from {} to {} rows",
+            first.products, last.products
+        ),
+        goal: format!("<= {TARGET_SCALE_GROWTH:.0}x"),
+        measured: grown
+            .iter()
+            .map(|(what, g)| format!("{what} {g:.1}x"))
+            .collect::<Vec<_>>()
+            .join(", "),
+        met: worst.1 <= TARGET_SCALE_GROWTH,
+        miss: (worst.1 > TARGET_SCALE_GROWTH).then(|| format!("{} {:.1}x", worst.0, worst.1)),
+    });
+    targets
+}
+
 fn cpu_targets(
     get_max: &Report,
     order_durable: &Report,
@@ -1714,6 +1817,38 @@ fn render(r: &BenchReport) -> String {
                 cpu(plain)
             );
         }
+    }
+    if let Some(scaled) = &r.scale {
+        let _ = writeln!(
+            s,
+            "\n| Scale: products / orders | fill | search, finds 5 | search, finds none | category page | getProduct | searchOrders, finds 5 |\n|---|---|---|---|---|---|---|"
+        );
+        let t = |t: &scale::Timing| {
+            format!(
+                "{:.1} / {:.1} ms",
+                t.p50_us as f64 / 1000.0,
+                t.p99_us as f64 / 1000.0
+            )
+        };
+        for step in &scaled.steps {
+            let _ = writeln!(
+                s,
+                "| {} / {} | {:.0} s | {} | {} | {} | {} | {} |",
+                step.products,
+                step.orders,
+                step.fill_s,
+                t(&step.search_hit),
+                t(&step.search_miss),
+                t(&step.category_page),
+                t(&step.get_product),
+                t(&step.search_orders)
+            );
+        }
+        let _ = writeln!(
+            s,
+            "\nTimes are p50 / p99 of 100 calls one after another, as the client sees them (plaintext shop). At the largest size one replica answered {:.0} searches/s with {} callers.",
+            scaled.searches_per_s, scaled.callers
+        );
     }
     let _ = writeln!(
         s,

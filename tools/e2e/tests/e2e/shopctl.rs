@@ -968,6 +968,8 @@ async fn shopctl_bench_measures_everything_and_writes_the_report() {
         "2",
         "--products",
         "3",
+        "--scale",
+        "200,400",
     ]);
     let stdout = Outcome::of(&mut cmd, None).ok();
     assert!(stdout.contains("| Target | Goal | Measured |"), "{stdout}");
@@ -1023,6 +1025,28 @@ async fn shopctl_bench_measures_everything_and_writes_the_report() {
         assert_eq!(plain["errors"], 0, "{run}: {report:#}");
     }
     assert!(stdout.contains("What mutual TLS costs"), "{stdout}");
+    // The scale section grew the tables to each size and timed each call.
+    let steps = report["scale"]["steps"].as_array().unwrap();
+    assert_eq!(steps.len(), 2, "{report:#}");
+    for (step, products) in steps.iter().zip([200, 400]) {
+        // The generated rows, the five needles and the bench's own products.
+        assert!(step["products"].as_u64().unwrap() >= products, "{step:#}");
+        assert!(step["orders"].as_u64().unwrap() >= products, "{step:#}");
+        for call in [
+            "search_hit",
+            "search_miss",
+            "category_page",
+            "get_product",
+            "search_orders",
+        ] {
+            assert!(
+                step[call]["p50_us"].as_u64().unwrap() > 0,
+                "{call}: {step:#}"
+            );
+        }
+    }
+    assert!(report["scale"]["searches_per_s"].as_f64().unwrap() > 0.0);
+    assert!(stdout.contains("| Scale: products / orders |"), "{stdout}");
     for service in ["productinfo-1", "order", "storefront"] {
         let log = std::fs::read_to_string(out.path().join(format!("logs/{service}.log"))).unwrap();
         assert!(log.contains("\"tls\":true"), "{service} served TLS: {log}");
