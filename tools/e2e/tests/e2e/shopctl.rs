@@ -1025,6 +1025,8 @@ async fn shopctl_bench_measures_everything_and_writes_the_report() {
         assert_eq!(plain["errors"], 0, "{run}: {report:#}");
     }
     assert!(stdout.contains("What mutual TLS costs"), "{stdout}");
+    let plain_idle = report["plaintext"]["rss_idle_kb"].as_array().unwrap();
+    assert_eq!(plain_idle.len(), 4, "{report:#}");
     // The scale section grew the tables to each size and timed each call.
     let steps = report["scale"]["steps"].as_array().unwrap();
     assert_eq!(steps.len(), 2, "{report:#}");
@@ -1055,6 +1057,11 @@ async fn shopctl_bench_measures_everything_and_writes_the_report() {
     assert_eq!(services.len(), 4);
     for s in services {
         assert!(s["rss_idle_kb"].as_u64().unwrap() > 0, "{s:#}");
+        let anon = s["rss_idle_anon_kb"].as_u64().unwrap();
+        assert!(
+            anon > 0 && anon < s["rss_idle_kb"].as_u64().unwrap(),
+            "{s:#}"
+        );
         assert!(s["rss_peak_under_load_kb"].as_u64().unwrap() > 0, "{s:#}");
         assert!(s["start_to_serving_ms"].as_f64().unwrap() > 0.0, "{s:#}");
     }
