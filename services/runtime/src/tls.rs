@@ -71,14 +71,14 @@ pub struct TlsFiles {
 /// Why a set of TLS files cannot be used.
 #[derive(Debug, thiserror::Error)]
 pub enum TlsError {
-    #[error("cannot read {path}: {source}")]
+    #[error("cannot read {path}")]
     Read {
         path: PathBuf,
         source: std::io::Error,
     },
     #[error("{path}: {reason}")]
     Bad { path: PathBuf, reason: String },
-    #[error("the certificate and key do not go together: {0}")]
+    #[error("the certificate and key cannot be used together")]
     Config(#[from] rustls::Error),
     #[error("the CA bundle cannot verify peers: {0}")]
     Verifier(String),
