@@ -62,6 +62,12 @@ pub struct ServerArgs {
     /// the service on port 0).
     #[arg(long, env = "ADDR_FILE")]
     pub addr_file: Option<PathBuf>,
+
+    /// A fault flag file (OpenFeature flagd format) read every second:
+    /// flags that make this service fail or slow down some calls, or
+    /// report itself not ready (see `shopctl fault`). Unset: no faults.
+    #[arg(long, env = "FAULTS_FILE")]
+    pub faults_file: Option<PathBuf>,
 }
 
 /// What one client may ask of the gRPC server, and how much the server

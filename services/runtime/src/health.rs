@@ -49,6 +49,8 @@ pub struct HealthRegistry {
 struct Inner {
     statuses: RwLock<HashMap<String, watch::Sender<ServingStatus>>>,
     shutting_down: watch::Sender<bool>,
+    /// A fault flag holds the server NOT_SERVING ([`HealthRegistry::hold_not_serving`]).
+    held: std::sync::atomic::AtomicBool,
 }
 
 impl Default for HealthRegistry {
@@ -65,6 +67,7 @@ impl HealthRegistry {
             inner: Arc::new(Inner {
                 statuses: RwLock::new(HashMap::new()),
                 shutting_down: watch::channel(false).0,
+                held: std::sync::atomic::AtomicBool::new(false),
             }),
         };
         registry.set("", ServingStatus::NotServing);
@@ -76,7 +79,8 @@ impl HealthRegistry {
     /// when it changed. Ignored once shutdown has begun: a server going away
     /// never becomes SERVING again.
     pub fn set(&self, service: &str, status: ServingStatus) {
-        if *self.inner.shutting_down.borrow() && status == ServingStatus::Serving {
+        let held = self.inner.held.load(std::sync::atomic::Ordering::Relaxed);
+        if (*self.inner.shutting_down.borrow() || held) && status == ServingStatus::Serving {
             return;
         }
         let mut statuses = self
@@ -124,6 +128,18 @@ impl HealthRegistry {
             .get(service)
             .map(|tx| *tx.borrow())
             .filter(|s| *s != ServingStatus::ServiceUnknown)
+    }
+
+    /// While `on`, every service reports `NOT_SERVING` ([`LIVENESS`]
+    /// excepted) whatever its checks say: the `readiness` fault flag
+    /// ([`crate::fault`]). Switched off, the next check sets the truth again.
+    pub fn hold_not_serving(&self, on: bool) {
+        self.inner
+            .held
+            .store(on, std::sync::atomic::Ordering::Relaxed);
+        if on {
+            self.set_all(ServingStatus::NotServing);
+        }
     }
 
     /// Every service goes `NOT_SERVING` for good ([`LIVENESS`] stays SERVING

@@ -12,6 +12,7 @@
 //! - [`telemetry`]: logs (JSON or text) and the tower layer that logs every RPC.
 //! - [`error`]: the shapes of errors clients see (field violations, opaque internals).
 //! - [`metrics`]: Prometheus metrics per server on an admin port.
+//! - [`fault`]: fault flags (errors, latency, readiness) switched at run time.
 //! - [`pg`]: PostgreSQL pools, error classification and the database health check.
 //! - [`slots`]: bounded numbers of streams of one kind.
 //! - [`config`]: the configuration every service shares, and the shape of each one's.
@@ -21,6 +22,7 @@ pub mod balance;
 pub mod config;
 pub mod deadline;
 pub mod error;
+pub mod fault;
 pub mod health;
 pub mod metrics;
 pub mod pg;

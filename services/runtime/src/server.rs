@@ -81,6 +81,8 @@ pub struct ServeOptions {
     pub web_max_connections: usize,
     /// TLS of the gRPC listener (`None`: plaintext).
     pub tls: Option<crate::tls::Tls>,
+    /// Fault flags in force (`None`: no fault file, no fault layer).
+    pub faults: Option<crate::fault::Switchboard>,
 }
 
 /// Connections the web listener takes at once unless HTTP_MAX_CONNECTIONS
@@ -101,6 +103,7 @@ impl ServeOptions {
             limits,
             web_max_connections: DEFAULT_WEB_MAX_CONNECTIONS,
             tls: None,
+            faults: None,
         }
     }
 }
@@ -198,6 +201,14 @@ impl Server {
                 &self.metrics,
             ))
             .layer(RpcLayer::new(self.metrics.clone(), self.methods.clone()))
+            // Inside the RpcLayer: a faulted call is traced, counted and
+            // logged like any other.
+            .option_layer(
+                options
+                    .faults
+                    .clone()
+                    .map(|board| crate::fault::FaultLayer::new(board, &self.metrics)),
+            )
             .service(routes);
         let grpc: Served = tokio::spawn(connections::serve(
             listeners.grpc,

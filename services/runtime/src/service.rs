@@ -310,6 +310,14 @@ pub fn prepare<S: Service>(config: Config<S::Args>) -> anyhow::Result<Prepared<S
     ));
     let web = S::web(&config.service).cloned();
     let tls = config.tls.load()?;
+    if let Some(file) = &config.server.faults_file
+        && let Ok(text) = std::fs::read_to_string(file)
+    {
+        // A missing file is no faults (it may be mounted later); a bad one
+        // is refused here so `check-config` catches it.
+        crate::fault::Faults::parse(S::NAME, &text)
+            .map_err(|e| anyhow::anyhow!("{}: {e}", file.display()))?;
+    }
     let mut limits = config.limits;
     if limits.max_in_flight == 0 {
         // Two calls per connection: every connection stays busy while a
@@ -387,12 +395,21 @@ impl<S: Service> Prepared<S> {
             );
             server.metrics.watch_tls(tls);
         }
+        let faults = self.server.faults_file.clone().map(|file| {
+            let board = crate::fault::Switchboard::default();
+            ctx.spawn(
+                "fault flags",
+                board.clone().watch(S::NAME, file, server.health.clone()),
+            );
+            board
+        });
         let started = self.service.start(&mut ctx).await;
         let tasks = ctx.tasks;
         let result = match started {
             Ok(endpoints) => {
                 let mut options = ServeOptions::new(&self.server, self.limits.clone());
                 options.tls = self.tls;
+                options.faults = faults;
                 if let Some(web) = &self.web {
                     options.web_max_connections = web.http_max_connections;
                 }

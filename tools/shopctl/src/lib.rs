@@ -6,6 +6,7 @@
 //!   (`--output`); streams print each message as it arrives ([`rpc`]).
 //! - `shopctl up` starts the shop on this machine ([`local`]).
 //! - `shopctl certs` issues TLS certificates from a local CA ([`certs`]).
+//! - `shopctl fault` switches the local shop's fault flags ([`fault`]).
 //! - `shopctl token` mints a token for grpcurl and scripts ([`token`]).
 //! - `shopctl keygen` writes Ed25519 key pairs for services ([`token`]).
 //! - `shopctl load` generates load and reports latency ([`load`]).
@@ -15,6 +16,7 @@ pub mod bench;
 pub mod certs;
 pub mod connect;
 pub mod cpu;
+pub mod fault;
 pub mod load;
 pub mod local;
 pub mod rpc;
@@ -40,6 +42,8 @@ pub enum Command {
     Store(rpc::store::StoreArgs),
     /// Run the whole shop on this machine on a private PostgreSQL; Ctrl-C stops it.
     Up(local::UpArgs),
+    /// Switch fault flags of the local shop: errors, latency, readiness.
+    Fault(fault::FaultArgs),
     /// Issue TLS certificates from a local CA (no openssl needed).
     Certs(certs::CertsArgs),
     /// Mint a token for a role, signed with an issuer's private key.
@@ -66,6 +70,7 @@ pub async fn main(cli: Cli) -> ExitCode {
         Command::Store(args) => rpc::store::run(args).await,
         Command::Up(args) => local::up(args).await,
         Command::Certs(args) => certs::certs(&args),
+        Command::Fault(args) => fault::fault(&args),
         Command::Token(args) => token::token(&args),
         Command::Keygen(args) => token::keygen(&args),
         Command::Bench(args) => bench::bench(args).await,

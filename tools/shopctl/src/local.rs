@@ -142,10 +142,17 @@ pub async fn up(args: UpArgs) -> anyhow::Result<()> {
             client: crate::certs::client(&tls_dir, "shopctl")?,
         })
     };
+    // Fault flags, off until `shopctl fault set`; every service reads the file.
+    let faults_file = dir.join("faults.json");
+    if !faults_file.exists() {
+        std::fs::write(&faults_file, "{\"flags\": {}}\n")?;
+    }
     let tls_env = |name: &str| -> Vec<(&'static str, String)> {
-        tls.as_ref().map_or_else(Vec::new, |t| {
+        let mut env = tls.as_ref().map_or_else(Vec::new, |t| {
             crate::certs::service_env(&t.dir, name, name == "storefront")
-        })
+        });
+        env.push(("FAULTS_FILE", faults_file.display().to_string()));
+        env
     };
 
     let mut services = Vec::new();

@@ -67,6 +67,7 @@ impl RecordingCatalog {
             limits: Default::default(),
             web_max_connections: 16,
             tls: None,
+            faults: None,
         };
         tokio::spawn(server.serve(
             listeners,

@@ -123,6 +123,7 @@ fn server_args() -> ServerArgs {
         drain_delay: Duration::ZERO,
         metrics_addr: shop_runtime::config::OptionalAddr(None),
         addr_file: None,
+        faults_file: None,
     }
 }
 

@@ -7,6 +7,7 @@ mod auth;
 mod book;
 mod catalog;
 mod cli;
+mod faults;
 mod health;
 mod helpers;
 mod limits;

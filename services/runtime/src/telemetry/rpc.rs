@@ -104,6 +104,7 @@ where
                 rpc.service = %stats.service,
                 rpc.method = %stats.method,
                 rpc.grpc.status_code = tracing::field::Empty,
+                shop.fault = tracing::field::Empty,
                 network.peer.address = tracing::field::display(peer.map(|p| p.ip().to_string()).unwrap_or_default()),
             );
             let _ = span.set_parent(extract_context(request.headers()));

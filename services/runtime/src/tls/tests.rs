@@ -85,6 +85,7 @@ async fn serve(tls: Tls) -> Running {
         limits: LimitArgs::default(),
         web_max_connections: 16,
         tls: Some(tls),
+        faults: None,
     };
     let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
     tokio::spawn(server.serve(

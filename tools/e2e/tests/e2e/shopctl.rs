@@ -31,6 +31,8 @@ struct CliShop {
     storefront: Process,
     /// The shop's CA; `shopctl.pem` is the command line's certificate.
     pki: Pki,
+    /// The fault flag file every service reads.
+    faults: PathBuf,
     _dirs: Vec<tempfile::TempDir>,
 }
 
@@ -46,10 +48,12 @@ impl CliShop {
             let client = &client;
             async move { serve(name, dir, &env, health, client).await }
         };
+        let faults = pki.dir.path().join("faults.json");
         let common = [
             ("MIGRATE_ON_START", "true".to_owned()),
             ("METRICS_ADDR", "off".to_owned()),
             ("SHUTDOWN_GRACE", "5s".to_owned()),
+            ("FAULTS_FILE", faults.display().to_string()),
         ];
 
         // Two replicas on one database, as `make up` runs them.
@@ -94,6 +98,7 @@ impl CliShop {
             order,
             storefront,
             pki,
+            faults,
             _dirs: dirs,
         }
     }
@@ -1136,4 +1141,60 @@ async fn grpcurl_lists_and_calls_every_service_over_mutual_tls() {
     assert!(!no_cert.status.success(), "{}", text(&no_cert.stdout));
     let storefront = call(&["-cacert", &ca], &[&shop.storefront.addr, "list"]);
     assert!(storefront.status.success(), "{}", text(&storefront.stderr));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn shopctl_fault_switches_a_fault_on_and_off_in_the_running_shop() {
+    let shop = CliShop::start().await;
+    let id = shop
+        .run(&["product", "add", "--name", "Faulty Mug", "--price", "3.00"])
+        .ok()
+        .trim()
+        .to_owned();
+    let faults = shop.faults.display().to_string();
+    let fault = |args: &[&str]| {
+        let mut cmd = shop_testkit::binary::command(&shopctl_binary(), &[]);
+        cmd.args(["fault", "--file", &faults]).args(args);
+        Outcome::of(&mut cmd, None)
+    };
+    // Until a call fails as the flag says (the services read the file every second).
+    let get_fails = |expected: bool| {
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+        loop {
+            let outcome = shop.run(&["product", "get", &id]);
+            let failed = outcome.code != Some(0);
+            if failed == expected {
+                return outcome;
+            }
+            assert!(std::time::Instant::now() < deadline, "{outcome:#?}");
+            std::thread::sleep(std::time::Duration::from_millis(100));
+        }
+    };
+
+    let set = fault(&[
+        "set",
+        "productinfo",
+        "getProduct",
+        "--error-rate",
+        "1",
+        "--code",
+        "INTERNAL",
+    ])
+    .ok();
+    assert!(set.contains("getProduct: 100% fail INTERNAL"), "{set}");
+    let failed = get_fails(true);
+    assert!(failed.stderr.contains("INTERNAL"), "{failed:#?}");
+    assert!(failed.stderr.contains("fault injected"), "{failed:#?}");
+    assert!(
+        fault(&["list"])
+            .ok()
+            .contains("productinfo  getProduct: 100% fail INTERNAL")
+    );
+
+    assert_eq!(fault(&["clear"]).ok().trim(), "");
+    get_fails(false);
+    // A flag nobody understands is refused, and the file left as it was.
+    let bad = fault(&["set", "productinfo"]);
+    assert_eq!(bad.code, Some(1), "{bad:#?}");
+    assert_eq!(fault(&["list"]).ok().trim(), "");
 }
