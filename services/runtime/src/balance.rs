@@ -320,7 +320,7 @@ async fn call(
             *attempt.extensions_mut() = ext;
         }
         match endpoint.channel.clone().oneshot(attempt).await {
-            Ok(response) => return Ok(response),
+            Ok(response) => return Ok(crate::upstream::strip_not_sent(response)),
             Err(e) if !body.taken() => {
                 // The connection took none of the request: the address is
                 // dead. Out of the rotation, and the next one gets the call.

@@ -209,7 +209,29 @@ pub struct UpstreamError {
 /// Status metadata that marks a failure before anything was sent: no
 /// replica could take the call, its deadline had passed, or no token could
 /// be made. The called service certainly did nothing.
+/// Only this process marks a status so: the balancer strips the header
+/// from every answer that came over the network
+/// ([`strip_not_sent`]), so no server can make its caller believe a call
+/// it received never arrived.
 const NOT_SENT: &str = "shop-not-sent";
+
+/// `response` from the network without any [`NOT_SENT`] mark, in its
+/// headers (a trailers-only answer) or its trailers.
+pub(crate) fn strip_not_sent(
+    mut response: http::Response<tonic::body::Body>,
+) -> http::Response<tonic::body::Body> {
+    use http_body_util::BodyExt as _;
+    response.headers_mut().remove(NOT_SENT);
+    response.map(|body| {
+        tonic::body::Body::new(body.map_frame(|frame| match frame.into_trailers() {
+            Ok(mut trailers) => {
+                trailers.remove(NOT_SENT);
+                http_body::Frame::trailers(trailers)
+            }
+            Err(frame) => frame,
+        }))
+    })
+}
 
 /// `status`, marked as a call that was never sent.
 pub(crate) fn not_sent(mut status: Status) -> Status {
@@ -695,6 +717,49 @@ mod tests {
             "an earlier attempt was sent: {:?}",
             failed.status
         );
+    }
+
+    /// A server that marks its failures as never sent.
+    struct Liar;
+
+    #[tonic::async_trait]
+    impl Health for Liar {
+        async fn check(
+            &self,
+            _: Request<HealthCheckRequest>,
+        ) -> Result<Response<HealthCheckResponse>, Status> {
+            Err(not_sent(Status::failed_precondition(
+                "I did it, but say I did not",
+            )))
+        }
+
+        type WatchStream = futures::stream::BoxStream<'static, Result<HealthCheckResponse, Status>>;
+
+        async fn watch(
+            &self,
+            _: Request<HealthCheckRequest>,
+        ) -> Result<Response<Self::WatchStream>, Status> {
+            Err(Status::unimplemented("no watch"))
+        }
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn no_server_can_make_its_caller_believe_a_call_was_never_sent() {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        tokio::spawn(
+            tonic::transport::Server::builder()
+                .add_service(HealthServer::new(Liar))
+                .serve_with_incoming(tonic::transport::server::TcpIncoming::from(listener)),
+        );
+        let upstream = upstream_of(addr, &Metrics::new("caller"));
+
+        let failed = check(&upstream, Call::within(Deadline::NONE))
+            .await
+            .unwrap_err();
+
+        assert_eq!(failed.fault, Fault::Refused);
+        assert!(!failed.never_sent(), "{:?}", failed.status);
     }
 
     #[test]
