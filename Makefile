@@ -7,7 +7,7 @@ TOOLS := $(CURDIR)/.tools
 export PATH := $(TOOLS)/bin:$(PATH)
 
 .DEFAULT_GOAL := help
-.PHONY: help tools build up reset bench profile test lint fmt fmt-check clippy test-rust \
+.PHONY: help tools build up reset bench profile chaos test lint fmt fmt-check clippy test-rust \
         chart-lint chart-test chart-config-test kube-play-test deploy-test \
         manifests manifests-check images images-local observability-check
 
@@ -57,7 +57,7 @@ chart-lint: ## helm lint --strict of helm/shop with the defaults and every test 
 	@for v in "" deploy/checks/values/native-probes.yaml deploy/checks/values/external-db.yaml \
 	          deploy/checks/values/hpa-ingress.yaml deploy/checks/values/supplied-secrets.yaml \
 	          deploy/checks/values/mixed-secrets.yaml deploy/checks/values/cert-manager.yaml \
-	          deploy/checks/values/cert-manager-issuer.yaml deploy/checks/values/no-tls.yaml k8s/chart-values.yaml; do \
+	          deploy/checks/values/cert-manager-issuer.yaml deploy/checks/values/no-tls.yaml deploy/checks/values/faults.yaml k8s/chart-values.yaml; do \
 	  $(HELM) lint --strict helm/shop $${v:+-f $$v} | grep -v '^$$' || exit 1; done
 
 chart-test: ## Chart checks needing no Rust build: lint, render, schema, API validation, checkov, policy, secrets Job, k8s/ in sync
@@ -98,6 +98,10 @@ images: ## Build the service images with docker or podman (IMAGE_REGISTRY, IMAGE
 bench: ## Benchmark (release builds): report in target/bench/report.{md,json}
 	$(CARGO) build --release --locked -p productinfo -p order -p storefront -p shopctl
 	target/release/shopctl bench --bin-dir target/release --out target/bench
+
+chaos: ## Kill replicas, restart PostgreSQL, drain every service under load; check nothing was lost (release builds)
+	$(CARGO) build --release --locked -p productinfo -p order -p storefront -p shopctl
+	target/release/shopctl chaos --bin-dir target/release --out target/chaos
 
 profile: ## make bench, with a perf profile of the throughput runs: target/profile/profile-*.txt
 	$(CARGO) build --release --locked -p productinfo -p order -p storefront -p shopctl

@@ -21,7 +21,12 @@ what it checks is this chart's own wiring:
              own timeouts inside timeoutSeconds;
              terminationGracePeriodSeconds > DRAIN_DELAY + SHUTDOWN_GRACE;
              ClusterIP + headless Service whose selectors pick its pods; callers'
-             *_TARGET names the headless Service; PDB, HPA, spreading as values say
+             *_TARGET names the headless Service; PDB, HPA, spreading as values say;
+             every volume mounted read-only
+  faults     FAULTS_FILE of every service is flags.json of the ConfigMap
+             <release>-faults, mounted read-only as a directory (no subPath:
+             changed flags must arrive); that ConfigMap, an ordinary object,
+             holds {"flags": faults.flags}
   tls        with tls.enabled, the TLS files are the keys of the service's
              own Secret, mounted read-only as a directory (no subPath), client
              auth and reload interval as the values say; the only plaintext
@@ -49,6 +54,7 @@ from __future__ import annotations
 import argparse
 import copy
 import ipaddress
+import json
 import re
 import sys
 from pathlib import Path
@@ -74,10 +80,16 @@ def fail(msg: str) -> None:
 
 
 def merge(base: dict, over: dict) -> dict:
+    """Values files over the defaults, as Helm merges them: null removes a
+    value that is there, and is kept (a JSON null) where there is none, as in
+    a fault flag's `"off": null` variant."""
     out = copy.deepcopy(base)
     for k, v in (over or {}).items():
         if v is None:
-            out.pop(k, None)
+            if k in out:
+                out.pop(k)
+            else:
+                out[k] = None
         elif isinstance(v, dict) and isinstance(out.get(k), dict):
             out[k] = merge(out[k], v)
         else:
@@ -193,6 +205,10 @@ def check_service(docs: list[dict], values: dict, svc: str, fullname: str) -> No
                 fail(f"{what}: {kind} probe's TLS flags are {got}, want {want_tls}")
 
     check_tls(docs, values, svc, fullname, dep, c, env, ports)
+    check_faults(docs, svc, fullname, dep, c, env)
+    for m in c.get("volumeMounts") or []:
+        if not m.get("readOnly"):
+            fail(f"{what}: volume {m['name']} is mounted writable at {m['mountPath']}")
 
     # Shutdown.
     need = seconds(env["DRAIN_DELAY"]) + seconds(env["SHUTDOWN_GRACE"])
@@ -323,6 +339,64 @@ def check_tls(docs: list[dict], values: dict, svc: str, fullname: str, dep: dict
                 fail(f"Service {s['metadata']['name']}: exposes the plaintext health-only port")
             if sp.get("targetPort") == "grpc" and sp.get("appProtocol") == "kubernetes.io/h2c":
                 fail(f"Service {s['metadata']['name']}: claims h2c (cleartext) for the TLS gRPC port")
+
+
+# ------------------------------------------------------------------ faults
+
+FAULTS_DIR = "/etc/shop/faults"
+
+
+def check_faults(docs: list[dict], svc: str, fullname: str, dep: dict, c: dict, env: dict) -> None:
+    """FAULTS_FILE is the key flags.json of the ConfigMap <fullname>-faults,
+    in the directory where that ConfigMap is mounted, read-only and without
+    a subPath: a subPath mount is never updated, and the services re-read the
+    file so that a changed flag takes effect without a restart."""
+    what = f"Deployment {dep['metadata']['name']}"
+    spec = rendered.pod_template(dep)["spec"]
+    name = f"{fullname}-faults"
+    path = env.get("FAULTS_FILE")
+    if path != f"{FAULTS_DIR}/flags.json":
+        fail(f"{what}: FAULTS_FILE is {path!r}, want {FAULTS_DIR}/flags.json")
+        return
+    directory, _, file = path.rpartition("/")
+    mounts = [m for m in c.get("volumeMounts") or [] if m["mountPath"].rstrip("/") == directory]
+    if len(mounts) != 1:
+        fail(f"{what}: FAULTS_FILE={path!r} is in {len(mounts)} mounted directories, want 1")
+        return
+    m = mounts[0]
+    if "subPath" in m or "subPathExpr" in m:
+        fail(f"{what}: the fault flags are mounted with a subPath, which is never updated: changed flags would not arrive")
+    if not m.get("readOnly"):
+        fail(f"{what}: the fault flags' volume is mounted writable")
+    cm = next((v for v in spec.get("volumes") or [] if v["name"] == m["name"]), {}).get("configMap")
+    if cm is None or cm["name"] != name:
+        fail(f"{what}: FAULTS_FILE is not from the ConfigMap {name}")
+        return
+    items = {i["path"]: i["key"] for i in cm.get("items") or []}
+    key = items.get(file) if items else file
+    if key != "flags.json":
+        fail(f"{what}: FAULTS_FILE is {'no key' if key is None else f'key {key!r}'} of ConfigMap {name}, want 'flags.json'")
+
+
+def check_faults_configmap(docs: list[dict], values: dict, fullname: str) -> None:
+    """The ConfigMap <fullname>-faults, always rendered as an ordinary object
+    (a hook's would not be kept up to date), holds in flags.json the flagd
+    flag file {"flags": faults.flags}."""
+    name = f"{fullname}-faults"
+    cm = rendered.find(docs, "ConfigMap", name)
+    if cm is None:
+        fail(f"no ConfigMap {name} (the fault flags)")
+        return
+    if hook_of(cm)[0]:
+        fail(f"ConfigMap {name}: is a hook")
+    try:
+        got = json.loads((cm.get("data") or {})["flags.json"])
+    except (KeyError, ValueError) as e:
+        fail(f"ConfigMap {name}: flags.json is not a JSON document: {e!r}")
+        return
+    want = {"flags": values["faults"]["flags"]}
+    if got != want:
+        fail(f"ConfigMap {name}: flags.json is {got}, want {want} (faults.flags)")
 
 
 def check_certificates(docs: list[dict], values: dict, fullname: str) -> None:
@@ -648,6 +722,7 @@ def main() -> int:
             fail(f"{svc}: database mode {values[svc]['database']['mode']} but StatefulSet {'missing' if internal else 'rendered'}")
         if sts is not None and not sts["spec"].get("volumeClaimTemplates"):
             fail(f"StatefulSet {fullname}-{svc}-postgresql keeps its data on no PersistentVolumeClaim")
+    check_faults_configmap(docs, values, fullname)
     check_certificates(docs, values, fullname)
     check_secrets_job(docs, extra, fullname)
     check_hook_needs(docs, extra, args.mode)

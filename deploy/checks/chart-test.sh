@@ -24,6 +24,8 @@
 #   9. k8s/shop.yaml is what the chart renders now          (manifests-check)
 #  10. every value is documented in deploy/README.md (docs_values.py)
 #  11. NOTES.txt names only objects and Secret keys that exist  (notes.py)
+#  12. fault flags change the ConfigMap <release>-faults and nothing else,
+#      so no pod restarts when they change
 set -uo pipefail
 cd "$(dirname "$0")/../.."
 OUT=${1:-target/chart-test}
@@ -43,7 +45,7 @@ flags() { # -f/--objects flags of a VALUES and an OBJECTS list
 
 step "1. helm lint --strict"
 for values in "" $V/native-probes.yaml $V/external-db.yaml $V/hpa-ingress.yaml $V/supplied-secrets.yaml $V/mixed-secrets.yaml \
-              $V/cert-manager.yaml $V/cert-manager-issuer.yaml $V/no-tls.yaml $V/kube-play.yaml k8s/chart-values.yaml; do
+              $V/cert-manager.yaml $V/cert-manager-issuer.yaml $V/no-tls.yaml $V/faults.yaml $V/kube-play.yaml k8s/chart-values.yaml; do
   if out=$("$HELM" lint --strict helm/shop ${values:+-f "$values"} 2>&1); then
     echo "  ok   helm lint --strict ${values:-(defaults)}"; result 0
   else
@@ -129,6 +131,31 @@ notes() {
   $PY deploy/checks/notes.py "$1.NOTES.txt" "$1" "${oflags[@]}"; result $?
 }
 renderings notes
+
+step "12. fault flags change nothing but their ConfigMap (no restart)"
+# The same release without flags and with values/faults.yaml: a Deployment
+# that differed (a checksum over the flags, an environment variable) would
+# roll every pod whenever a flag changed; the ConfigMap must differ, or the
+# comparison proves nothing.
+for mode in install upgrade; do
+  $PY - "$OUT/default-$mode.yaml" "$OUT/faults-$mode.yaml" <<'EOF'
+import sys
+sys.path.insert(0, "deploy/checks")
+import rendered
+without, with_ = ({(d["kind"], d["metadata"]["name"]): d for d in rendered.load_file(f)} for f in sys.argv[1:])
+faults = ("ConfigMap", "shop-faults")
+changed = sorted(f"{k} {n}" for k, n in without.keys() | with_.keys() if without.get((k, n)) != with_.get((k, n)) and (k, n) != faults)
+name = sys.argv[2].rsplit("/", 1)[-1]
+if faults not in with_ or without.get(faults) == with_[faults]:
+    print(f"  FAIL {name}: ConfigMap shop-faults does not hold the flags of values/faults.yaml")
+    sys.exit(1)
+if changed:
+    print(f"  FAIL {name}: fault flags change {changed}, which would restart pods when a flag changes")
+    sys.exit(1)
+print(f"  ok   {name}: fault flags change ConfigMap shop-faults and no other object: no pod restarts")
+EOF
+  result $?
+done
 
 echo "chart-test: $pass passed, $fail failed"
 [ "$fail" = 0 ]

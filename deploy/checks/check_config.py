@@ -15,18 +15,22 @@ with exactly that environment and nothing else (env -i). The only change: a
 path under a volume's mountPath becomes the same path under the temporary
 directory. check-config parses every flag and variable, reads every key file
 and certificate and validates the database URL, contacting nothing; it must
-exit 0. With --tls-certs, each service's TLS Secret (tls.crt, tls.key,
-ca.crt, wherever its volume mounts them) holds what `shopctl certs --dir DIR`
-wrote for that service: real certificates of the services' CA, whether the
-rendering expects the admin's Secret or cert-manager's.
+exit 0. The fault flag file (FAULTS_FILE, the ConfigMap <release>-faults
+mounted as a directory) must be among those files: check-config reads it and
+refuses a malformed one, but takes a missing one for no flags. With
+--tls-certs, each service's TLS Secret (tls.crt, tls.key, ca.crt, wherever
+its volume mounts them) holds what `shopctl certs --dir DIR` wrote for that
+service: real certificates of the services' CA, whether the rendering
+expects the admin's Secret or cert-manager's.
 
 Then, so that this check can fail, each service is run again with its
 environment broken on purpose (a trusted issuer's key file missing, a key
 file that is not a key, the password file missing, a database URL that is not
-a URL, a duration that is not one; with TLS: the certificate or CA file
-missing, a key file that is not a key, a certificate without its key, a
-client-auth mode or reload interval the services do not know, a health
-listener address that is not one), and each of those must exit non-zero.
+a URL, a duration that is not one, a fault flag of the service with a rate
+past 1; with TLS: the certificate or CA file missing, a key file that is not
+a key, a certificate without its key, a client-auth mode or reload interval
+the services do not know, a health listener address that is not one), and
+each of those must exit non-zero.
 
 What it cannot prove: that the database, DNS names and peers exist and answer
 (check-config contacts nothing), or that the `migrate` Job works (the podman
@@ -36,6 +40,7 @@ kube play test runs it).
 from __future__ import annotations
 
 import argparse
+import json
 import subprocess
 import sys
 import tempfile
@@ -52,9 +57,14 @@ def run(binary: Path, args: list[str], env: dict[str, str]) -> subprocess.Comple
     return subprocess.run([str(binary), *args], env=env, capture_output=True, text=True, timeout=60)
 
 
-def breakages(env: dict[str, str], root: Path) -> list[tuple[str, dict[str, str]]]:
+def breakages(svc: str, env: dict[str, str], root: Path) -> list[tuple[str, dict[str, str]]]:
     """Environments that must be refused, each with what is wrong."""
     out = []
+    if "FAULTS_FILE" in env:
+        # A flag of this service (a service ignores the others' flags) with a rate past 1.
+        garbage = root / "bad-flags.json"
+        garbage.write_text(json.dumps({"flags": {f"{svc}.*.error": {"defaultVariant": "on", "variants": {"on": {"rate": 2, "code": "UNAVAILABLE"}}}}}))
+        out.append(("a fault flag's rate is past 1", {**env, "FAULTS_FILE": str(garbage)}))
     issuers = env.get("TRUSTED_ISSUERS", "")
     if "=" in issuers:
         first = issuers.split(",")[0].split("=", 1)[1]
@@ -136,6 +146,12 @@ def main() -> int:
                     print(f"  FAIL {what}: container runs {argv}, expected /usr/local/bin/{svc} serve ...")
                     failures += 1
                     continue
+                # check-config takes a missing fault flag file for no flags:
+                # it must be there for the run to check what the chart mounts.
+                if "FAULTS_FILE" in env and not Path(env["FAULTS_FILE"]).is_file():
+                    print(f"  FAIL {what}: FAULTS_FILE {env['FAULTS_FILE']} is no file of a mounted volume")
+                    failures += 1
+                    continue
                 args_ = ["check-config", *argv[2:]]
                 r = run(binary, args_, env)
                 if r.returncode != 0:
@@ -147,7 +163,7 @@ def main() -> int:
                 print(f"  ok   {what}: check-config accepts the rendered command and {len(env)} variables")
                 if args.no_negative:
                     continue
-                for why, broken in breakages(env, root):
+                for why, broken in breakages(svc, env, root):
                     r = run(binary, args_, broken)
                     if r.returncode == 0:
                         print(f"  FAIL {what}: check-config accepted a broken configuration: {why}")

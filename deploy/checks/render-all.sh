@@ -35,6 +35,7 @@ COMBOS=(
   "cert-manager-issuer|$V/cert-manager-issuer.yaml|"
   "no-tls|$V/no-tls.yaml|"
   "no-tls-native-probes|$V/no-tls.yaml,$V/native-probes.yaml|"
+  "faults|$V/faults.yaml|"
 )
 fail=0
 # The admin's TLS certificates (CA, and per service <service>.pem and

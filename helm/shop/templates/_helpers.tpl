@@ -386,6 +386,15 @@ pre-upgrade
 {{- end -}}
 {{- end -}}
 
+{{/* ---------------------------------------------------------------- faults
+
+The ConfigMap "<fullname>-faults" (faults.yaml) is mounted as a directory at
+"shop.faultsDir" in every service, never with a subPath (a subPath mount is
+never updated), and FAULTS_FILE names its flags.json.
+*/}}
+
+{{- define "shop.faultsDir" -}}/etc/shop/faults{{- end -}}
+
 {{/* ---------------------------------------------------------------- misc */}}
 
 {{- define "shop.podSecurityContext" -}}

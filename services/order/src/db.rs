@@ -27,7 +27,7 @@ macro_rules! order_columns {
 async fn with_lines<'e>(
     executor: impl sqlx::PgExecutor<'e>,
     orders: Vec<OrderRow>,
-) -> Result<Vec<OrderRecord>, Error> {
+) -> Result<Vec<OrderRecord>, sqlx::Error> {
     if orders.is_empty() {
         return Ok(Vec::new());
     }
@@ -55,18 +55,23 @@ async fn with_lines<'e>(
 /// One order with its lines.
 #[tracing::instrument(skip_all, fields(db.system = "postgresql", db.operation = "SELECT", db.table = "orders"))]
 pub async fn get(db: &Db, id: Uuid) -> Result<Option<OrderRecord>, Error> {
-    let mut conn = db.acquire().await?;
-    let order = sqlx::query_as::<_, OrderRow>(concat!(
-        "SELECT ",
-        order_columns!(),
-        " FROM orders o WHERE o.id = $1"
-    ))
-    .bind(id)
-    .fetch_optional(&mut *conn)
-    .await?;
-    Ok(with_lines(&mut *conn, order.into_iter().collect())
-        .await?
-        .pop())
+    // A read: run again on a new connection if a kept one was broken by a
+    // database restart.
+    Ok(db
+        .read(|mut conn| async move {
+            let order = sqlx::query_as::<_, OrderRow>(concat!(
+                "SELECT ",
+                order_columns!(),
+                " FROM orders o WHERE o.id = $1"
+            ))
+            .bind(id)
+            .fetch_optional(&mut *conn)
+            .await?;
+            Ok(with_lines(&mut *conn, order.into_iter().collect())
+                .await?
+                .pop())
+        })
+        .await?)
 }
 
 /// The order a customer placed with an idempotency key, if any.
@@ -126,38 +131,46 @@ pub async fn search(
     limit: i64,
     direction: Direction,
 ) -> Result<Vec<OrderRecord>, Error> {
-    let mut conn = db.acquire().await?;
     let pattern = query.map(like_pattern);
-    let ids: Option<Vec<Uuid>> = match (customer, query, &pattern) {
-        (None, Some(query), Some(pattern)) if query.chars().count() >= MIN_TRIGRAM_QUERY => {
-            let ids: Vec<Uuid> = sqlx::query_scalar(MATCHING_IDS_SQL)
-                .persistent(false)
-                .bind(pattern)
-                .bind(MANY_MATCHES + 1)
+    let pattern = pattern.as_deref();
+    // A read: run again on a new connection if a kept one was broken by a
+    // database restart.
+    Ok(db
+        .read(|mut conn| async move {
+            let ids: Option<Vec<Uuid>> = match (customer, query, pattern) {
+                (None, Some(query), Some(pattern))
+                    if query.chars().count() >= MIN_TRIGRAM_QUERY =>
+                {
+                    let ids: Vec<Uuid> = sqlx::query_scalar(MATCHING_IDS_SQL)
+                        .persistent(false)
+                        .bind(pattern)
+                        .bind(MANY_MATCHES + 1)
+                        .fetch_all(&mut *conn)
+                        .await?;
+                    (ids.len() as i64 <= MANY_MATCHES).then_some(ids)
+                }
+                _ => None,
+            };
+            let sql = match (&ids, direction) {
+                (Some(_), Direction::Oldest) => BY_IDS_OLDEST_SQL,
+                (Some(_), Direction::Newest) => BY_IDS_NEWEST_SQL,
+                (None, Direction::Oldest) => WALK_OLDEST_SQL,
+                (None, Direction::Newest) => WALK_NEWEST_SQL,
+            };
+            let statement = sqlx::query_as::<_, OrderRow>(sql).persistent(false);
+            let statement = match ids {
+                Some(ids) => statement.bind(ids),
+                None => statement.bind(customer).bind(pattern),
+            };
+            let orders = statement
+                .bind(after.map(|a| a.0))
+                .bind(after.map(|a| a.1).unwrap_or_default())
+                .bind(limit)
                 .fetch_all(&mut *conn)
                 .await?;
-            (ids.len() as i64 <= MANY_MATCHES).then_some(ids)
-        }
-        _ => None,
-    };
-    let sql = match (&ids, direction) {
-        (Some(_), Direction::Oldest) => BY_IDS_OLDEST_SQL,
-        (Some(_), Direction::Newest) => BY_IDS_NEWEST_SQL,
-        (None, Direction::Oldest) => WALK_OLDEST_SQL,
-        (None, Direction::Newest) => WALK_NEWEST_SQL,
-    };
-    let statement = sqlx::query_as::<_, OrderRow>(sql).persistent(false);
-    let statement = match ids {
-        Some(ids) => statement.bind(ids),
-        None => statement.bind(customer).bind(pattern),
-    };
-    let orders = statement
-        .bind(after.map(|a| a.0))
-        .bind(after.map(|a| a.1).unwrap_or_default())
-        .bind(limit)
-        .fetch_all(&mut *conn)
-        .await?;
-    with_lines(&mut *conn, orders).await
+            with_lines(&mut *conn, orders).await
+        })
+        .await?)
 }
 
 /// The SQL `LIKE` pattern matching `query` anywhere, its own `\`, `%` and

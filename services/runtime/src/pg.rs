@@ -183,11 +183,16 @@ pub fn violated_constraint(error: &sqlx::Error) -> Option<&str> {
     }
 }
 
+/// Failed checks in a row that make a serving service NOT_SERVING.
+const OUTAGE_CHECKS: u32 = 2;
+
 /// Checks every `interval` whether the database answers and holds every
 /// migration of `migrator` (so a pod is not ready before its schema is),
 /// on a connection of its own (a busy pool must not make a healthy service
-/// look dead), and sets `services` SERVING or NOT_SERVING accordingly. The
-/// first check runs at once; it runs until the service's task group stops it.
+/// look dead), and sets `services` SERVING or NOT_SERVING accordingly: at
+/// once when the service was not serving, after [`OUTAGE_CHECKS`] failed
+/// checks in a row when it was. The first check runs at once; it runs until
+/// the service's task group stops it.
 pub async fn health_check(
     options: PgConnectOptions,
     migrator: &'static sqlx::migrate::Migrator,
@@ -199,6 +204,7 @@ pub async fn health_check(
     let timeout = interval.max(Duration::from_secs(1));
     let mut conn: Option<PgConnection> = None;
     let mut last: Option<bool> = None;
+    let mut failures = 0;
     loop {
         let ok = tokio::time::timeout(timeout, check(&options, &mut conn, required))
             .await
@@ -206,6 +212,17 @@ pub async fn health_check(
         if !ok {
             conn = None;
             pool::note_trouble();
+        }
+        failures = if ok { 0 } else { failures + 1 };
+        // A serving service rides out one failed check: a database restart
+        // of a second or two is waited for by the calls themselves (a
+        // connect is retried until --db-acquire-timeout), and taking every
+        // replica out of its callers' rotation would fail them instead.
+        let ok = ok || (last == Some(true) && failures < OUTAGE_CHECKS);
+        if failures == 1 && ok {
+            tracing::warn!(
+                "database unreachable or not migrated; still SERVING until the next check fails too"
+            );
         }
         if last != Some(ok) {
             if ok {

@@ -155,25 +155,25 @@ const LIGHT_CALLERS: usize = 2;
 const TARGET_OVERLOAD_P99: f64 = 3.0;
 
 /// A running service of the benchmark.
-struct Service {
-    name: String,
+pub(crate) struct Service {
+    pub(crate) name: String,
     /// productinfo, order or storefront: the name its certificate proves.
     kind: &'static str,
-    child: Child,
-    addr: SocketAddr,
-    metrics: SocketAddr,
+    pub(crate) child: Child,
+    pub(crate) addr: SocketAddr,
+    pub(crate) metrics: SocketAddr,
     start_ms: f64,
     /// The bench's client TLS, when the service speaks TLS.
     tls: Option<Tls>,
 }
 
 impl Service {
-    fn pid(&self) -> Option<u32> {
+    pub(crate) fn pid(&self) -> Option<u32> {
         self.child.id()
     }
 
     /// A new connection (made on the first call) to the service.
-    fn channel(&self) -> anyhow::Result<Channel> {
+    pub(crate) fn channel(&self) -> anyhow::Result<Channel> {
         shop_runtime::tls::connect::channel(
             &self.addr.to_string(),
             self.tls.as_ref().map(|tls| (tls, self.kind)),
@@ -629,7 +629,7 @@ async fn plaintext(
                 restock,
             )
             .await?;
-            load::run(clients, fixtures, &plan).await
+            load::run(clients, Arc::new(fixtures), &plan).await
         }
     };
     eprintln!("bench: plaintext getProduct, maximum throughput");
@@ -723,7 +723,7 @@ async fn measure(
                 restock,
             )
             .await?;
-            load::run(clients, fixtures, &plan).await
+            load::run(clients, Arc::new(fixtures), &plan).await
         }
     };
     let replicas = &services[..2];
@@ -1422,7 +1422,7 @@ fn cpu_targets(
 
 /// Starts `bin serve` and waits until `service` is SERVING; the time from
 /// spawning to SERVING is the start-up time. Logs go to `<logs>/<name>.log`.
-async fn start(
+pub(crate) async fn start(
     name: &str,
     kind: &'static str,
     bin: &Path,
@@ -1435,19 +1435,24 @@ async fn start(
         "order" => "ecommerce.OrderManagement",
         _ => "ecommerce.Storefront",
     };
-    let log = std::fs::File::create(logs.join(format!("{name}.log")))?;
+    // Appended to: a service started again (`make chaos`) keeps its story.
+    let log = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(logs.join(format!("{name}.log")))?;
     let addr_file = logs.join(format!("{name}.addr"));
     let _ = std::fs::remove_file(&addr_file);
     let began = Instant::now();
     let mut child = Command::new(bin)
         .arg("serve")
-        .envs(env.iter().map(|(k, v)| (*k, v.as_str())))
         .env("LISTEN_ADDR", "127.0.0.1:0")
         .env("METRICS_ADDR", "127.0.0.1:0")
         .env("HTTP_LISTEN_ADDR", "127.0.0.1:0")
         .env("ADDR_FILE", &addr_file)
         .env("LOG_FORMAT", "json")
         .env("SHUTDOWN_GRACE", "5s")
+        // The caller's environment last: it may name fixed addresses.
+        .envs(env.iter().map(|(k, v)| (*k, v.as_str())))
         .stdin(Stdio::null())
         .stdout(log.try_clone()?)
         .stderr(log)
@@ -1504,7 +1509,7 @@ async fn start(
     })
 }
 
-async fn stop_all(services: &mut Vec<Service>) {
+pub(crate) async fn stop_all(services: &mut Vec<Service>) {
     for service in services.iter() {
         if let Some(pid) = service.pid() {
             let _ = Command::new("kill")
@@ -1524,7 +1529,7 @@ async fn stop_all(services: &mut Vec<Service>) {
 }
 
 /// Adds `count` products with ample stock; returns their ids.
-async fn seed(channel: Channel, admin: &str, count: u16) -> anyhow::Result<Vec<String>> {
+pub(crate) async fn seed(channel: Channel, admin: &str, count: u16) -> anyhow::Result<Vec<String>> {
     let mut client = ProductInfoClient::with_interceptor(channel, Bearer::new(admin)?);
     let mut ids = Vec::new();
     for n in 0..count {
@@ -1633,7 +1638,7 @@ fn shares(before: &[f64], after: &[f64], replicas: &[Service]) -> Vec<(String, f
         .collect()
 }
 
-async fn http_get(addr: SocketAddr, path: &str) -> anyhow::Result<String> {
+pub(crate) async fn http_get(addr: SocketAddr, path: &str) -> anyhow::Result<String> {
     let mut stream = tokio::net::TcpStream::connect(addr).await?;
     stream
         .write_all(format!("GET {path} HTTP/1.0\r\nHost: {addr}\r\n\r\n").as_bytes())
@@ -1995,7 +2000,7 @@ fn render(r: &BenchReport) -> String {
     s
 }
 
-fn path_str(path: &Path) -> String {
+pub(crate) fn path_str(path: &Path) -> String {
     path.to_string_lossy().into_owned()
 }
 

@@ -11,9 +11,11 @@
 //! - `shopctl keygen` writes Ed25519 key pairs for services ([`token`]).
 //! - `shopctl load` generates load and reports latency ([`load`]).
 //! - `shopctl bench` measures the shop against its targets ([`bench`]).
+//! - `shopctl chaos` breaks it under load and checks nothing was lost ([`chaos`]).
 
 pub mod bench;
 pub mod certs;
+pub mod chaos;
 pub mod connect;
 pub mod cpu;
 pub mod fault;
@@ -50,6 +52,9 @@ pub enum Command {
     Token(token::TokenArgs),
     /// Write Ed25519 key pairs (NAME.key, NAME.pub) for services.
     Keygen(token::KeygenArgs),
+    /// Break the shop under load in every way Kubernetes does, then check
+    /// that nothing was lost or duplicated (`make chaos`).
+    Chaos(chaos::ChaosArgs),
     /// Benchmark the shop on this machine (release builds: `make bench`).
     Bench(bench::BenchArgs),
     /// Generate load: catalog reads, checkouts and order streams; report latency.
@@ -74,6 +79,7 @@ pub async fn main(cli: Cli) -> ExitCode {
         Command::Token(args) => token::token(&args),
         Command::Keygen(args) => token::keygen(&args),
         Command::Bench(args) => bench::bench(args).await,
+        Command::Chaos(args) => chaos::chaos(args).await,
         Command::Load { connect, args } => load::load(&connect, &args).await,
     };
     match result {

@@ -244,6 +244,9 @@ pub struct Fixtures {
     admin: AsciiMetadataValue,
     /// Orders this run placed, waiting to be shipped by `processOrders`.
     placed: Mutex<VecDeque<String>>,
+    /// Every order this run was told was placed, when asked to keep them
+    /// ([`Fixtures::keep_confirmed`]; `make chaos` checks each exists).
+    confirmed: Option<Mutex<Vec<String>>>,
 }
 
 /// Orders kept for `processOrders`; older ones are forgotten.
@@ -252,6 +255,24 @@ const PLACED_CAP: usize = 10_000;
 impl Fixtures {
     /// Tokens minted with `signer`, and up to `products` product ids from the
     /// catalog; with `restock > 0` their stock is raised to at least that.
+    /// Keeps the id of every order placed from now on.
+    pub fn keep_confirmed(mut self) -> Self {
+        self.confirmed = Some(Mutex::new(Vec::new()));
+        self
+    }
+
+    /// The ids of the orders placed since [`keep_confirmed`](Self::keep_confirmed).
+    pub fn confirmed(&self) -> Vec<String> {
+        self.confirmed.as_ref().map_or_else(Vec::new, |c| {
+            c.lock().unwrap_or_else(|p| p.into_inner()).clone()
+        })
+    }
+
+    /// The products the run orders (their stock is what `make chaos` checks).
+    pub fn products(&self) -> &[String] {
+        &self.products
+    }
+
     pub async fn prepare(
         clients: &Clients,
         signer: &Signer,
@@ -328,6 +349,7 @@ impl Fixtures {
             customers,
             admin,
             placed: Mutex::new(VecDeque::new()),
+            confirmed: None,
         })
     }
 
@@ -460,7 +482,7 @@ impl Rng {
 struct Shared {
     /// One set of clients per connection (see [`LoadArgs::connections`]).
     clients: Vec<Clients>,
-    fixtures: Fixtures,
+    fixtures: Arc<Fixtures>,
     mix: Mix,
     /// Calls finished so far (for the progress bar).
     done: AtomicU64,
@@ -530,6 +552,12 @@ async fn call(shared: &Shared, op: Op, rng: &mut Rng) -> Outcome {
                 .await
                 .map_err(fail(op))?
                 .into_inner();
+            if let Some(confirmed) = &f.confirmed {
+                confirmed
+                    .lock()
+                    .unwrap_or_else(|p| p.into_inner())
+                    .push(id.clone());
+            }
             let mut placed = f.placed.lock().unwrap_or_else(|p| p.into_inner());
             if placed.len() == PLACED_CAP {
                 placed.pop_front();
@@ -575,7 +603,11 @@ async fn call(shared: &Shared, op: Op, rng: &mut Rng) -> Outcome {
 
 /// Runs `plan` against the shop and reports; each call goes out over one of
 /// `clients` (one set per connection), picked at random.
-pub async fn run(clients: Vec<Clients>, fixtures: Fixtures, plan: &Plan) -> anyhow::Result<Report> {
+pub async fn run(
+    clients: Vec<Clients>,
+    fixtures: Arc<Fixtures>,
+    plan: &Plan,
+) -> anyhow::Result<Report> {
     if clients.is_empty() {
         bail!("no clients to call with");
     }
@@ -909,7 +941,7 @@ pub async fn load(connect: &ConnectArgs, args: &LoadArgs) -> anyhow::Result<()> 
         },
     )
     .await?;
-    let report = run(clients, fixtures, &Plan::from(args)).await?;
+    let report = run(clients, Arc::new(fixtures), &Plan::from(args)).await?;
     if args.json {
         println!("{}", serde_json::to_string_pretty(&report)?);
     } else {

@@ -1198,3 +1198,43 @@ async fn shopctl_fault_switches_a_fault_on_and_off_in_the_running_shop() {
     assert_eq!(bad.code, Some(1), "{bad:#?}");
     assert_eq!(fault(&["list"]).ok().trim(), "");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_short_chaos_run_loses_nothing_and_keeps_every_fault_within_its_budget() {
+    // `make chaos` in short: one pass of each fault, a few seconds of load
+    // each, debug binaries. It exits non-zero on any violation.
+    let out = tempfile::tempdir().unwrap();
+    std::fs::set_permissions(
+        out.path(),
+        std::os::unix::fs::PermissionsExt::from_mode(0o755),
+    )
+    .unwrap();
+    let bin_dir = PathBuf::from(shopctl_binary()).parent().unwrap().to_owned();
+    let mut cmd = shop_testkit::binary::command(&shopctl_binary(), &[]);
+    cmd.args([
+        "chaos",
+        "--short",
+        "--bin-dir",
+        &bin_dir.display().to_string(),
+        "--out",
+        &out.path().join("chaos").display().to_string(),
+    ]);
+    let stdout = Outcome::of(&mut cmd, None).ok();
+    assert!(
+        stdout.contains("nothing lost, nothing duplicated"),
+        "{stdout}"
+    );
+    for fault in [
+        "SIGKILL one of two productinfo",
+        "SIGKILL one of two order",
+        "PostgreSQL fast restart",
+        "SIGTERM (drain)",
+    ] {
+        assert!(
+            stdout
+                .lines()
+                .any(|l| l.contains(fault) && l.ends_with("| met |")),
+            "{fault}: {stdout}"
+        );
+    }
+}
