@@ -109,12 +109,62 @@ async fn click(client: &Client, css: &str) {
                 panic!("{css} not found ({e}) on {url:?}:\n{text}");
             }
         };
+        // A submit button leads to a new page: mark this one, and once the
+        // click is done wait until the mark is gone and the new page has
+        // loaded, so what follows reads the page the click led to.
+        let submits = element.attr("type").await.ok().flatten().as_deref() == Some("submit");
+        if submits {
+            client
+                .execute("window.__shopOldPage = true; return true;", vec![])
+                .await
+                .unwrap();
+        }
         match element.click().await {
             Err(e) if e.is_stale_element_reference() => continue,
-            result => return result.unwrap(),
+            result => result.unwrap(),
         }
+        if submits {
+            let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+            loop {
+                let loaded = client
+                    .execute(
+                        "return window.__shopOldPage === undefined && document.readyState === 'complete';",
+                        vec![],
+                    )
+                    .await
+                    .map(|v| v == serde_json::Value::Bool(true))
+                    .unwrap_or(false);
+                if loaded {
+                    break;
+                }
+                assert!(
+                    std::time::Instant::now() < deadline,
+                    "clicking {css} led to no new page within 10 s"
+                );
+                tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+            }
+        }
+        return;
     }
     panic!("{css} kept being replaced before it could be clicked");
+}
+
+/// Waits (at most 10 s) until the text of `css` is `expected`, and says
+/// what it was otherwise: a click that submits a form returns before the
+/// page it leads to has loaded, so the old page may still be read.
+async fn await_text(client: &Client, css: &str, expected: &str) {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    loop {
+        let now = text(client, css).await;
+        if now == expected {
+            return;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "{css} reads {now:?}, not {expected:?}"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
 }
 
 /// The text of `css`, once it is there.
@@ -162,9 +212,11 @@ async fn a_visitor_shops_end_to_end_and_an_admin_ships_the_order() {
     click(&customer, "header form.search button").await;
     shot(&customer, "02-search").await;
     click(&customer, "[data-testid='add-Green Tea']").await;
+    // The form's answer must have come back before the next page is asked for.
+    await_text(&customer, "[data-testid=cart-count]", "1").await;
     customer.goto(&format!("{base}/")).await.unwrap();
     click(&customer, "[data-testid='add-Ceramic Mug']").await;
-    assert_eq!(text(&customer, "[data-testid=cart-count]").await, "2");
+    await_text(&customer, "[data-testid=cart-count]", "2").await;
 
     // Change a quantity.
     customer.goto(&format!("{base}/cart")).await.unwrap();
