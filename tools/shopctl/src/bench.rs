@@ -371,40 +371,17 @@ async fn run(
     cluster: &Cluster,
     [productinfo_bin, order_bin, storefront_bin]: [&PathBuf; 3],
 ) -> anyhow::Result<BenchReport> {
-    let productinfo_db = cluster.ensure_database("productinfo").await?;
-    let order_db = cluster.ensure_database("order").await?;
-    let storefront_db = cluster.ensure_database("storefront").await?;
-    for (bin, url) in [
-        (productinfo_bin, &productinfo_db),
-        (order_bin, &order_db),
-        (storefront_bin, &storefront_db),
-    ] {
-        let status = Command::new(bin)
-            .arg("migrate")
-            .env("DATABASE_URL", url)
-            .env("LOG_FORMAT", "text")
-            .stdout(Stdio::null())
-            .status()
-            .await?;
-        if !status.success() {
-            bail!("{} migrate failed ({status})", bin.display());
-        }
-    }
-
-    let keys = out.join("keys");
-    let (storefront_key, storefront_pub) = ensure_keypair(&keys, "storefront")?;
-    let (order_key, order_pub) = ensure_keypair(&keys, "order")?;
-    let people = format!("storefront:customer+admin={}", storefront_pub.display());
-    let catalog_trusts = format!(
-        "storefront:customer+admin+service={},order:service={}",
-        storefront_pub.display(),
-        order_pub.display()
-    );
-    let admin_password = out.join("admin.password");
-    std::fs::write(&admin_password, "bench-admin-password")?;
-    // Mutual TLS between every process, as the chart runs the shop.
-    let tls_dir = out.join("tls");
-    certs::local(&tls_dir, &["productinfo", "order", "storefront", "bench"])?;
+    let Setup {
+        productinfo_db,
+        order_db,
+        storefront_db,
+        storefront_key,
+        order_key,
+        people,
+        catalog_trusts,
+        admin_password,
+        tls_dir,
+    } = Setup::prepare(cluster, [productinfo_bin, order_bin, storefront_bin], out).await?;
     let shop = Shop {
         bins: [productinfo_bin, order_bin, storefront_bin],
         dbs: [&productinfo_db, &order_db, &storefront_db],
@@ -477,6 +454,76 @@ async fn run(
     }
     report.scale = scaled;
     Ok(report)
+}
+
+/// What a shop of the benchmark or of `make chaos` needs before it starts:
+/// its databases migrated, the issuers' keys and what each service trusts,
+/// the first admin's password, and a CA with a certificate per service
+/// (and `bench`, the load generator's) for mutual TLS.
+pub(crate) struct Setup {
+    pub(crate) productinfo_db: String,
+    pub(crate) order_db: String,
+    pub(crate) storefront_db: String,
+    pub(crate) storefront_key: PathBuf,
+    pub(crate) order_key: PathBuf,
+    /// TRUSTED_ISSUERS of order and the storefront: people's tokens.
+    pub(crate) people: String,
+    /// TRUSTED_ISSUERS of productinfo.
+    pub(crate) catalog_trusts: String,
+    pub(crate) admin_password: PathBuf,
+    pub(crate) tls_dir: PathBuf,
+}
+
+impl Setup {
+    /// Databases on `cluster` migrated by `bins` (productinfo, order,
+    /// storefront), keys, password and certificates in `out`.
+    pub(crate) async fn prepare(
+        cluster: &Cluster,
+        bins: [&PathBuf; 3],
+        out: &Path,
+    ) -> anyhow::Result<Setup> {
+        let mut urls = Vec::new();
+        for (name, bin) in ["productinfo", "order", "storefront"].into_iter().zip(bins) {
+            let url = cluster.ensure_database(name).await?;
+            let status = Command::new(bin)
+                .arg("migrate")
+                .env("DATABASE_URL", &url)
+                .env("LOG_FORMAT", "text")
+                .stdout(Stdio::null())
+                .status()
+                .await?;
+            if !status.success() {
+                bail!("{} migrate failed ({status})", bin.display());
+            }
+            urls.push(url);
+        }
+        let keys = out.join("keys");
+        let (storefront_key, storefront_pub) = ensure_keypair(&keys, "storefront")?;
+        let (order_key, order_pub) = ensure_keypair(&keys, "order")?;
+        let admin_password = out.join("admin.password");
+        std::fs::write(&admin_password, "bench-admin-password")?;
+        // Mutual TLS between every process, as the chart runs the shop.
+        let tls_dir = out.join("tls");
+        certs::local(&tls_dir, &["productinfo", "order", "storefront", "bench"])?;
+        let [productinfo_db, order_db, storefront_db]: [String; 3] = urls
+            .try_into()
+            .map_err(|_| anyhow::anyhow!("three databases"))?;
+        Ok(Setup {
+            productinfo_db,
+            order_db,
+            storefront_db,
+            people: format!("storefront:customer+admin={}", storefront_pub.display()),
+            catalog_trusts: format!(
+                "storefront:customer+admin+service={},order:service={}",
+                storefront_pub.display(),
+                order_pub.display()
+            ),
+            storefront_key,
+            order_key,
+            admin_password,
+            tls_dir,
+        })
+    }
 }
 
 /// What starting the benchmark's shop takes.
@@ -614,24 +661,11 @@ async fn plaintext(
             max_in_flight: 10_000,
             progress: true,
             cpu: Some(processes.clone()),
+            retry_reads: false,
         })
     };
-    let run_load = |plan: Plan, restock: i64| {
-        let connect = connect.clone();
-        let signer = &signer;
-        async move {
-            let clients = vec![connect.clients_with(Bearer::none())?];
-            let fixtures = Fixtures::prepare(
-                &clients[0],
-                signer,
-                usize::from(args.products),
-                200,
-                restock,
-            )
-            .await?;
-            load::run(clients, Arc::new(fixtures), &plan).await
-        }
-    };
+    let run_load =
+        |plan: Plan, restock: i64| load_run(&connect, &signer, args.products, plan, restock, 1);
     eprintln!("bench: plaintext getProduct, maximum throughput");
     let get = run_load(plan("get=1")?, 0).await?;
     eprint!("{}", load::render(&get));
@@ -642,6 +676,25 @@ async fn plaintext(
     let order = order?;
     eprint!("{}", load::render(&order));
     Ok((get, order, idle))
+}
+
+/// One load run of `plan` over `connections` connections, with fixtures
+/// made for it: the catalog's first `products` products (their stock
+/// raised by `restock`) and 200 customers.
+async fn load_run(
+    connect: &ConnectArgs,
+    signer: &Signer,
+    products: u16,
+    plan: Plan,
+    restock: i64,
+    connections: usize,
+) -> anyhow::Result<Report> {
+    let clients = (0..connections)
+        .map(|_| connect.clients_with(Bearer::none()))
+        .collect::<anyhow::Result<Vec<_>>>()?;
+    let fixtures =
+        Fixtures::prepare(&clients[0], signer, usize::from(products), 200, restock).await?;
+    load::run(clients, Arc::new(fixtures), &plan).await
 }
 
 /// The processes whose CPU is counted per call: the replicas together,
@@ -701,6 +754,7 @@ async fn measure(
             max_in_flight: 10_000,
             progress: true,
             cpu: None,
+            retry_reads: false,
         })
     };
     let processes = processes(cluster, services);
@@ -709,22 +763,7 @@ async fn measure(
         ..plan
     };
     let run_load = |plan: Plan, restock: i64, connections: usize| {
-        let connect = connect.clone();
-        let signer = &signer;
-        async move {
-            let clients = (0..connections)
-                .map(|_| connect.clients_with(Bearer::none()))
-                .collect::<anyhow::Result<Vec<_>>>()?;
-            let fixtures = Fixtures::prepare(
-                &clients[0],
-                signer,
-                usize::from(args.products),
-                200,
-                restock,
-            )
-            .await?;
-            load::run(clients, Arc::new(fixtures), &plan).await
-        }
+        load_run(&connect, &signer, args.products, plan, restock, connections)
     };
     let replicas = &services[..2];
 

@@ -40,7 +40,7 @@ use std::{
 use anyhow::{Context as _, bail};
 use shop_devdb::Cluster;
 use shop_runtime::{
-    auth::{Role, Signer, ensure_keypair},
+    auth::{Role, Signer},
     balance::EndpointState,
     config::parse_duration,
     tls::Tls,
@@ -48,7 +48,7 @@ use shop_runtime::{
 use tokio::process::Command;
 
 use crate::{
-    bench::{self, Service, path_str, start},
+    bench::{self, Service, Setup, path_str, start},
     certs,
     connect::{Bearer, ConnectArgs},
     load::{self, Fixtures, Mix, Plan, Report},
@@ -225,32 +225,27 @@ async fn run(
     bins: &Path,
     cluster: Arc<Cluster>,
 ) -> anyhow::Result<Vec<String>> {
-    let mut urls = BTreeMap::new();
-    for name in ["productinfo", "order", "storefront"] {
-        let url = cluster.ensure_database(name).await?;
-        let status = Command::new(bins.join(name))
-            .arg("migrate")
-            .env("DATABASE_URL", &url)
-            .env("LOG_FORMAT", "text")
-            .stdout(std::process::Stdio::null())
-            .status()
-            .await?;
-        anyhow::ensure!(status.success(), "{name} migrate failed ({status})");
-        urls.insert(name, url);
-    }
-    let keys = out.join("keys");
-    let (storefront_key, storefront_pub) = ensure_keypair(&keys, "storefront")?;
-    let (order_key, order_pub) = ensure_keypair(&keys, "order")?;
-    let people = format!("storefront:customer+admin={}", storefront_pub.display());
-    let catalog_trusts = format!(
-        "storefront:customer+admin+service={},order:service={}",
-        storefront_pub.display(),
-        order_pub.display()
+    let bin = |name: &str| bins.join(name);
+    let (productinfo_bin, order_bin, storefront_bin) =
+        (bin("productinfo"), bin("order"), bin("storefront"));
+    let setup = Setup::prepare(
+        &cluster,
+        [&productinfo_bin, &order_bin, &storefront_bin],
+        out,
+    )
+    .await?;
+    let urls: BTreeMap<&str, String> = [
+        ("productinfo", setup.productinfo_db.clone()),
+        ("order", setup.order_db.clone()),
+        ("storefront", setup.storefront_db.clone()),
+    ]
+    .into();
+    let (people, catalog_trusts, tls_dir) = (&setup.people, &setup.catalog_trusts, &setup.tls_dir);
+    let (order_key, storefront_key, admin_password) = (
+        &setup.order_key,
+        &setup.storefront_key,
+        &setup.admin_password,
     );
-    let admin_password = out.join("admin.password");
-    std::fs::write(&admin_password, "chaos-admin-password")?;
-    let tls_dir = out.join("tls");
-    certs::local(&tls_dir, &["productinfo", "order", "storefront", "bench"])?;
 
     let ports: Vec<u16> = (0..5).map(|_| free_port()).collect::<anyhow::Result<_>>()?;
     let addr = |n: usize| format!("127.0.0.1:{}", ports[n]);
@@ -264,7 +259,7 @@ async fn run(
             ("DRAIN_DELAY", "1s".to_owned()),
             ("RESOLVE_INTERVAL", "1s".to_owned()),
         ];
-        env.extend(certs::service_env(&tls_dir, name, name == "storefront"));
+        env.extend(certs::service_env(tls_dir, name, name == "storefront"));
         env
     };
     let mut recipes = Vec::new();
@@ -285,7 +280,7 @@ async fn run(
                 ("DATABASE_URL", urls["order"].clone()),
                 ("TRUSTED_ISSUERS", people.clone()),
                 ("PRODUCTINFO_TARGET", catalog.clone()),
-                ("SIGNING_KEY_FILE", path_str(&order_key)),
+                ("SIGNING_KEY_FILE", path_str(order_key)),
                 // The outbox: pending releases retried every second, and a
                 // placement cut by a kill counts as abandoned after 5 s.
                 ("RELEASE_INTERVAL", "1s".to_owned()),
@@ -296,9 +291,9 @@ async fn run(
                 ("TRUSTED_ISSUERS", people.clone()),
                 ("PRODUCTINFO_TARGET", catalog.clone()),
                 ("ORDER_TARGET", orders.clone()),
-                ("SIGNING_KEY_FILE", path_str(&storefront_key)),
+                ("SIGNING_KEY_FILE", path_str(storefront_key)),
                 ("ADMIN_EMAIL", "admin@chaos.local".into()),
-                ("ADMIN_PASSWORD_FILE", path_str(&admin_password)),
+                ("ADMIN_PASSWORD_FILE", path_str(admin_password)),
             ]),
         }
         recipes.push(Recipe {
@@ -312,13 +307,13 @@ async fn run(
         services: Vec::new(),
         recipes,
         logs: out.join("logs"),
-        tls: certs::client(&tls_dir, "bench")?,
+        tls: certs::client(tls_dir, "bench")?,
     };
     let result = async {
         for n in 0..5 {
             shop.start(n).await?;
         }
-        faults(args, &mut shop, &cluster, &urls, &storefront_key, &tls_dir).await
+        faults(args, &mut shop, &cluster, &urls, storefront_key, tls_dir).await
     }
     .await;
     bench::stop_all(&mut shop.services).await;
@@ -397,6 +392,10 @@ async fn faults(
                 max_in_flight: 1000,
                 progress: false,
                 cpu: None,
+                // As the shop's own clients do: a read refused while the
+                // database restarts (shed, or no ready replica) is tried
+                // again after the server's pushback, within its deadline.
+                retry_reads: true,
             };
             let load = tokio::spawn({
                 let (clients, fixtures) = (clients.clone(), fixtures.clone());

@@ -210,6 +210,11 @@ pub struct Plan {
     /// Processes whose CPU time per call the report gives, measured over
     /// the window after the warm-up.
     pub cpu: Option<crate::cpu::Processes>,
+    /// Reads (getProduct, listProducts, searchOrders) refused
+    /// `UNAVAILABLE` or `RESOURCE_EXHAUSTED` are tried again, twice at most,
+    /// after the server's pushback (or 50 ms), as a gRPC client with a retry
+    /// policy does (`make chaos`). Off: every refusal counts.
+    pub retry_reads: bool,
 }
 
 impl Plan {
@@ -233,6 +238,7 @@ impl From<&LoadArgs> for Plan {
             max_in_flight: args.max_in_flight.max(1),
             progress: !args.no_progress,
             cpu: None,
+            retry_reads: false,
         }
     }
 }
@@ -484,6 +490,7 @@ struct Shared {
     clients: Vec<Clients>,
     fixtures: Arc<Fixtures>,
     mix: Mix,
+    retry_reads: bool,
     /// Calls finished so far (for the progress bar).
     done: AtomicU64,
     failed: AtomicU64,
@@ -500,6 +507,25 @@ struct Failed {
 }
 
 /// Makes one call of `op`; the error is the status code's name.
+/// [`call`], with reads tried again as [`Plan::retry_reads`] says.
+async fn call_retrying(shared: &Shared, op: Op, rng: &mut Rng) -> Outcome {
+    let mut outcome = call(shared, op, rng).await;
+    if !shared.retry_reads || !matches!(op, Op::Get | Op::List | Op::Search) {
+        return outcome;
+    }
+    for _ in 0..2 {
+        match &outcome {
+            Err(failed) if matches!(failed.code, "UNAVAILABLE" | "RESOURCE_EXHAUSTED") => {
+                let pause = failed.pushback.unwrap_or(Duration::from_millis(50));
+                tokio::time::sleep(pause).await;
+                outcome = call(shared, op, rng).await;
+            }
+            _ => break,
+        }
+    }
+    outcome
+}
+
 async fn call(shared: &Shared, op: Op, rng: &mut Rng) -> Outcome {
     let c = rng.choose(&shared.clients);
     let f = &shared.fixtures;
@@ -627,6 +653,7 @@ pub async fn run(
         clients,
         fixtures,
         mix: plan.mix.clone(),
+        retry_reads: plan.retry_reads,
         done: AtomicU64::new(0),
         failed: AtomicU64::new(0),
     });
@@ -762,7 +789,7 @@ async fn closed_loop(
                     break;
                 }
                 let op = shared.mix.pick(&mut rng);
-                let outcome = call(&shared, op, &mut rng).await;
+                let outcome = call_retrying(&shared, op, &mut rng).await;
                 count(&shared, &outcome);
                 let busy = match &outcome {
                     Err(f) if f.code == "RESOURCE_EXHAUSTED" => {
@@ -819,7 +846,7 @@ async fn open_loop(
         let (shared, stats, in_flight) = (shared.clone(), stats.clone(), in_flight.clone());
         let mut task_rng = Rng(rng.next() | 1);
         tasks.spawn(async move {
-            let outcome = call(&shared, op, &mut task_rng).await;
+            let outcome = call_retrying(&shared, op, &mut task_rng).await;
             in_flight.fetch_sub(1, Ordering::Relaxed);
             count(&shared, &outcome);
             if scheduled >= measure_from {
