@@ -110,10 +110,10 @@ pub async fn get_products(
 /// PostgreSQL picks between walking the name index (a common word) and the
 /// trigram index (a rare one), which a generic plan cannot.
 #[tracing::instrument(skip_all, fields(db.system = "postgresql", db.operation = "SELECT", db.table = "products", limit))]
-pub async fn list_products(
+pub async fn list_products<'a>(
     db: &Db,
     filter: &Filter,
-    after: Option<&Cursor>,
+    after: Option<&'a Cursor>,
     limit: i64,
 ) -> Result<Vec<Found>, Error> {
     let Some(query) = filter.query.as_deref() else {
@@ -132,42 +132,33 @@ pub async fn list_products(
         return Ok(found(rows, Phase::Names));
     };
     let escaped = &product::escape_like(query);
+    let part = |sql: &'static str, after: Option<&'a Cursor>, limit: i64| async move {
+        db.read(|mut conn| async move {
+            sqlx::query_as::<_, ProductRow>(sql)
+                .persistent(false)
+                .bind(escaped)
+                .bind(filter.category.as_deref())
+                .bind(after.map(|c| c.name.as_str()))
+                .bind(after.map(|c| c.id).unwrap_or_default())
+                .bind(limit)
+                .fetch_all(&mut *conn)
+                .await
+        })
+        .await
+    };
     let mut listed = Vec::new();
     if after.is_none_or(|c| c.phase == Phase::Names) {
-        let rows = db
-            .read(|mut conn| async move {
-                sqlx::query_as::<_, ProductRow>(NAME_STARTS_SQL)
-                    .persistent(false)
-                    .bind(escaped)
-                    .bind(filter.category.as_deref())
-                    .bind(after.map(|c| c.name.as_str()))
-                    .bind(after.map(|c| c.id).unwrap_or_default())
-                    .bind(limit)
-                    .fetch_all(&mut *conn)
-                    .await
-            })
-            .await?;
-        listed = found(rows, Phase::Names);
+        listed = found(part(NAME_STARTS_SQL, after, limit).await?, Phase::Names);
     }
     let rest = limit - listed.len() as i64;
     if rest == 0 || query.chars().count() < product::MIN_TRIGRAM_QUERY {
         return Ok(listed);
     }
     let after = after.filter(|c| c.phase == Phase::Contains);
-    let rows = db
-        .read(|mut conn| async move {
-            sqlx::query_as::<_, ProductRow>(CONTAINS_SQL)
-                .persistent(false)
-                .bind(escaped)
-                .bind(filter.category.as_deref())
-                .bind(after.map(|c| c.name.as_str()))
-                .bind(after.map(|c| c.id).unwrap_or_default())
-                .bind(rest)
-                .fetch_all(&mut *conn)
-                .await
-        })
-        .await?;
-    listed.extend(found(rows, Phase::Contains));
+    listed.extend(found(
+        part(CONTAINS_SQL, after, rest).await?,
+        Phase::Contains,
+    ));
     Ok(listed)
 }
 

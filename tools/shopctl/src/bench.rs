@@ -612,17 +612,27 @@ impl Shop<'_> {
 
 /// How `shopctl load` reaches `services`: TLS with the bench's own client
 /// certificate from `tls`, or plaintext.
-fn connect_args(
+pub(crate) fn connect_args(
     services: &[Service],
     signing_key: &Path,
     tls: Option<&Path>,
 ) -> anyhow::Result<ConnectArgs> {
-    let target = |text: String| text.parse().map_err(anyhow::Error::msg);
+    // Every replica of each kind, in the order they were started.
+    let target = |kind: &str| {
+        services
+            .iter()
+            .filter(|s| s.kind == kind)
+            .map(|s| s.addr.to_string())
+            .collect::<Vec<_>>()
+            .join(",")
+            .parse()
+            .map_err(anyhow::Error::msg)
+    };
     let tls_dir = tls.unwrap_or(Path::new("/nonexistent"));
     Ok(ConnectArgs {
-        productinfo: target(format!("{},{}", services[0].addr, services[1].addr))?,
-        order: target(services[2].addr.to_string())?,
-        storefront: target(services[3].addr.to_string())?,
+        productinfo: target("productinfo")?,
+        order: target("order")?,
+        storefront: target("storefront")?,
         token: None,
         role: Role::Admin,
         subject: "bench".into(),

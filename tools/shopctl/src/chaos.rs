@@ -50,7 +50,7 @@ use tokio::process::Command;
 use crate::{
     bench::{self, Service, Setup, path_str, start},
     certs,
-    connect::{Bearer, ConnectArgs},
+    connect::Bearer,
     load::{self, Fixtures, Mix, Plan, Report},
     local::{absolute, bin_dir},
 };
@@ -328,30 +328,7 @@ async fn faults(
     signing_key: &Path,
     tls_dir: &Path,
 ) -> anyhow::Result<Vec<String>> {
-    let target = |a: usize, b: usize| {
-        format!("{},{}", shop.services[a].addr, shop.services[b].addr)
-            .parse()
-            .map_err(anyhow::Error::msg)
-    };
-    let connect = ConnectArgs {
-        productinfo: target(0, 1)?,
-        order: target(2, 3)?,
-        storefront: shop.services[4]
-            .addr
-            .to_string()
-            .parse()
-            .map_err(anyhow::Error::msg)?,
-        token: None,
-        role: Role::Admin,
-        subject: "chaos".into(),
-        key: signing_key.to_owned(),
-        issuer: "storefront".into(),
-        timeout: Duration::from_secs(10),
-        tls_ca: tls_dir.join("ca.pem"),
-        tls_cert: tls_dir.join("bench.pem"),
-        tls_key: tls_dir.join("bench-key.pem"),
-        plaintext: false,
-    };
+    let connect = bench::connect_args(&shop.services, signing_key, Some(tls_dir))?;
     let signer = Signer::from_file("storefront", signing_key)?;
     let admin = signer.sign(
         "chaos-admin",

@@ -183,6 +183,23 @@ async fn serve(
     .await
 }
 
+/// `shopctl SUBCOMMAND --bin-dir <the debug binaries>`, for the
+/// subcommands that run a shop of their own (`bench`, `chaos`), and a
+/// folder for it. PostgreSQL runs as the `postgres` user when we are root:
+/// it must be able to reach its folder inside this one.
+fn own_shop(subcommand: &str) -> (tempfile::TempDir, Command) {
+    let out = tempfile::tempdir().unwrap();
+    std::fs::set_permissions(
+        out.path(),
+        std::os::unix::fs::PermissionsExt::from_mode(0o755),
+    )
+    .unwrap();
+    let bin_dir = PathBuf::from(shopctl_binary()).parent().unwrap().to_owned();
+    let mut cmd = shop_testkit::binary::command(&shopctl_binary(), &[]);
+    cmd.args([subcommand, "--bin-dir", &bin_dir.display().to_string()]);
+    (out, cmd)
+}
+
 /// `target/debug/shopctl`, next to the service binaries.
 fn shopctl_binary() -> String {
     let path: PathBuf = std::env::current_exe()
@@ -949,20 +966,8 @@ async fn shopctl_load_mixes_every_rpc_without_errors_and_spreads_evenly() {
 async fn shopctl_bench_measures_everything_and_writes_the_report() {
     // Debug binaries and one-second runs: this checks the benchmark works
     // end to end, not the figures (`make bench` takes those, release).
-    let out = tempfile::tempdir().unwrap();
-    // PostgreSQL runs as the `postgres` user when we are root: it must be
-    // able to reach its folder inside this one.
-    std::fs::set_permissions(
-        out.path(),
-        std::os::unix::fs::PermissionsExt::from_mode(0o755),
-    )
-    .unwrap();
-    let bin_dir = PathBuf::from(shopctl_binary()).parent().unwrap().to_owned();
-    let mut cmd = shop_testkit::binary::command(&shopctl_binary(), &[]);
+    let (out, mut cmd) = own_shop("bench");
     cmd.args([
-        "bench",
-        "--bin-dir",
-        &bin_dir.display().to_string(),
         "--out",
         &out.path().display().to_string(),
         "--duration",
@@ -1203,19 +1208,9 @@ async fn shopctl_fault_switches_a_fault_on_and_off_in_the_running_shop() {
 async fn a_short_chaos_run_loses_nothing_and_keeps_every_fault_within_its_budget() {
     // `make chaos` in short: one pass of each fault, a few seconds of load
     // each, debug binaries. It exits non-zero on any violation.
-    let out = tempfile::tempdir().unwrap();
-    std::fs::set_permissions(
-        out.path(),
-        std::os::unix::fs::PermissionsExt::from_mode(0o755),
-    )
-    .unwrap();
-    let bin_dir = PathBuf::from(shopctl_binary()).parent().unwrap().to_owned();
-    let mut cmd = shop_testkit::binary::command(&shopctl_binary(), &[]);
+    let (out, mut cmd) = own_shop("chaos");
     cmd.args([
-        "chaos",
         "--short",
-        "--bin-dir",
-        &bin_dir.display().to_string(),
         "--out",
         &out.path().join("chaos").display().to_string(),
     ]);
