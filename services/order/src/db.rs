@@ -299,12 +299,14 @@ pub async fn forget_reserving(db: &Db, order_id: Uuid) -> Result<(), Error> {
 pub async fn must_release(db: &Db, order_id: Uuid, why: &str) -> Result<(), Error> {
     let mut conn = db.acquire().await?;
     sqlx::query(
-        "INSERT INTO reservation_intents (order_id, customer, state, last_error) \
-         VALUES ($1, '', 'releasing', $2) \
-         ON CONFLICT (order_id) DO UPDATE SET state = 'releasing', last_error = $2, updated_at = now()",
+        "INSERT INTO reservation_intents (order_id, customer, state, last_error, next_attempt_at) \
+         VALUES ($1, '', 'releasing', $2, now() + make_interval(secs => $3)) \
+         ON CONFLICT (order_id) DO UPDATE SET state = 'releasing', last_error = $2, updated_at = now(), \
+         next_attempt_at = EXCLUDED.next_attempt_at",
     )
     .bind(order_id)
     .bind(why)
+    .bind(RELEASE_LEASE.as_secs_f64())
     .execute(&mut *conn)
     .await?;
     Ok(())
@@ -535,11 +537,13 @@ pub async fn cancel(
             .execute(&mut *tx)
             .await?;
             sqlx::query(
-                "INSERT INTO reservation_intents (order_id, customer, state, last_error) \
-                 VALUES ($1, '', 'releasing', 'cancelled') \
-                 ON CONFLICT (order_id) DO UPDATE SET state = 'releasing', updated_at = now()",
+                "INSERT INTO reservation_intents (order_id, customer, state, last_error, next_attempt_at) \
+                 VALUES ($1, '', 'releasing', 'cancelled', now() + make_interval(secs => $2)) \
+                 ON CONFLICT (order_id) DO UPDATE SET state = 'releasing', updated_at = now(), \
+                 next_attempt_at = EXCLUDED.next_attempt_at",
             )
             .bind(id)
+            .bind(RELEASE_LEASE.as_secs_f64())
             .execute(&mut *tx)
             .await?;
             Cancel::Cancelled
@@ -636,14 +640,24 @@ pub async fn due_releases(
     .bind(abandoned_after.as_secs_f64())
     .execute(&mut *conn)
     .await?;
+    // Claimed: other replicas' sweeps pass these by until the lease ends.
     Ok(sqlx::query_scalar(
-        "SELECT order_id FROM reservation_intents WHERE state = 'releasing' \
-         ORDER BY updated_at LIMIT $1",
+        "UPDATE reservation_intents r SET next_attempt_at = now() + make_interval(secs => $2) \
+         FROM (SELECT order_id FROM reservation_intents \
+               WHERE state = 'releasing' AND next_attempt_at <= now() \
+               ORDER BY next_attempt_at LIMIT $1 FOR UPDATE SKIP LOCKED) due \
+         WHERE r.order_id = due.order_id RETURNING r.order_id",
     )
     .bind(limit)
+    .bind(RELEASE_LEASE.as_secs_f64())
     .fetch_all(&mut *conn)
     .await?)
 }
+
+/// How long a release, once claimed by one replica (its sweep, or the call
+/// that cancelled the order), is left to it before another replica may try:
+/// far longer than one release call with its retries takes.
+pub const RELEASE_LEASE: std::time::Duration = std::time::Duration::from_secs(60);
 
 /// The catalog confirmed the release.
 pub async fn released(db: &Db, order_id: Uuid) -> Result<(), Error> {
@@ -659,8 +673,8 @@ pub async fn released(db: &Db, order_id: Uuid) -> Result<(), Error> {
 pub async fn release_failed(db: &Db, order_id: Uuid, error: &str) -> Result<(), Error> {
     let mut conn = db.acquire().await?;
     sqlx::query(
-        "UPDATE reservation_intents SET attempts = attempts + 1, last_error = $2, updated_at = now() \
-         WHERE order_id = $1",
+        "UPDATE reservation_intents SET attempts = attempts + 1, last_error = $2, updated_at = now(), \
+         next_attempt_at = now() WHERE order_id = $1",
     )
     .bind(order_id)
     .bind(error)

@@ -14,21 +14,37 @@ use uuid::Uuid;
 
 use crate::{catalog::Catalog, db};
 
+/// Releases a sweep claims at a time: few enough that releasing them all
+/// takes far less than [`db::RELEASE_LEASE`] even with a slow catalog.
+const CLAIM_BATCH: i64 = 10;
+
 /// Every `interval`: turns placements older than `abandoned_after` into
-/// releases, then releases what is due. Runs until the service's task group
-/// stops it; a release cut half-way is simply done again next time.
+/// releases, then releases what is due, a claimed batch at a time, until
+/// nothing is. Every order replica runs it; a claim keeps the others off
+/// the same rows (see the migration `0007_release_claims.sql`). Runs until
+/// the service's task group stops it; a release cut half-way is done again
+/// once its claim runs out.
 pub async fn sweep(db: Db, catalog: Catalog, interval: Duration, abandoned_after: Duration) {
     loop {
         tokio::time::sleep(interval).await;
-        let due = match db::due_releases(&db, abandoned_after, 100).await {
-            Ok(due) => due,
-            Err(e) => {
-                tracing::warn!(error = %e, "cannot read reservations to release");
-                continue;
+        loop {
+            let due = match db::due_releases(&db, abandoned_after, CLAIM_BATCH).await {
+                Ok(due) => due,
+                Err(e) => {
+                    tracing::warn!(error = %e, "cannot read reservations to release");
+                    break;
+                }
+            };
+            let claimed = due.len() as i64;
+            let mut confirmed = 0;
+            for order_id in due {
+                confirmed += i64::from(release_now(&db, &catalog, order_id).await);
             }
-        };
-        for order_id in due {
-            release_now(&db, &catalog, order_id).await;
+            // A full batch all confirmed: more may be due now; otherwise
+            // the failed ones wait for the next round.
+            if claimed < CLAIM_BATCH || confirmed < claimed {
+                break;
+            }
         }
     }
 }

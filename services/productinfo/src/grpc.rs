@@ -15,7 +15,10 @@ use shop_runtime::{
     error::FieldViolations,
 };
 use shop_runtime::{
-    pg::Db,
+    pg::{
+        Db, Lsn, Reads,
+        replica::{Served, Source},
+    },
     slots::{Slot, Slots},
 };
 use tonic::{Request, Response, Status};
@@ -35,28 +38,45 @@ const ANY_ROLE: &[Role] = &[Role::Customer, Role::Admin, Role::Service];
 /// The catalog service.
 #[derive(Debug, Clone)]
 pub(crate) struct ProductInfoService {
-    db: Db,
+    reads: Reads,
     default_currency: Arc<str>,
     reserve_callers: Arc<[String]>,
     searches: Slots,
 }
 
 impl ProductInfoService {
-    /// A service over `db`, reading legacy prices in `default_currency`,
+    /// A service over `reads` (writes on its primary), reading legacy
+    /// prices in `default_currency`,
     /// letting the service tokens of `reserve_callers` reserve stock, and
     /// streaming searches while `searches` has a slot.
     pub fn new(
-        db: Db,
+        reads: Reads,
         default_currency: &str,
         reserve_callers: Vec<String>,
         searches: Slots,
     ) -> Self {
         Self {
-            db,
+            reads,
             default_currency: default_currency.into(),
             reserve_callers: reserve_callers.into(),
             searches,
         }
+    }
+}
+
+impl ProductInfoService {
+    /// `response` of a write an admin will read back (a product added, its
+    /// stock changed), with where the primary's WAL is now: the shop's
+    /// clients send it with their next reads, which then see the write
+    /// even on a replica (see [`shop_runtime::pg::replica`]).
+    /// Reservations do not carry it: the order service reads prices, not
+    /// the stock its reservations changed, and would otherwise keep every
+    /// read of its own on the primary.
+    async fn written<T>(&self, mut response: Response<T>) -> Result<Response<T>, Status> {
+        if let Some(lsn) = self.reads.written().await {
+            lsn.stamp_written(response.metadata_mut());
+        }
+        Ok(response)
     }
 }
 
@@ -69,21 +89,35 @@ impl ProductInfo for ProductInfoService {
         caller.require(&[Role::Admin])?;
         let new = NewProduct::from_proto(request.into_inner(), &self.default_currency)
             .map_err(Error::from)?;
-        let row = db::insert_product(&self.db, &new).await?;
+        let row = db::insert_product(self.reads.primary(), &new).await?;
         tracing::info!(product.id = %row.id, by = %caller.subject, "product added");
-        Ok(Response::new(ProductId {
+        self.written(Response::new(ProductId {
             value: row.id.to_string(),
         }))
+        .await
     }
 
     async fn get_product(&self, request: Request<ProductId>) -> Result<Response<Product>, Status> {
         Principal::of(&request)?.require(ANY_ROLE)?;
+        let after = Lsn::read_after(request.metadata());
         let mut v = FieldViolations::default();
         let value = &request.get_ref().value;
         let id = product::parse_id(&mut v, "value", value);
         v.finish()?;
         let id = id.ok_or_else(|| product::not_found(value))?;
-        match db::get_product(&self.db, id).await? {
+        let found = match self
+            .reads
+            .read(after, |db| async move { db::get_product(&db, id).await })
+            .await?
+        {
+            // Perhaps added a moment ago: the primary knows.
+            Served {
+                value: None,
+                from: Source::Replica,
+            } => db::get_product(self.reads.primary(), id).await?,
+            served => served.value,
+        };
+        match found {
             Some(row) => Ok(Response::new(row.into())),
             None => Err(product::not_found(value).into()),
         }
@@ -94,6 +128,7 @@ impl ProductInfo for ProductInfoService {
         request: Request<GetProductsRequest>,
     ) -> Result<Response<GetProductsResponse>, Status> {
         Principal::of(&request)?.require(ANY_ROLE)?;
+        let after = Lsn::read_after(request.metadata());
         let GetProductsRequest { ids, names } = request.into_inner();
         let mut v = FieldViolations::default();
         if ids.len() + names.len() > MAX_BATCH {
@@ -106,7 +141,20 @@ impl ProductInfo for ProductInfoService {
             .collect();
         v.finish()?;
         let known: Vec<Uuid> = uuids.iter().flatten().copied().collect();
-        let rows = db::get_products(&self.db, &known, &names).await?;
+        let (known, names) = (&known, &names);
+        let served = self
+            .reads
+            .read(after, |db| async move {
+                db::get_products(&db, known, names).await
+            })
+            .await?;
+        let rows =
+            if served.from == Source::Replica && served.value.len() < known.len() + names.len() {
+                // Some may have been added a moment ago: the primary knows.
+                db::get_products(self.reads.primary(), known, names).await?
+            } else {
+                served.value
+            };
         let missing = ids
             .iter()
             .zip(&uuids)
@@ -130,6 +178,7 @@ impl ProductInfo for ProductInfoService {
         request: Request<ListProductsRequest>,
     ) -> Result<Response<ListProductsResponse>, Status> {
         Principal::of(&request)?.require(ANY_ROLE)?;
+        let read_after = Lsn::read_after(request.metadata());
         let req = request.into_inner();
         let mut v = FieldViolations::default();
         let filter = Filter::new(&mut v, &req.query, &req.category);
@@ -137,7 +186,14 @@ impl ProductInfo for ProductInfoService {
         let after = Cursor::decode(&mut v, &req.page_token);
         v.finish()?;
         // One row more than asked tells whether another page exists.
-        let mut rows = db::list_products(&self.db, &filter, after.as_ref(), size + 1).await?;
+        let (filter, after) = (&filter, after.as_ref());
+        let mut rows = self
+            .reads
+            .read(read_after, |db| async move {
+                db::list_products(&db, filter, after, size + 1).await
+            })
+            .await?
+            .value;
         let next_page_token = if rows.len() as i64 > size {
             rows.truncate(size as usize);
             rows.last()
@@ -159,6 +215,7 @@ impl ProductInfo for ProductInfoService {
         request: Request<SearchProductsRequest>,
     ) -> Result<Response<Self::searchProductsStream>, Status> {
         Principal::of(&request)?.require(ANY_ROLE)?;
+        let after = Lsn::read_after(request.metadata());
         let req = request.into_inner();
         let mut v = FieldViolations::default();
         let filter = Filter::new(&mut v, &req.query, &req.category);
@@ -166,11 +223,22 @@ impl ProductInfo for ProductInfoService {
             v.add("limit", "must not be negative (0 means no limit)");
         }
         v.finish()?;
+        let slot = self.searches.take()?;
+        let limit = (req.limit > 0).then_some(req.limit);
+        // The first batch picks the server (the replica, or the primary if
+        // it is lagging or failing); the rest of the stream reads there, so
+        // its pages agree.
+        let first = limit.map_or(SEARCH_BATCH, |l| l.min(SEARCH_BATCH));
+        let filter_ref = &filter;
+        let Served { value: rows, from } = self
+            .reads
+            .read(after, |db| async move {
+                db::list_products(&db, filter_ref, None, first).await
+            })
+            .await?;
+        let db = self.reads.server(from);
         Ok(Response::new(search_stream(
-            self.db.clone(),
-            filter,
-            (req.limit > 0).then_some(req.limit),
-            self.searches.take()?,
+            db, filter, limit, slot, rows, first,
         )))
     }
 
@@ -195,9 +263,10 @@ impl ProductInfo for ProductInfoService {
         v.check_text("reason", reason, 200, true);
         v.finish()?;
         let id = id.ok_or_else(|| product::not_found(&req.product_id))?;
-        let row = db::adjust_stock(&self.db, id, req.delta, reason, &caller.subject).await?;
+        let row =
+            db::adjust_stock(self.reads.primary(), id, req.delta, reason, &caller.subject).await?;
         tracing::info!(product.id = %id, delta = req.delta, stock = row.stock, by = %caller.subject, "stock adjusted");
-        Ok(Response::new(row.into()))
+        self.written(Response::new(row.into())).await
     }
 
     async fn reserve_stock(
@@ -210,7 +279,7 @@ impl ProductInfo for ProductInfoService {
         check_order_id(&mut v, &req.order_id);
         let lines = merge_lines(&mut v, &req.lines);
         v.finish()?;
-        let reservation = db::reserve(&self.db, &req.order_id, &lines).await?;
+        let reservation = db::reserve(self.reads.primary(), &req.order_id, &lines).await?;
         tracing::info!(order.id = %req.order_id, lines = lines.len(), "stock reserved");
         Ok(Response::new(reservation.into()))
     }
@@ -224,7 +293,7 @@ impl ProductInfo for ProductInfoService {
         let mut v = FieldViolations::default();
         check_order_id(&mut v, &req.order_id);
         v.finish()?;
-        let reservation = db::release(&self.db, &req.order_id).await?;
+        let reservation = db::release(self.reads.primary(), &req.order_id).await?;
         tracing::info!(order.id = %req.order_id, "stock released");
         Ok(Response::new(reservation.into()))
     }
@@ -234,8 +303,16 @@ impl ProductInfo for ProductInfoService {
 /// per query (keyset pagination, no long-lived transaction), so memory stays
 /// bounded. The next batch is only fetched once the client has taken the
 /// previous one (HTTP/2 flow control pushes back), and a client that goes
-/// away stops it: the stream is dropped between batches.
-fn search_stream(db: Db, filter: Filter, limit: Option<i64>, slot: Slot) -> ProductStream {
+/// away stops it: the stream is dropped between batches. `first` is the
+/// first batch (`asked` rows were asked for), read already on `db`.
+fn search_stream(
+    db: Db,
+    filter: Filter,
+    limit: Option<i64>,
+    slot: Slot,
+    first: Vec<db::Found>,
+    asked: i64,
+) -> ProductStream {
     struct State {
         _slot: Slot,
         db: Db,
@@ -249,10 +326,10 @@ fn search_stream(db: Db, filter: Filter, limit: Option<i64>, slot: Slot) -> Prod
         _slot: slot,
         db,
         filter,
-        buffer: VecDeque::new(),
-        after: None,
+        exhausted: (first.len() as i64) < asked,
+        after: first.last().map(Cursor::after),
+        buffer: first.into(),
         remaining: limit,
-        exhausted: false,
     };
     Box::pin(futures::stream::unfold(state, |mut st| async move {
         if st.remaining == Some(0) {

@@ -37,6 +37,8 @@ use crate::grpc::ProductInfoService;
 pub struct ProductInfo {
     default_currency: String,
     reserve_callers: Vec<String>,
+    read_url: Option<String>,
+    read_max_lag: std::time::Duration,
 }
 
 impl Service for ProductInfo {
@@ -55,15 +57,23 @@ impl Service for ProductInfo {
                 args.default_currency
             );
         }
+        let read_url = args.database_read_url.filter(|url| !url.is_empty());
+        if let Some(url) = &read_url {
+            shop_runtime::pg::url::parse(url)
+                .map_err(|e| anyhow::anyhow!("invalid --database-read-url: {e:#}"))?;
+        }
         Ok(Self {
             default_currency: args.default_currency,
             reserve_callers: args.reserve_callers,
+            read_url,
+            read_max_lag: args.database_read_max_lag,
         })
     }
 
     async fn start(self, ctx: &mut Context) -> anyhow::Result<Endpoints> {
+        let reads = ctx.reads(self.read_url.as_deref(), self.read_max_lag)?;
         let service = ProductInfoServer::new(ProductInfoService::new(
-            ctx.db.clone(),
+            reads,
             &self.default_currency,
             self.reserve_callers,
             ctx.bulk_streams.clone(),

@@ -4,6 +4,7 @@
 //! the database answers.
 
 mod pool;
+pub mod replica;
 pub mod url;
 
 use std::time::Duration;
@@ -15,6 +16,7 @@ use sqlx::{
 use tonic_health::pb::health_check_response::ServingStatus;
 
 pub use pool::{Db, DbConn, while_cancelling};
+pub use replica::{Lsn, Reads};
 
 use crate::{config::DbArgs, health::HealthRegistry};
 

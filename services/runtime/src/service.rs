@@ -131,6 +131,7 @@ pub struct Context {
     pub tls: Option<crate::tls::Tls>,
     verifier: Arc<Verifier>,
     tasks: Tasks,
+    db_args: crate::config::DbArgs,
 }
 
 impl Context {
@@ -151,6 +152,44 @@ impl Context {
     /// shop's tasks keep their work in the database and pick it up again).
     pub fn spawn(&mut self, name: &'static str, task: impl Future<Output = ()> + Send + 'static) {
         self.tasks.spawn(name, task);
+    }
+
+    /// Where the service's reads go ([`pg::Reads`]): on the read-only
+    /// replica at `replica_url` (same password file, timeouts and pool
+    /// size as the service's database) while it is within `max_lag` of the
+    /// primary, else on the primary; its monitor runs as a background
+    /// task. Without a URL, every read is on the primary.
+    pub fn reads(
+        &mut self,
+        replica_url: Option<&str>,
+        max_lag: std::time::Duration,
+    ) -> anyhow::Result<pg::Reads> {
+        let Some(url) = replica_url else {
+            return Ok(pg::Reads::primary_only(self.db.clone()));
+        };
+        let args = crate::config::DbArgs {
+            database_url: url.to_owned(),
+            // A replica that cannot give a connection soon is skipped: the
+            // read runs on the primary instead of waiting.
+            db_acquire_timeout: self
+                .db_args
+                .db_acquire_timeout
+                .min(std::time::Duration::from_millis(250)),
+            ..self.db_args.clone()
+        };
+        let options = pg::connect_options(
+            &args,
+            self.db_options.get_application_name().unwrap_or_default(),
+        )
+        .map_err(|e| anyhow::anyhow!("read replica: {e:#}"))?;
+        let reads = pg::Reads::with_replica(
+            self.db.clone(),
+            pg::Db::new(&args, options, None),
+            max_lag,
+            &self.metrics,
+        );
+        self.spawn("read replica monitor", reads.clone().monitor());
+        Ok(reads)
     }
 }
 
@@ -377,6 +416,7 @@ impl<S: Service> Prepared<S> {
                 set: JoinSet::new(),
                 stop: CancellationToken::new(),
             },
+            db_args: self.db.clone(),
         };
         ctx.spawn(
             "database health check",

@@ -22,7 +22,7 @@
 //!   never reached a replica; these retries cover a replica that answered
 //!   `UNAVAILABLE` itself (draining, say) or was shedding load.
 
-use std::{future::Future, time::Duration};
+use std::{future::Future, sync::atomic::Ordering, time::Duration};
 
 use tonic::{Code, Request, Response, Status, Streaming, metadata::AsciiMetadataValue};
 
@@ -32,6 +32,7 @@ use crate::{
     config::UpstreamArgs,
     deadline::Deadline,
     metrics::Metrics,
+    pg::Lsn,
     telemetry::{Methods, client::Observed},
 };
 
@@ -103,6 +104,10 @@ pub struct Upstream<C> {
     timeout: Duration,
     retries: u32,
     retried: metrics::Counter,
+    /// The furthest database position this service's writes through this
+    /// upstream reached ([`WRITTEN_HEADER`](crate::pg::replica::WRITTEN_HEADER));
+    /// sent with every call so reads see those writes even on a replica.
+    written: std::sync::Arc<std::sync::atomic::AtomicU64>,
 }
 
 /// How one call is made: within which deadline, as whom, and whether it may
@@ -329,6 +334,7 @@ impl<C: Clone> Upstream<C> {
             timeout: caller.timeout,
             retries: caller.retries,
             retried: metrics.counter("shop_upstream_retries_total", &[("upstream", peer.name)]),
+            written: std::sync::Arc::default(),
         }
     }
 
@@ -440,9 +446,18 @@ impl<C: Clone> Upstream<C> {
         request
             .metadata_mut()
             .insert("authorization", authorization);
+        let written = self.written.load(Ordering::Relaxed);
+        if written != 0 {
+            Lsn(written).stamp_read_after(request.metadata_mut());
+        }
         rpc(self.client.clone(), request)
             .await
-            .map(Response::into_inner)
+            .map(|response| {
+                if let Some(lsn) = Lsn::written(response.metadata()) {
+                    self.written.fetch_max(lsn.0, Ordering::Relaxed);
+                }
+                response.into_inner()
+            })
             .map_err(|status| self.error(call, status))
     }
 
@@ -592,6 +607,77 @@ mod tests {
                 c.check(r).await
             })
             .await
+    }
+
+    /// A health service whose Check answers report the database positions
+    /// `written` in turn ([`WRITTEN_HEADER`](crate::pg::replica::WRITTEN_HEADER))
+    /// and note the position each request asked to read after.
+    #[derive(Clone)]
+    struct Writer {
+        written: Arc<Vec<u64>>,
+        asked: Arc<std::sync::Mutex<Vec<Option<String>>>>,
+    }
+
+    #[tonic::async_trait]
+    impl Health for Writer {
+        async fn check(
+            &self,
+            request: Request<HealthCheckRequest>,
+        ) -> Result<Response<HealthCheckResponse>, Status> {
+            let mut asked = self.asked.lock().unwrap();
+            asked.push(
+                request
+                    .metadata()
+                    .get(crate::pg::replica::READ_AFTER_HEADER)
+                    .map(|v| v.to_str().unwrap().to_owned()),
+            );
+            let mut response = Response::new(HealthCheckResponse {
+                status: ServingStatus::Serving as i32,
+            });
+            if let Some(&lsn) = self.written.get(asked.len() - 1) {
+                Lsn(lsn).stamp_written(response.metadata_mut());
+            }
+            Ok(response)
+        }
+
+        type WatchStream = futures::stream::BoxStream<'static, Result<HealthCheckResponse, Status>>;
+
+        async fn watch(
+            &self,
+            request: Request<HealthCheckRequest>,
+        ) -> Result<Response<Self::WatchStream>, Status> {
+            Flaky {
+                failures: 0,
+                checks: Arc::default(),
+            }
+            .watch(request)
+            .await
+        }
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn calls_ask_to_read_after_the_furthest_write_the_upstream_reported() {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let writer = Writer {
+            // A write, a read (no position), an older position, nothing.
+            written: Arc::new(vec![0x1_0000_0010, 0, 0x20]),
+            asked: Arc::default(),
+        };
+        tokio::spawn(
+            tonic::transport::Server::builder()
+                .add_service(HealthServer::new(writer.clone()))
+                .serve_with_incoming(tonic::transport::server::TcpIncoming::from(listener)),
+        );
+        let upstream = upstream_of(addr, &Metrics::new("caller"));
+        for _ in 0..4 {
+            check(&upstream, Call::within(Deadline::NONE))
+                .await
+                .unwrap();
+        }
+        let asked = writer.asked.lock().unwrap().clone();
+        let after = Some("1/10".to_owned());
+        assert_eq!(asked, vec![None, after.clone(), after.clone(), after]);
     }
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -246,6 +246,79 @@ impl Cluster {
         })
     }
 
+    /// A streaming replica of this cluster (a hot standby), made afresh
+    /// with `pg_basebackup` from the running server and started on a free
+    /// port: every database and role of this cluster, read-only, replaying
+    /// the primary's changes as they are written. It lives next to this
+    /// cluster's folder (`<folder>-replica`, replaced by each call), and is
+    /// kept or removed like it; the replica server is stopped when the
+    /// returned value is dropped or this process exits.
+    pub fn replica(&self) -> Result<Cluster, Error> {
+        if self.external.is_some() {
+            return Err(Error::External);
+        }
+        let mut root = self.root.clone().into_os_string();
+        root.push("-replica");
+        let root = PathBuf::from(root);
+        let owner = if self.run_as_postgres {
+            Some(postgres_ids()?)
+        } else {
+            None
+        };
+        let mut replica = Self::stub(&root, &self.bin, self.run_as_postgres);
+        if root.join("data/postmaster.pid").exists() {
+            let _ = replica.stop();
+        }
+        if root.exists() {
+            fs::remove_dir_all(&root).map_err(io(format!("remove {}", root.display())))?;
+        }
+        fs::create_dir_all(root.join("sock")).map_err(io("create the replica's folder"))?;
+        set_private(&root, owner)?;
+        set_private(&root.join("sock"), owner)?;
+        write_private(
+            &root.join("superuser.password"),
+            &self.superuser_password,
+            owner,
+        )?;
+        // -R: standby.signal and primary_conninfo (with the password, in the
+        // replica's private folder) for streaming from this server.
+        self.run(
+            "pg_basebackup",
+            Command::new(self.bin.join("pg_basebackup"))
+                .arg("-D")
+                .arg(root.join("data"))
+                .args([
+                    "-h",
+                    "127.0.0.1",
+                    "-p",
+                    &self.port.to_string(),
+                    "-U",
+                    "postgres",
+                ])
+                .args(["-X", "stream", "-R", "--checkpoint=fast", "--no-sync"])
+                .env("PGPASSWORD", &self.superuser_password),
+        )?;
+        replica.superuser_password = self.superuser_password.clone();
+        replica.temporary = self.temporary;
+        replica.port = free_port()?;
+        replica.start()?;
+        replica.spawn_watchdog()?;
+        Ok(replica)
+    }
+
+    /// `url` (one of [`ensure_database`](Self::ensure_database)'s) with
+    /// this server's port instead of `primary`'s: the same database and
+    /// role, on a replica.
+    pub fn url_like(&self, url: &str, primary: &Cluster) -> String {
+        url.replace(&format!(":{}/", primary.port), &format!(":{}/", self.port))
+    }
+
+    /// A superuser connection, for what tests do to the server itself
+    /// (pausing a replica's replay, say).
+    pub async fn admin(&self) -> Result<PgConnection, Error> {
+        self.superuser().await
+    }
+
     /// Stops the server quickly (`pg_ctl stop -m fast`); data stays.
     pub fn stop(&self) -> Result<(), Error> {
         if self.external.is_some() {
@@ -418,6 +491,11 @@ impl Cluster {
                 .args(["-u", "postgres", "--"])
                 .arg(cmd.get_program());
             wrapped.args(cmd.get_args());
+            for (key, value) in cmd.get_envs() {
+                if let Some(value) = value {
+                    wrapped.env(key, value);
+                }
+            }
             wrapped.process_group(0);
             wrapped
         } else {

@@ -182,22 +182,31 @@ pub async fn add_product(channel: Channel, product: Product) -> String {
         .value
 }
 
-/// The value of the unlabelled metric `name` on `/metrics` at `addr` (0 when
-/// not there yet).
+/// The value of metric `name` on `/metrics` at `addr`, summed over every
+/// series whose labels include those given (`name{label="value"}`, any
+/// subset; 0 when not there yet).
 pub async fn metric(addr: std::net::SocketAddr, name: &str) -> f64 {
     let page = web::Web::new(&format!("http://{addr}"))
         .get("/metrics")
         .await;
+    let (want, want_labels) = name.split_once('{').unwrap_or((name, ""));
+    let want_labels: Vec<&str> = want_labels
+        .trim_end_matches('}')
+        .split(',')
+        .filter(|l| !l.is_empty())
+        .collect();
     page.body
         .lines()
-        .find_map(|line| {
-            line.strip_prefix(name)?
-                .strip_prefix(' ')?
-                .trim()
-                .parse()
-                .ok()
+        .filter(|line| !line.starts_with('#'))
+        .filter_map(|line| {
+            let (key, value) = line.rsplit_once(' ')?;
+            let (metric, labels) = key.split_once('{').unwrap_or((key, ""));
+            let labels: Vec<&str> = labels.trim_end_matches('}').split(',').collect();
+            (metric == want && want_labels.iter().all(|w| labels.contains(w)))
+                .then(|| value.parse::<f64>().ok())
+                .flatten()
         })
-        .unwrap_or(0.0)
+        .sum()
 }
 
 /// Waits (checking every 20 ms, up to `timeout`) until `check` says yes:

@@ -188,6 +188,8 @@ pub fn productinfo_config(database_url: String) -> productinfo::Config {
         productinfo::Args {
             default_currency: "USD".into(),
             reserve_callers: vec!["order".into()],
+            database_read_url: None,
+            database_read_max_lag: Duration::from_secs(2),
         },
     )
 }

@@ -161,7 +161,9 @@ async fn orders_placed_during_the_drain_delay_are_served() {
     let shop = Shop::start_with(1, |c| c.server.drain_delay = drain_delay).await;
     let mug = shop.add_product("Mug", 100, 10).await;
 
-    let Shop { productinfo, order } = shop;
+    let Shop {
+        productinfo, order, ..
+    } = shop;
     shop_testkit::drain::served_while_draining(order, drain_delay, "/", |channel| async move {
         let mut client =
             shop_proto::ecommerce::order_management_client::OrderManagementClient::with_interceptor(

@@ -16,6 +16,8 @@ pub type CatalogClient = ProductInfoClient<InterceptedService<Channel, Bearer>>;
 pub struct Shop {
     pub productinfo: Vec<Running>,
     pub order: Running,
+    /// The order service's configuration, for more replicas of it.
+    config: order::Config,
 }
 
 impl Shop {
@@ -40,8 +42,23 @@ impl Shop {
             &target.join(","),
         );
         tweak(&mut config);
-        let order = services::order_with(config).await;
-        Shop { productinfo, order }
+        let order = services::order_with(config.clone()).await;
+        Shop {
+            productinfo,
+            order,
+            config,
+        }
+    }
+
+    /// One more order replica on the same database and catalog, as the
+    /// chart and `make up` run two.
+    pub async fn another_order(&self) -> Running {
+        services::order_with(self.config.clone()).await
+    }
+
+    /// A client of order replica `replica` as `token`.
+    pub fn orders_at(&self, replica: &Running, token: &str) -> OrderClient {
+        OrderManagementClient::with_interceptor(replica.channel.clone(), bearer(token))
     }
 
     pub fn orders(&self, token: &str) -> OrderClient {

@@ -8,5 +8,6 @@ mod failures;
 mod helpers;
 mod lifecycle;
 mod place;
+mod replicas;
 mod search;
 mod streams;

@@ -11,6 +11,7 @@ mod faults;
 mod health;
 mod helpers;
 mod limits;
+mod replica;
 mod search;
 mod stock;
 mod tls;
