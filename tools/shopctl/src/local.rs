@@ -1,15 +1,20 @@
 //! The whole shop on one machine: `shopctl up` (what `make up` runs).
 //!
 //! 1. A private PostgreSQL cluster in `.local/pg` (kept across runs) with one
-//!    database and one login role per service. `DATABASE_URL` (an admin URL)
-//!    uses a server you run instead; `PRODUCTINFO_DATABASE_URL` and friends
-//!    give a service a database of your choosing.
+//!    database and one login role per service, and a streaming replica of it
+//!    in `.local/pg-replica` (made afresh with `pg_basebackup` each run),
+//!    where productinfo reads the catalog (`DATABASE_READ_URL`).
+//!    `DATABASE_URL` (an admin URL) uses a server you run instead (no
+//!    replica then); `PRODUCTINFO_DATABASE_URL` and friends give a service a
+//!    database of your choosing.
 //! 2. Ed25519 keys in `.local/keys`: one per issuing service; a local CA
 //!    and a certificate per service (and one for `shopctl` and grpcurl) in
 //!    `.local/tls`: every hop is mutual TLS unless `--plaintext`.
 //! 3. Every service as a child process of the real binaries next to
-//!    `shopctl`, migrations applied at start, productinfo twice to show
-//!    client-side balancing; all logs on one stream, prefixed by service.
+//!    `shopctl`, migrations applied at start, productinfo and order twice
+//!    each (client-side balancing; two order replicas share one database,
+//!    its watches and its release outbox); all logs on one stream,
+//!    prefixed by service.
 //! 4. Waits until every replica is SERVING, seeds the demo catalog, prints
 //!    addresses, tokens and ready-to-paste grpcurl commands.
 //! 5. Ctrl-C (or SIGTERM): services get SIGTERM and drain, then PostgreSQL
@@ -56,6 +61,15 @@ pub struct UpArgs {
     /// How many productinfo replicas to run.
     #[arg(long, default_value_t = 2)]
     pub productinfo_replicas: u16,
+
+    /// How many order replicas to run.
+    #[arg(long, default_value_t = 2)]
+    pub order_replicas: u16,
+
+    /// Do not start a read replica of the database (productinfo then reads
+    /// on the primary).
+    #[arg(long)]
+    pub no_read_replica: bool,
 
     /// Do not add the demo catalog.
     #[arg(long)]
@@ -112,6 +126,11 @@ pub async fn up(args: UpArgs) -> anyhow::Result<()> {
     let productinfo_db = database_url(&cluster, "productinfo").await?;
     let order_db = database_url(&cluster, "order").await?;
     let storefront_db = database_url(&cluster, "storefront").await?;
+    let replica = read_replica(&cluster, &args, &productinfo_db);
+    let productinfo_read_db = replica
+        .as_ref()
+        .map(|replica| replica.url_like(&productinfo_db, &cluster))
+        .unwrap_or_default();
 
     let keys = dir.join("keys");
     let (storefront_key, storefront_pub) = ensure_keypair(&keys, "storefront")?;
@@ -167,6 +186,7 @@ pub async fn up(args: UpArgs) -> anyhow::Result<()> {
                 port,
                 &[
                     ("DATABASE_URL", productinfo_db.as_str()),
+                    ("DATABASE_READ_URL", productinfo_read_db.as_str()),
                     ("TRUSTED_ISSUERS", productinfo_trusts.as_str()),
                     ("MIGRATE_ON_START", "true"),
                     ("DB_MAX_CONNECTIONS", "4"),
@@ -181,25 +201,32 @@ pub async fn up(args: UpArgs) -> anyhow::Result<()> {
         }
         // The order service balances over every productinfo replica.
         let catalog: Vec<String> = services.iter().map(|s| s.addr.to_string()).collect();
-        let order = spawn(
-            "order",
-            &order_bin,
-            &run_dir,
-            preferred_port(ORDER_PORT),
-            &[
-                ("DATABASE_URL", order_db.as_str()),
-                ("TRUSTED_ISSUERS", order_trusts.as_str()),
-                ("PRODUCTINFO_TARGET", catalog.join(",").as_str()),
-                ("SIGNING_KEY_FILE", order_key.to_str().unwrap_or_default()),
-                ("MIGRATE_ON_START", "true"),
-                ("DB_MAX_CONNECTIONS", "4"),
-            ],
-            &tls_env("order"),
-        )
-        .await?;
-        wait_serving(&order, "ecommerce.OrderManagement", tls.as_ref()).await?;
-        let order_addr = order.addr.to_string();
-        services.push(order);
+        let mut orders = Vec::new();
+        for replica in 1..=args.order_replicas {
+            let order = spawn(
+                &format!("order-{replica}"),
+                &order_bin,
+                &run_dir,
+                preferred_port(ORDER_PORT + replica - 1),
+                &[
+                    ("DATABASE_URL", order_db.as_str()),
+                    ("TRUSTED_ISSUERS", order_trusts.as_str()),
+                    ("PRODUCTINFO_TARGET", catalog.join(",").as_str()),
+                    ("SIGNING_KEY_FILE", order_key.to_str().unwrap_or_default()),
+                    ("MIGRATE_ON_START", "true"),
+                    ("DB_MAX_CONNECTIONS", "4"),
+                ],
+                &tls_env("order"),
+            )
+            .await?;
+            orders.push(order);
+        }
+        for order in &orders {
+            wait_serving(order, "ecommerce.OrderManagement", tls.as_ref()).await?;
+        }
+        // The storefront balances over every order replica.
+        let order_addrs: Vec<String> = orders.iter().map(|s| s.addr.to_string()).collect();
+        services.extend(orders);
         let storefront = spawn(
             "storefront",
             &storefront_bin,
@@ -209,7 +236,7 @@ pub async fn up(args: UpArgs) -> anyhow::Result<()> {
                 ("DATABASE_URL", storefront_db.as_str()),
                 ("TRUSTED_ISSUERS", storefront_trusts.as_str()),
                 ("PRODUCTINFO_TARGET", catalog.join(",").as_str()),
-                ("ORDER_TARGET", order_addr.as_str()),
+                ("ORDER_TARGET", order_addrs.join(",").as_str()),
                 (
                     "SIGNING_KEY_FILE",
                     storefront_key.to_str().unwrap_or_default(),
@@ -294,7 +321,10 @@ pub async fn up(args: UpArgs) -> anyhow::Result<()> {
     println!("shop: stopping services");
     stop_all(&mut services).await;
     println!("shop: stopping PostgreSQL (data kept in {})", dir.display());
-    tokio::task::block_in_place(|| drop(cluster));
+    tokio::task::block_in_place(|| {
+        drop(replica);
+        drop(cluster);
+    });
     outcome
 }
 
@@ -304,6 +334,26 @@ async fn database_url(cluster: &Cluster, name: &str) -> anyhow::Result<String> {
     match std::env::var(format!("{}_DATABASE_URL", name.to_uppercase())) {
         Ok(url) if !url.is_empty() => Ok(url),
         _ => Ok(cluster.ensure_database(name).await?),
+    }
+}
+
+/// A streaming replica of the private cluster for productinfo's reads,
+/// unless told not to, or the database is not the private cluster's. A
+/// replica that cannot be made is not fatal: reads then stay on the primary.
+fn read_replica(cluster: &Cluster, args: &UpArgs, productinfo_db: &str) -> Option<Cluster> {
+    let own_database = std::env::var("DATABASE_URL").is_err()
+        && std::env::var("PRODUCTINFO_DATABASE_URL").is_err()
+        && productinfo_db.contains(&format!(":{}/", cluster.port()));
+    if args.no_read_replica || !own_database {
+        return None;
+    }
+    println!("shop: starting a streaming replica of PostgreSQL (pg_basebackup) for catalog reads");
+    match tokio::task::block_in_place(|| cluster.replica()) {
+        Ok(replica) => Some(replica),
+        Err(e) => {
+            eprintln!("shop: no read replica ({e}); productinfo reads on the primary");
+            None
+        }
     }
 }
 

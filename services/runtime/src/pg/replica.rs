@@ -264,6 +264,9 @@ impl Reads {
             Ok(value) => Ok(Served { value, from }),
             Err(e) if from == Source::Replica && e.server_unusable() => {
                 self.replica_failed(&e);
+                if let Some(replica) = &self.replica {
+                    replica.on_primary.increment(1);
+                }
                 let value = read(self.primary.clone()).await?;
                 Ok(Served {
                     value,

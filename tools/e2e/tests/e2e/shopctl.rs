@@ -23,8 +23,9 @@ use shop_testkit::{
 
 use crate::shop::binary;
 
-/// The shop as `make up` runs it, on free ports and fresh databases, every
-/// hop mutual TLS.
+/// The shop much as `make up` runs it (one order replica and no read
+/// replica: those have tests of their own), on free ports and fresh
+/// databases, every hop mutual TLS.
 struct CliShop {
     productinfo: [Process; 2],
     order: Process,
