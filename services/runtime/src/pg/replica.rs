@@ -158,6 +158,8 @@ struct Replica {
     max_lag: Duration,
     /// Whether reads may go there now (answering, and within `max_lag`).
     usable: AtomicBool,
+    /// Whether it has been measured at all (the first failure is logged).
+    measured: AtomicBool,
     /// How far it had replayed when last asked.
     replayed: AtomicU64,
     /// Its lag when last measured, in milliseconds (`u64::MAX`: unknown).
@@ -191,6 +193,7 @@ impl Reads {
             db: replica,
             max_lag,
             usable: AtomicBool::new(false),
+            measured: AtomicBool::new(false),
             replayed: AtomicU64::new(0),
             lag_ms: AtomicU64::new(u64::MAX),
             samples: Mutex::new(VecDeque::with_capacity(SAMPLES)),
@@ -338,6 +341,7 @@ impl Replica {
     /// `Ok(None)` from a server that is not one (it has everything), `Err`
     /// when it did not answer.
     fn measured(&self, now: Instant, state: Result<Option<Lsn>, DbError>) {
+        let first = !self.measured.swap(true, Ordering::Relaxed);
         let (usable, replayed, lag) = match state {
             Ok(None) => (true, Lsn(u64::MAX), Some(Duration::ZERO)),
             Ok(Some(replayed)) => {
@@ -345,7 +349,7 @@ impl Replica {
                 (lag.is_some_and(|lag| lag <= self.max_lag), replayed, lag)
             }
             Err(e) => {
-                if self.usable.load(Ordering::Relaxed) {
+                if first || self.usable.load(Ordering::Relaxed) {
                     tracing::warn!(error = %crate::error::ErrorChain(&e), "read replica does not answer; reading on the primary");
                 }
                 (false, Lsn(0), None)
@@ -449,6 +453,7 @@ mod tests {
             db,
             max_lag,
             usable: AtomicBool::new(false),
+            measured: AtomicBool::new(false),
             replayed: AtomicU64::new(0),
             lag_ms: AtomicU64::new(u64::MAX),
             samples: Mutex::new(VecDeque::new()),
