@@ -33,8 +33,9 @@
 //!   So a restart shorter than the acquire timeout fails no read.
 //! - **Trouble.** When a database error says connections may be broken
 //!   (see [`DbError`](super::DbError)), connections kept before it are
-//!   pinged before their next use. The mark is process-wide: a service has
-//!   one database.
+//!   pinged before their next use. The mark is process-wide: trouble on a
+//!   read replica ([`Reads`](super::Reads)) costs the primary's kept
+//!   connections one ping each too, which is cheap and never wrong.
 
 use std::{
     cell::Cell,
