@@ -57,7 +57,9 @@ chart-lint: ## helm lint --strict of helm/shop with the defaults and every test 
 	@for v in "" deploy/checks/values/native-probes.yaml deploy/checks/values/external-db.yaml \
 	          deploy/checks/values/hpa-ingress.yaml deploy/checks/values/supplied-secrets.yaml \
 	          deploy/checks/values/mixed-secrets.yaml deploy/checks/values/cert-manager.yaml \
-	          deploy/checks/values/cert-manager-issuer.yaml deploy/checks/values/no-tls.yaml deploy/checks/values/faults.yaml k8s/chart-values.yaml; do \
+	          deploy/checks/values/cert-manager-issuer.yaml deploy/checks/values/no-tls.yaml deploy/checks/values/faults.yaml \
+	          deploy/checks/values/cloudnativepg.yaml deploy/checks/values/mixed-db.yaml \
+	          deploy/checks/values/external-db-read-url.yaml deploy/checks/values/external-db-read-secret.yaml k8s/chart-values.yaml; do \
 	  $(HELM) lint --strict helm/shop $${v:+-f $$v} | grep -v '^$$' || exit 1; done
 
 chart-test: ## Chart checks needing no Rust build: lint, render, schema, API validation, checkov, policy, secrets Job, k8s/ in sync

@@ -36,8 +36,20 @@ what it checks is this chart's own wiring:
              tls.certManager.enabled) carry the service's spiffe identity and
              DNS names, for server and client auth, issued by issuerRef or the
              chart's CA chain; without TLS none of this
+  databases  each service's database where its mode (database.mode, else
+             postgresql.mode) says: the embedded StatefulSet on a claim; or one
+             CloudNativePG Cluster (initdb: the service's database and owner,
+             nothing run as superuser, kept on uninstall) and nothing of the
+             embedded kind, the service and its migration connecting to -rw
+             with TLS verified (sslmode=verify-full, sslrootcert the Cluster's
+             -ca ca.crt, the password file the -app Secret's password, both
+             mounted read-only), productinfo reading from -ro
+             (DATABASE_READ_URL, DATABASE_READ_MAX_LAG) when it has replicas;
+             an external one's replica URL from its Secret; no password of
+             theirs in the secrets Job's plan
   hooks      one migration Job per service running `migrate`, with a backoffLimit,
-             as a hook exactly when it must be one; the secrets Job exactly when
+             as a hook exactly when it must be one (on a new CloudNativePG
+             Cluster retrying long enough for it to start); the secrets Job exactly when
              something is to be made, before the migrations, its Role no wider
              than its plan, the API token only in its kubectl containers; and
              every object a hook Job needs exists at that point (same hook and a
@@ -46,7 +58,11 @@ what it checks is this chart's own wiring:
              storefront->productinfo, order->productinfo, service and its
              migration -> its own PostgreSQL, the secrets Job -> the API server,
              DNS, metrics from the monitoring namespace, storefront HTTP from the
-             allowed peers; nothing else (the health-only port: nobody)
+             allowed peers; with CloudNativePG: the operator (its namespace and
+             labels, no other pod) -> the Cluster's instances on 8000 and 5432,
+             instances -> each other (5432, 8000), DNS and the API server,
+             metrics -> 9187, and no other service's pods -> them; nothing else
+             (the health-only port: nobody)
 """
 
 from __future__ import annotations
@@ -57,6 +73,7 @@ import ipaddress
 import json
 import re
 import sys
+import urllib.parse
 from pathlib import Path
 
 import yaml
@@ -103,6 +120,13 @@ def seconds(d: str) -> float:
         raise ValueError(f"not a duration: {d}")
     n, unit = int(m.group(1)), m.group(2)
     return n / 1000 if unit == "ms" else n * {"s": 1, "m": 60, "h": 3600}[unit]
+
+
+def db_mode(values: dict, svc: str) -> str:
+    """A service's database mode: its database.mode, else postgresql.mode
+    ("internal" is the old name of "embedded")."""
+    mode = values[svc]["database"]["mode"] or values["postgresql"]["mode"]
+    return "embedded" if mode == "internal" else mode
 
 
 def labels_of(doc: dict) -> dict:
@@ -490,16 +514,35 @@ def check_migrations(docs: list[dict], values: dict, svc: str, mode: str) -> Non
         fail(f"{what}: runs {c.get('command')} {c.get('args')}, not /usr/local/bin/{svc} migrate")
     if not isinstance(job["spec"].get("backoffLimit"), int):
         fail(f"{what}: no backoffLimit")
-    internal = values[svc]["database"]["mode"] == "internal"
+    in_cluster = db_mode(values, svc) in ("embedded", "cloudnativepg")
     hooks, _ = hook_of(job)
-    if internal and mode == "install":
+    if in_cluster and mode == "install":
         want = set()  # an ordinary resource, created with the database
-    elif internal:
+    elif in_cluster:
         want = {"pre-upgrade"}
     else:
         want = {"pre-install", "pre-upgrade"}
     if hooks != want:
         fail(f"{what}: hooks {sorted(hooks) or 'none'}, want {sorted(want) or 'none'}")
+    limits = values["migration"]
+    if db_mode(values, svc) == "cloudnativepg" and mode == "install":
+        # A new Cluster takes minutes to its first primary: the Job must keep
+        # trying (each try waits 60 s) for several times that, within its deadline.
+        limits = values["migration"]["cloudnativepgInstall"]
+        span = retry_span(job["spec"]["backoffLimit"])
+        if span < 600 or job["spec"].get("activeDeadlineSeconds", 0) <= span:
+            fail(f"{what}: backoffLimit {job['spec']['backoffLimit']} waits {span} s for a new Cluster "
+                 f"(want at least 600) within activeDeadlineSeconds {job['spec'].get('activeDeadlineSeconds')}")
+    got = (job["spec"]["backoffLimit"], job["spec"].get("activeDeadlineSeconds"))
+    if got != (limits["backoffLimit"], limits["activeDeadlineSeconds"]):
+        fail(f"{what}: backoffLimit/activeDeadlineSeconds {got}, want {(limits['backoffLimit'], limits['activeDeadlineSeconds'])}")
+
+
+def retry_span(backoff_limit: int, per_try: int = 60) -> int:
+    """Seconds from a Job's start to the end of its last try when every try
+    fails after `per_try` s: the Job controller waits 10 s, 20 s, 40 s, ...
+    (at most 6 minutes) before each retry."""
+    return (backoff_limit + 1) * per_try + sum(min(10 * 2**i, 360) for i in range(backoff_limit))
 
 
 def check_secrets_job(docs: list[dict], extra: list[dict], fullname: str) -> None:
@@ -586,6 +629,12 @@ def check_hook_needs(docs: list[dict], extra: list[dict], mode: str) -> None:
             needed += [("RoleBinding", binding["metadata"]["name"]), ("Role", binding["roleRef"]["name"])]
         for kind, name in needed:
             obj = rendered.find(docs, kind, name)
+            if obj is None and kind == "Secret" and rendered.operator_made(docs, name):
+                # The CloudNativePG operator makes it once the Cluster, an
+                # ordinary object, exists: from the release being upgraded.
+                if mode == "install":
+                    fail(f"{what}: needs Secret {name}, which the operator makes only after the Cluster, created after this pre-install hook")
+                continue
             if obj is None:
                 made = rendered.find(extra, kind, name)
                 if made is None:
@@ -624,13 +673,21 @@ def check_network(docs: list[dict], values: dict, fullname: str) -> None:
             pods[component(d)] = netpol.pod(d["metadata"]["name"], NS, labels_of(d), ports)
     grpc, metrics, http, health = (values["ports"][k] for k in ("grpc", "metrics", "http", "health"))
     allowed = {("storefront", "order", grpc), ("storefront", "productinfo", grpc), ("order", "productinfo", grpc)}
+    instances: dict[str, list[str]] = {}  # service -> its Cluster's instance pods
     for svc in SERVICES:
-        if values[svc]["database"]["mode"] == "internal":
+        if db_mode(values, svc) == "embedded":
             allowed |= {(svc, f"{svc}-postgresql", 5432), (f"{svc}-migrate", f"{svc}-postgresql", 5432)}
+        if db_mode(values, svc) == "cloudnativepg":
+            cluster = rendered.find(docs, "Cluster", f"{fullname}-{svc}-db")
+            instances[svc] = cnpg_instances(pods, cluster, svc) if cluster else []
+    for svc, own in instances.items():
+        for i in own:
+            allowed |= {(svc, i, 5432), (f"{svc}-migrate", i, 5432)}
+            allowed |= {(i, j, port) for j in own for port in (5432, 8000)}
     for src in pods:
         for dst in pods:
             # The health-only port is in no rule: only the kubelet probes it, from the node.
-            for port in sorted({grpc, metrics, http, health, 5432}):
+            for port in sorted({grpc, metrics, http, health, 5432, CNPG_STATUS, CNPG_METRICS}):
                 got = netpol.connects(policies, pods[src], pods[dst], port)
                 if got != ((src, dst, port) in allowed):
                     fail(f"network: {src} -> {dst}:{port} is {'allowed' if got else 'denied'}, want {'allowed' if not got else 'denied'}")
@@ -642,27 +699,30 @@ def check_network(docs: list[dict], values: dict, fullname: str) -> None:
     internet = netpol.outside("internet", "203.0.113.7")
     api_server = netpol.outside("kube-apiserver", "10.0.0.1")
     api_cidrs = [p["ipBlock"]["cidr"] for p in values["networkPolicy"]["apiServer"] if "ipBlock" in p]
+    api_clients = {"secrets"} | {i for own in instances.values() for i in own}
     for comp, p in pods.items():
         if not netpol.connects(policies, p, dns, 53, "UDP") or not netpol.connects(policies, p, dns, 53, "TCP"):
             fail(f"network: {comp} cannot reach cluster DNS")
         svc = comp.removesuffix("-migrate")
-        db = values[svc]["database"] if svc in SERVICES else {"mode": "internal"}
-        for port in (443, 80, 5432, 6432, 6443, grpc):
+        external = svc in SERVICES and db_mode(values, svc) == "external"
+        for port in (443, 80, 5432, 6432, 6443, grpc, CNPG_STATUS):
             # An external database's address range is open on its port, the
-            # API server's to the secrets Job on its ports, and nothing else.
+            # API server's to the secrets Job and the Clusters' instances on
+            # its ports, and nothing else.
             ip = ipaddress.ip_address(internet.ip)
+            db = values[svc]["database"] if external else {}
             want = (
-                db["mode"] == "external"
+                external
                 and port == db["external"]["port"]
                 and ip in ipaddress.ip_network(db["external"]["cidr"])
-            ) or (comp == "secrets" and port in values["networkPolicy"]["apiServerPorts"] and any(ip in ipaddress.ip_network(c) for c in api_cidrs))
+            ) or (comp in api_clients and port in values["networkPolicy"]["apiServerPorts"] and any(ip in ipaddress.ip_network(c) for c in api_cidrs))
             if netpol.connects(policies, p, internet, port) != want:
                 fail(f"network: {comp} {'may not' if want else 'may'} reach 203.0.113.7:{port}")
         for port in values["networkPolicy"]["apiServerPorts"]:
-            if comp == "secrets" and api_cidrs and not netpol.connects(policies, p, api_server, port):
-                fail(f"network: the secrets Job cannot reach the API server on {port}")
+            if comp in api_clients and api_cidrs and not netpol.connects(policies, p, api_server, port):
+                fail(f"network: {comp} cannot reach the API server on {port}")
         for outsider in (stranger, monitoring, ingress_nginx):
-            for port in (grpc, health, 5432):
+            for port in (grpc, health, 5432, CNPG_STATUS):
                 if netpol.connects(policies, outsider, p, port):
                     fail(f"network: {outsider.namespace}/{outsider.name} may reach {comp}:{port}")
     for svc in SERVICES:
@@ -672,7 +732,7 @@ def check_network(docs: list[dict], values: dict, fullname: str) -> None:
         if netpol.connects(policies, stranger, p, metrics):
             fail(f"network: default/stranger may scrape {svc}:{metrics}")
         db = values[svc]["database"]
-        if db["mode"] == "external":
+        if db_mode(values, svc) == "external":
             host = netpol.outside("database", db["external"]["cidr"].split("/")[0])
             for who in (svc, f"{svc}-migrate"):
                 if not netpol.connects(policies, pods[who], host, db["external"]["port"]):
@@ -681,12 +741,187 @@ def check_network(docs: list[dict], values: dict, fullname: str) -> None:
             collector = netpol.pod("collector", "observability", {"app": "otel-collector"}, [("otlp", 4317, "TCP")])
             if not netpol.connects(policies, p, collector, 4317):
                 fail(f"network: {svc} cannot reach the OTLP collector")
+    check_cnpg_network(policies, values, pods, instances, monitoring, stranger)
     front = pods["storefront"]
     open_to = values["networkPolicy"]["storefrontHttpFrom"]
     if not netpol.connects(policies, ingress_nginx, front, http):
         fail("network: the ingress controller cannot reach the storefront's HTTP port")
     if netpol.connects(policies, stranger, front, http) != (not open_to):
         fail(f"network: default/stranger {'may' if open_to else 'may not'} reach the storefront's HTTP port")
+
+
+# ------------------------------------------------------------------ databases
+
+CNPG_STATUS, CNPG_METRICS = 8000, 9187  # an instance manager's status port, its metrics
+
+
+def mounted_file(pod: dict, container: dict, path: str) -> tuple[str, str] | None:
+    """(Secret, key) whose content the file `path` of `container` is: a key of
+    a Secret volume, or of a projected volume's Secret source, mounted
+    read-only as a directory (no subPath, so that a renewed file arrives).
+    None for anything else."""
+    directory, _, name = path.rpartition("/")
+    mounts = [m for m in container.get("volumeMounts") or [] if m["mountPath"].rstrip("/") == directory]
+    if len(mounts) != 1 or "subPath" in mounts[0] or not mounts[0].get("readOnly"):
+        return None
+    vol = next((v for v in pod["spec"].get("volumes") or [] if v["name"] == mounts[0]["name"]), {})
+    if "secret" in vol:
+        sources = [{"name": vol["secret"]["secretName"], "items": vol["secret"].get("items")}]
+    else:
+        sources = [src["secret"] for src in (vol.get("projected") or {}).get("sources") or [] if "secret" in src]
+    for src in sources:
+        for item in src.get("items") or []:
+            if item["path"] == name:
+                return src["name"], item["key"]
+    return None
+
+
+def check_cnpg_url(what: str, var: str, url: str, pod: dict, c: dict, want: dict) -> None:
+    """A URL of a Cluster's Service: the owner at <cluster>-rw or -ro:5432,
+    its database, no password in it, TLS verified against the file of the
+    Cluster's CA."""
+    u = urllib.parse.urlsplit(url)
+    query = dict(urllib.parse.parse_qsl(u.query))
+    got = {"scheme": u.scheme in ("postgres", "postgresql"), "user": u.username, "password": u.password,
+           "host": u.hostname, "port": u.port, "database": u.path.lstrip("/")}
+    expect = {"scheme": True, "user": want["user"], "password": None, "host": want["host"], "port": 5432, "database": want["database"]}
+    if got != expect:
+        fail(f"{what}: {var} {url!r}: {got}, want {expect}")
+    if query.get("sslmode") != "verify-full":
+        fail(f"{what}: {var} has sslmode {query.get('sslmode')!r}, want verify-full (the Cluster's CA and its Service's name)")
+    ca = mounted_file(pod, c, query.get("sslrootcert", ""))
+    if ca != (f"{want['cluster']}-ca", "ca.crt"):
+        fail(f"{what}: {var}'s sslrootcert {query.get('sslrootcert')!r} is {ca or 'no file of a read-only Secret volume'}, want key ca.crt of Secret {want['cluster']}-ca")
+
+
+def check_database(docs: list[dict], values: dict, svc: str, fullname: str) -> None:
+    """The service's database where its mode says (see the module's
+    "databases"); the Deployment's and the migration Job's environment."""
+    mode = db_mode(values, svc)
+    v = values[svc]
+    cluster = f"{fullname}-{svc}-db"
+    found = rendered.find(docs, "Cluster", cluster)
+    dep = rendered.find(docs, "Deployment", f"{fullname}-{svc}")
+    jobs = jobs_of(docs, f"{svc}-migrate")
+    runs = []
+    for obj in ([dep] if dep else []) + jobs[:1]:
+        pod = rendered.pod_template(obj)
+        c = pod["spec"]["containers"][0]
+        try:
+            runs.append((obj, pod, c, rendered.container_view(docs, pod, c).env))
+        except rendered.Missing:
+            continue  # check_pod says what is missing
+    for obj, pod, c, env in runs:
+        if obj["kind"] == "Job" and {"DATABASE_READ_URL", "DATABASE_READ_MAX_LAG"} & env.keys():
+            fail(f"Job {obj['metadata']['name']}: `migrate` only writes, yet gets a read replica")
+    dep_env = next((env for obj, _, _, env in runs if obj is dep), None)
+    replicas = v.get("readReplicas") or {"enabled": False}
+    if mode != "cloudnativepg":
+        if found is not None:
+            fail(f"{svc}: database mode {mode}, yet Cluster {cluster} is rendered")
+        ext = v["database"]["external"]
+        read = ext.get("readUrlKey") if ext["existingSecret"] else ext.get("readUrl")
+        want_read = mode == "external" and replicas["enabled"] and bool(read)
+        if dep_env is not None and want_read != ("DATABASE_READ_URL" in dep_env):
+            fail(f"Deployment {fullname}-{svc}: DATABASE_READ_URL {'missing' if want_read else 'set'} (database mode {mode})")
+        elif dep_env is not None and want_read:
+            if not ext["existingSecret"] and dep_env["DATABASE_READ_URL"] != ext["readUrl"]:
+                fail(f"Deployment {fullname}-{svc}: DATABASE_READ_URL is not database.external.readUrl")
+            if dep_env.get("DATABASE_READ_MAX_LAG") != replicas["maxLag"]:
+                fail(f"Deployment {fullname}-{svc}: DATABASE_READ_MAX_LAG {dep_env.get('DATABASE_READ_MAX_LAG')!r}, want {replicas['maxLag']!r}")
+        return
+
+    cnpg = values["postgresql"]["cloudnativepg"]
+    internal = v["database"]["internal"]
+    if found is None:
+        fail(f"{svc}: database mode cloudnativepg, but no Cluster {cluster}")
+        return
+    what = f"Cluster {cluster}"
+    spec = found["spec"]
+    if spec.get("instances") != cnpg["instances"]:
+        fail(f"{what}: instances {spec.get('instances')}, want {cnpg['instances']}")
+    # initdb makes the database and its owner, nothing else: the schema is the
+    # migrations' (pg_trgm is trusted: the owner creates it), nothing runs as superuser.
+    initdb = (spec.get("bootstrap") or {}).get("initdb")
+    if initdb != {"database": internal["database"], "owner": internal["user"]} or set(spec["bootstrap"]) != {"initdb"}:
+        fail(f"{what}: bootstrap {spec.get('bootstrap')}, want initdb of database {internal['database']!r} owned by {internal['user']!r} and nothing else")
+    if spec.get("enableSuperuserAccess"):
+        fail(f"{what}: superuser access over the network is on")
+    if (spec.get("storage") or {}).get("size") != str(cnpg["storage"]["size"]):
+        fail(f"{what}: storage {spec.get('storage')}, want size {cnpg['storage']['size']}")
+    if (found["metadata"].get("annotations") or {}).get("helm.sh/resource-policy") != "keep":
+        fail(f"{what}: not kept on uninstall (deleting a Cluster deletes its volumes)")
+    if hook_of(found)[0]:
+        fail(f"{what}: is a hook")
+    for kind, name in (("StatefulSet", f"{fullname}-{svc}-postgresql"), ("Service", f"{fullname}-{svc}-postgresql"),
+                       ("Service", f"{fullname}-{svc}-postgresql-hl"), ("ServiceAccount", f"{fullname}-{svc}-postgresql"),
+                       ("Secret", f"{fullname}-{svc}-db")):
+        if rendered.find(docs, kind, name) is not None:
+            fail(f"{svc}: on CloudNativePG, yet {kind} {name} of the embedded database exists")
+    plan = rendered.find(docs, "ConfigMap", f"{fullname}-secrets")
+    for line in ((plan or {}).get("data") or {}).get("plan", "").splitlines():
+        if any(n in line.split() for n in (f"{fullname}-{svc}-db", f"{cluster}-app")):
+            fail(f"{svc}: the secrets Job makes {line!r}, but the operator makes a Cluster's credentials")
+    np = rendered.find(docs, "NetworkPolicy", cluster)
+    if np is None or np["spec"]["podSelector"] != {"matchLabels": {"cnpg.io/cluster": cluster}}:
+        fail(f"{what}: no NetworkPolicy {cluster} selecting its pods (cnpg.io/cluster)")
+    for obj, pod, c, env in runs:
+        who = f"{obj['kind']} {obj['metadata']['name']}"
+        want = {"cluster": cluster, "user": internal["user"], "database": internal["database"]}
+        check_cnpg_url(who, "DATABASE_URL", env.get("DATABASE_URL", ""), pod, c, {**want, "host": f"{cluster}-rw"})
+        pw = mounted_file(pod, c, env.get("DATABASE_PASSWORD_FILE", ""))
+        if pw != (f"{cluster}-app", "password"):
+            fail(f"{who}: DATABASE_PASSWORD_FILE is {pw or 'no file of a read-only Secret volume'}, want key password of Secret {cluster}-app")
+        if obj is dep:
+            want_read = replicas["enabled"] and cnpg["instances"] > 1
+            if want_read != ("DATABASE_READ_URL" in env):
+                fail(f"{who}: DATABASE_READ_URL {'missing' if want_read else 'set'} ({cnpg['instances']} instances, readReplicas {replicas})")
+            elif want_read:
+                check_cnpg_url(who, "DATABASE_READ_URL", env["DATABASE_READ_URL"], pod, c, {**want, "host": f"{cluster}-ro"})
+                if env.get("DATABASE_READ_MAX_LAG") != replicas["maxLag"]:
+                    fail(f"{who}: DATABASE_READ_MAX_LAG {env.get('DATABASE_READ_MAX_LAG')!r}, want {replicas['maxLag']!r}")
+
+
+def cnpg_instances(pods: dict, cluster: dict, svc: str) -> list[str]:
+    """Two instance pods of a Cluster as the operator labels them, added to
+    `pods`: the primary, and a replica that also carries the Cluster's own
+    labels (the release's), as pods do when the operator is set to pass
+    them on (its INHERITED_LABELS): the policies must hold either way."""
+    name = cluster["metadata"]["name"]
+    ports = [("postgresql", 5432, "TCP"), ("metrics", CNPG_METRICS, "TCP"), ("status", CNPG_STATUS, "TCP")]
+    base = {"cnpg.io/cluster": name, "cnpg.io/podRole": "instance"}
+    primary = {**base, "cnpg.io/instanceName": f"{name}-1", "cnpg.io/instanceRole": "primary", "role": "primary"}
+    replica = {**(cluster["metadata"].get("labels") or {}), **base, "cnpg.io/instanceName": f"{name}-2",
+               "cnpg.io/instanceRole": "replica", "role": "replica"}
+    pods[f"{svc}-db-1"] = netpol.pod(f"{name}-1", NS, primary, ports)
+    pods[f"{svc}-db-2"] = netpol.pod(f"{name}-2", NS, replica, ports)
+    return [f"{svc}-db-1", f"{svc}-db-2"]
+
+
+def check_cnpg_network(policies: list[dict], values: dict, pods: dict, instances: dict, monitoring, stranger) -> None:
+    """Who reaches a Cluster's instances from outside the release: the
+    operator (its namespace and labels, both) on 8000 and 5432, the metrics
+    scrapers on 9187; no look-alike of the operator, no stranger."""
+    if not instances:
+        return
+    cnpg = values["postgresql"]["cloudnativepg"]
+    ns = cnpg["operatorNamespace"]
+    operator = netpol.pod("cnpg-controller-manager", ns, cnpg["operatorPodLabels"])
+    look_alikes = (netpol.pod("look-alike", "default" if ns != "default" else "other", cnpg["operatorPodLabels"]),
+                   netpol.pod("neighbour", ns, {"app.kubernetes.io/name": "something-else"}))
+    open_metrics = not values["networkPolicy"]["metricsFrom"]
+    for own in instances.values():
+        for i in own:
+            for port in (CNPG_STATUS, 5432):
+                if not netpol.connects(policies, operator, pods[i], port):
+                    fail(f"network: the CloudNativePG operator ({ns}, {cnpg['operatorPodLabels']}) cannot reach {i}:{port}")
+                for other in look_alikes:
+                    if netpol.connects(policies, other, pods[i], port):
+                        fail(f"network: {other.namespace}/{other.name}, not the operator, may reach {i}:{port}")
+            if not netpol.connects(policies, monitoring, pods[i], CNPG_METRICS):
+                fail(f"network: monitoring cannot scrape {i}:{CNPG_METRICS}")
+            if netpol.connects(policies, stranger, pods[i], CNPG_METRICS) != open_metrics:
+                fail(f"network: default/stranger {'may not' if open_metrics else 'may'} scrape {i}:{CNPG_METRICS}")
 
 
 # ------------------------------------------------------------------ main
@@ -716,12 +951,17 @@ def main() -> int:
     for svc in SERVICES:
         check_service(docs_all, values, svc, fullname)
         check_migrations(docs, values, svc, args.mode)
-        internal = values[svc]["database"]["mode"] == "internal"
+        embedded = db_mode(values, svc) == "embedded"
         sts = rendered.find(docs, "StatefulSet", f"{fullname}-{svc}-postgresql")
-        if internal != (sts is not None):
-            fail(f"{svc}: database mode {values[svc]['database']['mode']} but StatefulSet {'missing' if internal else 'rendered'}")
+        if embedded != (sts is not None):
+            fail(f"{svc}: database mode {db_mode(values, svc)} but StatefulSet {'missing' if embedded else 'rendered'}")
+        check_database(docs_all, values, svc, fullname)
         if sts is not None and not sts["spec"].get("volumeClaimTemplates"):
             fail(f"StatefulSet {fullname}-{svc}-postgresql keeps its data on no PersistentVolumeClaim")
+    clusters = rendered.cnpg_clusters(docs)
+    want = sorted(f"{fullname}-{svc}-db" for svc in SERVICES if db_mode(values, svc) == "cloudnativepg")
+    if sorted(c["metadata"]["name"] for c in clusters) != want:
+        fail(f"CloudNativePG Clusters {sorted(c['metadata']['name'] for c in clusters)}, want exactly {want}")
     check_faults_configmap(docs, values, fullname)
     check_certificates(docs, values, fullname)
     check_secrets_job(docs, extra, fullname)

@@ -4,9 +4,10 @@
 # The real binaries ($BIN_DIR, default target/debug) accept exactly the
 # command, arguments, environment and mounted files that every rendering of
 # the chart and the kustomize build of k8s/ give each service (with the keys
-# and passwords its secrets Job made, render-all.sh, and in each TLS Secret
-# the certificates `shopctl certs` makes for namespace "shop"), and refuse
-# deliberately broken ones (check_config.py says how).
+# and passwords its secrets Job made, render-all.sh, in each TLS Secret the
+# certificates `shopctl certs` makes for namespace "shop", and a CloudNativePG
+# Cluster's password and CA files as its operator makes them, the CA a real
+# certificate), and refuse deliberately broken ones (check_config.py says how).
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 export PYTHONDONTWRITEBYTECODE=1   # no __pycache__ in the work tree

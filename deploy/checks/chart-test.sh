@@ -13,8 +13,9 @@
 #   4. values.schema.json rejects each file in values/bad/, for the reason
 #      named in its first line
 #   5. every rendered object is valid, strictly, against the API schemas of
-#      Kubernetes 1.29 to 1.37, and cert-manager's objects against
-#      cert-manager-v1.schema.json                           (validate.py)
+#      Kubernetes 1.29 to 1.37, cert-manager's objects against
+#      cert-manager-v1.schema.json and CloudNativePG's Clusters against
+#      cnpg-cluster-v1.schema.json                           (validate.py)
 #   6. checkov over every rendering, with the skips of checkov-skips.yaml,
 #      and a deliberately insecure control it must catch  (checkov_scan.py)
 #   7. the chart's own wiring and the NetworkPolicy reachability matrix on
@@ -45,7 +46,8 @@ flags() { # -f/--objects flags of a VALUES and an OBJECTS list
 
 step "1. helm lint --strict"
 for values in "" $V/native-probes.yaml $V/external-db.yaml $V/hpa-ingress.yaml $V/supplied-secrets.yaml $V/mixed-secrets.yaml \
-              $V/cert-manager.yaml $V/cert-manager-issuer.yaml $V/no-tls.yaml $V/faults.yaml $V/kube-play.yaml k8s/chart-values.yaml; do
+              $V/cert-manager.yaml $V/cert-manager-issuer.yaml $V/no-tls.yaml $V/faults.yaml $V/kube-play.yaml \
+              $V/cloudnativepg.yaml $V/mixed-db.yaml $V/external-db-read-url.yaml $V/external-db-read-secret.yaml k8s/chart-values.yaml; do
   if out=$("$HELM" lint --strict helm/shop ${values:+-f "$values"} 2>&1); then
     echo "  ok   helm lint --strict ${values:-(defaults)}"; result 0
   else

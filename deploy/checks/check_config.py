@@ -21,12 +21,17 @@ refuses a malformed one, but takes a missing one for no flags. With
 --tls-certs, each service's TLS Secret (tls.crt, tls.key, ca.crt, wherever
 its volume mounts them) holds what `shopctl certs --dir DIR` wrote for that
 service: real certificates of the services' CA, whether the rendering
-expects the admin's Secret or cert-manager's.
+expects the admin's Secret or cert-manager's. A CloudNativePG Cluster's
+Secrets, which its operator makes, are there as rendered.cnpg_secrets makes
+them: the -app Secret's password file and, in the -ca Secret, a real CA
+certificate (with --tls-certs, the services' CA stands in for the Cluster's)
+that DATABASE_URL's sslrootcert names.
 
 Then, so that this check can fail, each service is run again with its
 environment broken on purpose (a trusted issuer's key file missing, a key
 file that is not a key, the password file missing, a database URL that is not
-a URL, a duration that is not one, a fault flag of the service with a rate
+a URL, a read replica's URL that is not one or a lag that is no duration, a
+duration that is not one, a fault flag of the service with a rate
 past 1; with TLS: the certificate or CA file missing, a key file that is not
 a key, a certificate without its key, a client-auth mode or reload interval
 the services do not know, a health listener address that is not one), and
@@ -79,6 +84,9 @@ def breakages(svc: str, env: dict[str, str], root: Path) -> list[tuple[str, dict
     if "DATABASE_PASSWORD_FILE" in env:
         out.append(("the database password file is missing", {**env, "DATABASE_PASSWORD_FILE": env["DATABASE_PASSWORD_FILE"] + ".missing"}))
     out.append(("the database URL is not a URL", {**env, "DATABASE_URL": "not a url"}))
+    if "DATABASE_READ_URL" in env:
+        out.append(("the read replica's URL is not a URL", {**env, "DATABASE_READ_URL": "not a url"}))
+        out.append(("the read replica's maximum lag is not a duration", {**env, "DATABASE_READ_MAX_LAG": "a while"}))
     out.append(("the shutdown grace is not a duration", {**env, "SHUTDOWN_GRACE": "soon"}))
     if "TLS_CERT_FILE" in env:
         garbage = root / "not-a-tls-key.pem"
@@ -116,6 +124,7 @@ def main() -> int:
         if args.tls_certs:
             # Found before any other Secret of the same name: the certificates shopctl made.
             docs = tls_secrets.secrets_for(docs, args.tls_certs) + docs
+            docs = rendered.cnpg_secrets(docs, (args.tls_certs / "ca.pem").read_bytes()) + docs
         deployments = {
             d["metadata"]["labels"]["app.kubernetes.io/component"]: d
             for d in docs

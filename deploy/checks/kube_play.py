@@ -255,7 +255,7 @@ def run(args: argparse.Namespace, workdir: Path, played: list[str]) -> None:
     for svc in services:
         sts = rendered.find(docs, "StatefulSet", f"{fullname}-{svc}-postgresql")
         if sts is None:
-            bad(f"{svc}: no in-cluster PostgreSQL in the manifests (kube-play.yaml expects database.mode internal)")
+            bad(f"{svc}: no in-cluster PostgreSQL in the manifests (kube-play.yaml expects the embedded database mode)")
             continue
         name = play(workdir, configmaps, as_pod(sts, {}, workdir))
         played.append(name)

@@ -36,6 +36,10 @@ COMBOS=(
   "no-tls|$V/no-tls.yaml|"
   "no-tls-native-probes|$V/no-tls.yaml,$V/native-probes.yaml|"
   "faults|$V/faults.yaml|"
+  "cloudnativepg|$V/cloudnativepg.yaml|"
+  "mixed-db|$V/mixed-db.yaml|"
+  "external-db-read-url|$V/external-db-read-url.yaml|$V/external-db.objects.yaml"
+  "external-db-read-secret|$V/external-db-read-secret.yaml|$V/external-db-read-secret.objects.yaml"
 )
 fail=0
 # The admin's TLS certificates (CA, and per service <service>.pem and

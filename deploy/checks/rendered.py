@@ -8,7 +8,10 @@ projected volumes with their `items`); `materialise` writes those files under
 a directory so that a real program can run with them. A Secret that a
 rendered cert-manager Certificate names (spec.secretName) exists as
 cert-manager writes it: tls.crt, tls.key and ca.crt, with placeholder PEM
-content (`issued`).
+content (`issued`); the Secrets the CloudNativePG operator makes for a
+rendered Cluster exist as it writes them: <cluster>-app with the owner's
+credentials and <cluster>-ca with the CA of the servers' certificates
+(`operator_made`, placeholder password and PEM, or a real CA given).
 """
 
 from __future__ import annotations
@@ -116,13 +119,58 @@ def issued(docs: list[dict], name: str) -> dict | None:
     return None
 
 
+def cnpg_clusters(docs: list[dict]) -> list[dict]:
+    """The rendered CloudNativePG Clusters."""
+    return [d for d in docs if d.get("kind") == "Cluster" and str(d.get("apiVersion", "")).startswith("postgresql.cnpg.io/")]
+
+
+def cnpg_secrets(docs: list[dict], ca_pem: bytes | None = None) -> list[dict]:
+    """The Secrets the CloudNativePG operator makes for each rendered Cluster,
+    with the keys it writes: <cluster>-app (kubernetes.io/basic-auth: the
+    owner of the initdb database, a password, the -rw Service, a URI, a
+    pgpass line, ...) and <cluster>-ca (ca.crt, ca.key: the CA of the
+    servers' certificates). `ca_pem`: a real CA certificate for ca.crt, else
+    a placeholder PEM."""
+    out = []
+    for d in cnpg_clusters(docs):
+        cluster = d["metadata"]["name"]
+        initdb = ((d["spec"].get("bootstrap") or {}).get("initdb")) or {}
+        db = initdb.get("database", "app")
+        owner = initdb.get("owner", db)
+        password = f"made-by-the-operator-for-{cluster}"
+        host = f"{cluster}-rw"
+        pem = "-----BEGIN {0}-----\n(made by the CloudNativePG operator for Cluster {1})\n-----END {0}-----\n"
+        out.append({
+            "apiVersion": "v1", "kind": "Secret",
+            "metadata": {"name": f"{cluster}-app", "labels": {"cnpg.io/cluster": cluster}},
+            "type": "kubernetes.io/basic-auth",
+            "stringData": {"username": owner, "password": password, "dbname": db, "host": host, "port": "5432",
+                           "uri": f"postgresql://{owner}:{password}@{host}:5432/{db}",
+                           "jdbc-uri": f"jdbc:postgresql://{host}:5432/{db}?password={password}&user={owner}",
+                           "pgpass": f"{host}:5432:{db}:{owner}:{password}\n"},
+        })
+        out.append({
+            "apiVersion": "v1", "kind": "Secret",
+            "metadata": {"name": f"{cluster}-ca", "labels": {"cnpg.io/cluster": cluster}},
+            "type": "Opaque",
+            "stringData": {"ca.crt": ca_pem.decode() if ca_pem else pem.format("CERTIFICATE", cluster),
+                           "ca.key": pem.format("EC PRIVATE KEY", cluster)},
+        })
+    return out
+
+
+def operator_made(docs: list[dict], name: str) -> dict | None:
+    """The Secret `name` the CloudNativePG operator makes for a rendered Cluster, or None."""
+    return find(cnpg_secrets(docs), "Secret", name)
+
+
 def secret(docs: list[dict], name: str) -> dict | None:
-    """A Secret the manifests hold, or one a rendered Certificate makes."""
-    return find(docs, "Secret", name) or issued(docs, name)
+    """A Secret the manifests hold, or one a rendered Certificate or Cluster makes."""
+    return find(docs, "Secret", name) or issued(docs, name) or operator_made(docs, name)
 
 
 def _source(docs: list[dict], kind: str, name: str, optional: bool) -> dict[str, bytes]:
-    obj = find(docs, kind, name) or find(CLUSTER_OBJECTS, kind, name) or (issued(docs, name) if kind == "Secret" else None)
+    obj = find(docs, kind, name) or find(CLUSTER_OBJECTS, kind, name) or (secret(docs, name) if kind == "Secret" else None)
     if obj is None:
         if optional:
             return {}

@@ -10,10 +10,15 @@ an object whose kind/apiVersion has no schema in a version is an error too
 (e.g. an API that version does not serve). kubernetes-validate knows no
 custom resources: cert-manager's (cert-manager.io/v1 Certificate, Issuer,
 ClusterIssuer) are checked against cert-manager-v1.schema.json instead, written
-from cert-manager's CRDs, the same for every Kubernetes version; any other
-custom resource is an error. What it cannot see: anything the API server
-checks beyond the schema (immutable fields, admission, name uniqueness, quota,
-a CRD's webhook) and anything about how the objects behave.
+from cert-manager's CRDs, and CloudNativePG's Cluster (postgresql.cnpg.io/v1)
+against cnpg-cluster-v1.schema.json, written from its CRD and API reference
+(with the few rules of its admission webhook that concern what the chart
+fills); both the same for every Kubernetes version. Any other custom resource
+is an error. Copies of a valid Certificate and of a valid Cluster, each broken
+on purpose, must fail their schema. What it cannot see: anything the API
+server checks beyond the schema (immutable fields, admission, name
+uniqueness, quota, the rest of a CRD's webhook) and anything about how the
+objects behave.
 """
 
 from __future__ import annotations
@@ -30,6 +35,7 @@ import yaml
 
 CERT_MANAGER = jsonschema.Draft7Validator(json.loads((Path(__file__).resolve().parent / "cert-manager-v1.schema.json").read_text()))
 CERT_MANAGER_KINDS = {"Certificate": "Certificate", "Issuer": "Issuer", "ClusterIssuer": "Issuer"}
+CNPG = jsonschema.Draft7Validator(json.loads((Path(__file__).resolve().parent / "cnpg-cluster-v1.schema.json").read_text()))
 
 
 def cert_manager_problem(doc: dict) -> str | None:
@@ -62,10 +68,48 @@ def cert_manager_controls(doc: dict) -> list[str]:
     return missed
 
 
+def cnpg_problem(doc: dict) -> str | None:
+    """Why a postgresql.cnpg.io object is not a valid Cluster, or None."""
+    if doc.get("apiVersion") != "postgresql.cnpg.io/v1" or doc.get("kind") != "Cluster":
+        return f"{doc.get('apiVersion')} {doc.get('kind')}: not a kind cnpg-cluster-v1.schema.json knows"
+    error = jsonschema.exceptions.best_match(CNPG.iter_errors(doc))
+    return None if error is None else f"{'.'.join(str(p) for p in error.absolute_path)}: {error.message}"
+
+
+def cnpg_controls(doc: dict) -> tuple[int, list[str]]:
+    """How many copies of a valid Cluster are broken on purpose, and those the
+    schema passes (each must fail: else the schema checks less than it claims)."""
+    broken = {
+        "without spec.instances": lambda c: c["spec"].pop("instances"),
+        "with no instance": lambda c: c["spec"].__setitem__("instances", 0),
+        "with instances as a string": lambda c: c["spec"].__setitem__("instances", "3"),
+        "with a misspelt field (spec.instance)": lambda c: c["spec"].__setitem__("instance", 3),
+        "with a misspelt field (spec.bootstrap.initdb.ownr)": lambda c: c["spec"]["bootstrap"]["initdb"].__setitem__("ownr", "x"),
+        "with a database but no owner": lambda c: c["spec"]["bootstrap"]["initdb"].pop("owner"),
+        "with a parameter that is no string": lambda c: c["spec"].setdefault("postgresql", {}).setdefault("parameters", {}).__setitem__("max_connections", 200),
+        "with storage.size as a number": lambda c: c["spec"]["storage"].__setitem__("size", 1),
+        "with a misspelt field (spec.storage.storageClassName)": lambda c: c["spec"]["storage"].__setitem__("storageClassName", "x"),
+        "with an unknown primaryUpdateStrategy": lambda c: c["spec"].__setitem__("primaryUpdateStrategy", "manual"),
+        "supervised with one instance": lambda c: c["spec"].update(instances=1, primaryUpdateStrategy="supervised"),
+        "with enablePodMonitor as a string": lambda c: c["spec"].setdefault("monitoring", {}).__setitem__("enablePodMonitor", "true"),
+        "with a name longer than 50 characters": lambda c: c["metadata"].__setitem__("name", "c" * 51),
+        "with the image tag latest": lambda c: c["spec"].__setitem__("imageName", "ghcr.io/cloudnative-pg/postgresql:latest"),
+    }
+    missed = []
+    for what, breaks in broken.items():
+        copy = json.loads(json.dumps(doc))
+        breaks(copy)
+        if cnpg_problem(copy) is None:
+            missed.append(f"a Cluster {what} passes cnpg-cluster-v1.schema.json")
+    return len(broken), missed
+
+
 def problem(doc: dict, version: str) -> str | None:
     """Why `doc` is not valid for Kubernetes `version`, or None."""
     if str(doc.get("apiVersion", "")).startswith("cert-manager.io/"):
         return cert_manager_problem(doc)
+    if str(doc.get("apiVersion", "")).startswith("postgresql.cnpg.io/"):
+        return cnpg_problem(doc)
     try:
         kv.validate(doc, version, strict=True)
         return None
@@ -107,6 +151,15 @@ def main() -> int:
             print(f"  FAIL control: {missed}")
             errors += 1
         controls = "; 6 Certificates broken on purpose fail cert-manager-v1.schema.json"
+    clusters = [d for d in (json.loads(k) for k in {k for k, _ in known}) if d.get("kind") == "Cluster"]
+    if clusters:
+        # The one that fills most fields, so that every broken copy breaks something there.
+        richest = max(clusters, key=lambda d: len(json.dumps(d)))
+        count, missed = cnpg_controls(richest)
+        for m in missed:
+            print(f"  FAIL control: {m}")
+            errors += 1
+        controls += f"; {count} Clusters broken on purpose fail cnpg-cluster-v1.schema.json"
     total = sum(counted.values())
     if errors:
         print(f"  {errors} schema error(s); {total} object validations passed")

@@ -8,7 +8,8 @@ Helpers of the shop chart. Every per-service template ranges over
 {{- end -}}
 
 {{/* Prefix of every object name, at most 29 characters: a StatefulSet name
-("<prefix>-productinfo-postgresql") may have at most 52. */}}
+("<prefix>-productinfo-postgresql") may have at most 52, a CloudNativePG
+Cluster name ("<prefix>-productinfo-db") at most 50. */}}
 {{- define "shop.fullname" -}}
 {{- if .Values.fullnameOverride -}}
 {{- .Values.fullnameOverride | trunc 29 | trimSuffix "-" -}}
@@ -97,11 +98,16 @@ same objects every time, so GitOps tools (Argo CD, Flux) see no drift.
 {{- if $k.existingSecret }}existing{{ else if $k.privateKey }}values{{ else }}generated{{ end -}}
 {{- end -}}
 
-{{/* Args: (dict "root" $ "svc" "order") */}}
+{{/* Where a database's credentials come from; "operator" for a
+CloudNativePG Cluster, whose operator makes them (<cluster>-app).
+Args: (dict "root" $ "svc" "order") */}}
 {{- define "shop.dbSecretSource" -}}
 {{- $db := (index .root.Values .svc).database -}}
-{{- if eq $db.mode "internal" -}}
+{{- $mode := include "shop.dbMode" . -}}
+{{- if eq $mode "embedded" -}}
 {{- if $db.internal.existingSecret }}existing{{ else if $db.internal.password }}values{{ else }}generated{{ end -}}
+{{- else if eq $mode "cloudnativepg" -}}
+operator
 {{- else -}}
 {{- if $db.external.existingSecret }}existing{{ else }}values{{ end -}}
 {{- end -}}
@@ -187,19 +193,59 @@ helm.sh/hook: pre-install,pre-upgrade
 helm.sh/hook-weight: {{ . | quote }}
 {{- end -}}
 
-{{/* ---------------------------------------------------------------- databases */}}
+{{/* ---------------------------------------------------------------- databases
 
-{{- define "shop.dbInternal" -}}
+Where each service's database runs ("shop.dbMode"): its database.mode, else
+postgresql.mode; "internal" is the old name of "embedded".
+  embedded       a one-replica StatefulSet of this release (postgresql.yaml);
+  cloudnativepg  a CloudNativePG Cluster (cloudnativepg.yaml), run by its operator;
+  external       a server the admin runs.
+Every helper here takes (dict "root" $ "svc" "order"), and those that name
+the Secret also "secret" (SECRET-NAME).
+*/}}
+
+{{- define "shop.dbMode" -}}
+{{- $mode := (index .root.Values .svc).database.mode | default .root.Values.postgresql.mode -}}
+{{- ternary "embedded" $mode (eq $mode "internal") -}}
+{{- end -}}
+
+{{- define "shop.dbEmbedded" -}}
+{{- if eq (include "shop.dbMode" .) "embedded" }}true{{ end -}}
+{{- end -}}
+
+{{- define "shop.dbCnpg" -}}
+{{- if eq (include "shop.dbMode" .) "cloudnativepg" }}true{{ end -}}
+{{- end -}}
+
+{{/* The CloudNativePG Cluster of a service. The operator names after it the
+Services <cluster>-rw (the primary), -ro (the replicas) and -r, the Secret
+<cluster>-app with the owner's credentials and <cluster>-ca with the CA of
+the servers' certificates (ca.crt), and labels its pods cnpg.io/cluster. */}}
+{{- define "shop.cnpgCluster" -}}
+{{- printf "%s-%s-db" (include "shop.fullname" .root) .svc -}}
+{{- end -}}
+
+{{/* Where the database files are mounted: the password, and with
+CloudNativePG the servers' CA (ca.crt). */}}
+{{- define "shop.dbDir" -}}/etc/shop/db{{- end -}}
+
+{{/* The URL of a CloudNativePG Service ("service": rw or ro): TLS, the
+server's certificate verified against the Cluster's CA and its name (the
+operator's certificates carry <cluster>-rw, -ro, -r and their longer forms). */}}
+{{- define "shop.cnpgUrl" -}}
 {{- $v := index .root.Values .svc -}}
-{{- if eq $v.database.mode "internal" }}true{{ end -}}
+{{- printf "postgres://%s@%s-%s:5432/%s?sslmode=verify-full&sslrootcert=%s/ca.crt" $v.database.internal.user (include "shop.cnpgCluster" .) .service $v.database.internal.database (include "shop.dbDir" .) -}}
 {{- end -}}
 
 {{/* The Secret with the service's database credentials. */}}
 {{- define "shop.dbSecret" -}}
 {{- $db := (index .root.Values .svc).database -}}
 {{- $name := printf "%s-%s-db" (include "shop.fullname" .root) .svc -}}
-{{- if eq $db.mode "internal" -}}
+{{- $mode := include "shop.dbMode" . -}}
+{{- if eq $mode "embedded" -}}
 {{- $db.internal.existingSecret | default $name -}}
+{{- else if eq $mode "cloudnativepg" -}}
+{{- printf "%s-app" (include "shop.cnpgCluster" .) -}}
 {{- else -}}
 {{- $db.external.existingSecret | default $name -}}
 {{- end -}}
@@ -208,7 +254,7 @@ helm.sh/hook-weight: {{ . | quote }}
 {{/* Key of the password in that Secret; empty when the password is in the URL. */}}
 {{- define "shop.dbPasswordKey" -}}
 {{- $db := (index .root.Values .svc).database -}}
-{{- if eq $db.mode "internal" -}}
+{{- if ne (include "shop.dbMode" .) "external" -}}
 password
 {{- else if $db.external.existingSecret -}}
 {{- $db.external.passwordKey -}}
@@ -222,6 +268,18 @@ password
 {{- if $db.external.existingSecret }}{{ $db.external.urlKey }}{{ else }}url{{ end -}}
 {{- end -}}
 
+{{/* Key of an external database's replica URL in that Secret; empty: none. */}}
+{{- define "shop.dbReadUrlKey" -}}
+{{- $db := (index .root.Values .svc).database -}}
+{{- if eq (include "shop.dbMode" .) "external" -}}
+{{- if $db.external.existingSecret -}}
+{{- $db.external.readUrlKey -}}
+{{- else if $db.external.readUrl -}}
+read-url
+{{- end -}}
+{{- end -}}
+{{- end -}}
+
 {{- define "shop.postgresName" -}}
 {{- printf "%s-%s-postgresql" (include "shop.fullname" .root) .svc -}}
 {{- end -}}
@@ -229,7 +287,7 @@ password
 {{/* Secret data of the service's database credentials when the values hold them. */}}
 {{- define "shop.dbSecretData" -}}
 {{- $db := (index .root.Values .svc).database -}}
-{{- if eq $db.mode "internal" -}}
+{{- if include "shop.dbEmbedded" . -}}
 password: {{ $db.internal.password | b64enc | quote }}
 postgres-password: {{ $db.internal.postgresPassword | b64enc | quote }}
 {{- else -}}
@@ -237,20 +295,27 @@ url: {{ $db.external.url | b64enc | quote }}
 {{- if $db.external.password }}
 password: {{ $db.external.password | b64enc | quote }}
 {{- end }}
+{{- if $db.external.readUrl }}
+read-url: {{ $db.external.readUrl | b64enc | quote }}
+{{- end }}
 {{- end -}}
 {{- end -}}
 
 {{/*
 Database environment of `serve`, `check-config` and `migrate`: DATABASE_URL
-(plain for the in-cluster server, from the Secret for an external one) and
-DATABASE_PASSWORD_FILE when the password is a separate key.
-Args: (dict "root" $ "svc" "order" "secret" SECRET-NAME)
+(plain for the embedded server and a CloudNativePG Cluster's -rw Service,
+from the Secret for an external one) and DATABASE_PASSWORD_FILE when the
+password is a separate key.
 */}}
 {{- define "shop.dbEnv" -}}
 {{- $v := index .root.Values .svc -}}
-{{- if include "shop.dbInternal" . }}
+{{- $mode := include "shop.dbMode" . -}}
+{{- if eq $mode "embedded" }}
 - name: DATABASE_URL
   value: {{ printf "postgres://%s@%s:5432/%s" $v.database.internal.user (include "shop.postgresName" .) $v.database.internal.database | quote }}
+{{- else if eq $mode "cloudnativepg" }}
+- name: DATABASE_URL
+  value: {{ include "shop.cnpgUrl" (dict "root" .root "svc" .svc "service" "rw") | quote }}
 {{- else }}
 - name: DATABASE_URL
   valueFrom:
@@ -260,15 +325,64 @@ Args: (dict "root" $ "svc" "order" "secret" SECRET-NAME)
 {{- end }}
 {{- if include "shop.dbPasswordKey" . }}
 - name: DATABASE_PASSWORD_FILE
-  value: /etc/shop/db/password
+  value: {{ include "shop.dbDir" . }}/password
 {{- end }}
 - name: DB_MAX_CONNECTIONS
   value: {{ $v.dbMaxConnections | quote }}
 {{- end -}}
 
-{{/* The volume with the database password, if there is one. */}}
+{{/*
+The read-only replica of `serve` (productinfo.readReplicas): DATABASE_READ_URL
+and DATABASE_READ_MAX_LAG, with the password of DATABASE_PASSWORD_FILE. With
+CloudNativePG the Cluster's -ro Service (only with more than one instance:
+with one, -ro has no endpoints); with an external database the replica URL
+of its Secret; an embedded database has no replica. Never for `migrate`,
+which only writes.
+*/}}
+{{- define "shop.dbReadEnv" -}}
+{{- $v := index .root.Values .svc -}}
+{{- $mode := include "shop.dbMode" . -}}
+{{- $readKey := include "shop.dbReadUrlKey" . -}}
+{{- with $v.readReplicas }}
+{{- if .enabled }}
+{{- if and (eq $mode "cloudnativepg") (gt (int $.root.Values.postgresql.cloudnativepg.instances) 1) }}
+- name: DATABASE_READ_URL
+  value: {{ include "shop.cnpgUrl" (dict "root" $.root "svc" $.svc "service" "ro") | quote }}
+- name: DATABASE_READ_MAX_LAG
+  value: {{ .maxLag | quote }}
+{{- else if $readKey }}
+- name: DATABASE_READ_URL
+  valueFrom:
+    secretKeyRef:
+      name: {{ $.secret }}
+      key: {{ $readKey }}
+- name: DATABASE_READ_MAX_LAG
+  value: {{ .maxLag | quote }}
+{{- end }}
+{{- end }}
+{{- end }}
+{{- end -}}
+
+{{/* The volume with the database password (and with CloudNativePG the
+Cluster's CA), if there is one: the whole directory, never a subPath, so
+that a renewed CA reaches the file. */}}
 {{- define "shop.dbVolume" -}}
-{{- if include "shop.dbPasswordKey" . }}
+{{- if include "shop.dbCnpg" . }}
+- name: db
+  projected:
+    defaultMode: 0440
+    sources:
+      - secret:
+          name: {{ include "shop.cnpgCluster" . }}-app
+          items:
+            - key: password
+              path: password
+      - secret:
+          name: {{ include "shop.cnpgCluster" . }}-ca
+          items:
+            - key: ca.crt
+              path: ca.crt
+{{- else if include "shop.dbPasswordKey" . }}
 - name: db
   secret:
     secretName: {{ .secret }}
@@ -282,7 +396,7 @@ Args: (dict "root" $ "svc" "order" "secret" SECRET-NAME)
 {{- define "shop.dbVolumeMount" -}}
 {{- if include "shop.dbPasswordKey" . }}
 - name: db
-  mountPath: /etc/shop/db
+  mountPath: {{ include "shop.dbDir" . }}
   readOnly: true
 {{- end }}
 {{- end -}}
@@ -370,16 +484,17 @@ failureThreshold: {{ $p.failureThreshold }}
 {{/*
 When the migration Job of a service runs:
 - external database: a pre-install,pre-upgrade hook (the server already exists);
-- in-cluster database, first install: an ordinary resource created with the
-  StatefulSet (a pre-install hook would run before the database exists, and a
-  post-install hook would never run under `helm install --wait`, which waits for
-  pods that stay unready until the schema exists); `migrate` waits for the
-  database and the Job retries;
+- in-cluster database (embedded StatefulSet or CloudNativePG Cluster), first
+  install: an ordinary resource created with the StatefulSet or Cluster (a
+  pre-install hook would run before the database exists, and a post-install
+  hook would never run under `helm install --wait`, which waits for pods that
+  stay unready until the schema exists); `migrate` waits for the database and
+  the Job retries (with CloudNativePG longer, see migrate-job.yaml);
 - in-cluster database, upgrade: a pre-upgrade hook.
 Returns the hook annotation value, or "" for an ordinary resource.
 */}}
 {{- define "shop.migrateHook" -}}
-{{- if not (include "shop.dbInternal" .) -}}
+{{- if eq (include "shop.dbMode" .) "external" -}}
 pre-install,pre-upgrade
 {{- else if not .root.Release.IsInstall -}}
 pre-upgrade
