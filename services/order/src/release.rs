@@ -16,7 +16,7 @@ use crate::{catalog::Catalog, db};
 
 /// Releases a sweep claims at a time: few enough that releasing them all
 /// takes far less than [`db::RELEASE_LEASE`] even with a slow catalog.
-const CLAIM_BATCH: i64 = 10;
+const CLAIM_BATCH: i64 = 5;
 
 /// Every `interval`: turns placements older than `abandoned_after` into
 /// releases, then releases what is due, a claimed batch at a time, until

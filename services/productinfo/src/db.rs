@@ -8,7 +8,7 @@
 
 use std::collections::BTreeMap;
 
-use shop_runtime::pg::Db;
+use shop_runtime::pg::{Db, ReadAt};
 use sqlx::{Connection as _, Postgres, Transaction};
 use uuid::Uuid;
 
@@ -60,7 +60,7 @@ pub const GET_PRODUCT_SQL: &str = concat!(
 
 /// One product by id.
 #[tracing::instrument(skip_all, fields(db.system = "postgresql", db.operation = "SELECT", db.table = "products"))]
-pub async fn get_product(db: &Db, id: Uuid) -> Result<Option<ProductRow>, Error> {
+pub async fn get_product(db: &ReadAt<'_>, id: Uuid) -> Result<Option<ProductRow>, Error> {
     Ok(db
         .read(|mut conn| async move {
             sqlx::query_as::<_, ProductRow>(GET_PRODUCT_SQL)
@@ -74,7 +74,7 @@ pub async fn get_product(db: &Db, id: Uuid) -> Result<Option<ProductRow>, Error>
 /// Products matching any of `ids` or `names`, each once.
 #[tracing::instrument(skip_all, fields(db.system = "postgresql", db.operation = "SELECT", db.table = "products", ids = ids.len(), names = names.len()))]
 pub async fn get_products(
-    db: &Db,
+    db: &ReadAt<'_>,
     ids: &[Uuid],
     names: &[String],
 ) -> Result<Vec<ProductRow>, Error> {
@@ -111,7 +111,7 @@ pub async fn get_products(
 /// trigram index (a rare one), which a generic plan cannot.
 #[tracing::instrument(skip_all, fields(db.system = "postgresql", db.operation = "SELECT", db.table = "products", limit))]
 pub async fn list_products<'a>(
-    db: &Db,
+    db: &ReadAt<'_>,
     filter: &Filter,
     after: Option<&'a Cursor>,
     limit: i64,

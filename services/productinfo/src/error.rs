@@ -75,12 +75,6 @@ impl From<Error> for Status {
     }
 }
 
-impl shop_runtime::pg::replica::ServerFailure for Error {
-    fn server_unusable(&self) -> bool {
-        matches!(self, Error::Db(e) if e.server_unusable())
-    }
-}
-
 impl From<sqlx::Error> for Error {
     fn from(e: sqlx::Error) -> Self {
         Error::Db(e.into())

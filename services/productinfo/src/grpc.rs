@@ -15,10 +15,7 @@ use shop_runtime::{
     error::FieldViolations,
 };
 use shop_runtime::{
-    pg::{
-        Db, Lsn, Reads,
-        replica::{Served, Source},
-    },
+    pg::{Lsn, Reads},
     slots::{Slot, Slots},
 };
 use tonic::{Request, Response, Status};
@@ -105,18 +102,12 @@ impl ProductInfo for ProductInfoService {
         let id = product::parse_id(&mut v, "value", value);
         v.finish()?;
         let id = id.ok_or_else(|| product::not_found(value))?;
-        let found = match self
-            .reads
-            .read(after, |db| async move { db::get_product(&db, id).await })
-            .await?
-        {
+        let reader = self.reads.at(after);
+        let mut found = db::get_product(&reader, id).await?;
+        if found.is_none() && reader.used_replica() {
             // Perhaps added a moment ago: the primary knows.
-            Served {
-                value: None,
-                from: Source::Replica,
-            } => db::get_product(self.reads.primary(), id).await?,
-            served => served.value,
-        };
+            found = db::get_product(&self.reads.on_primary(), id).await?;
+        }
         match found {
             Some(row) => Ok(Response::new(row.into())),
             None => Err(product::not_found(value).into()),
@@ -141,20 +132,12 @@ impl ProductInfo for ProductInfoService {
             .collect();
         v.finish()?;
         let known: Vec<Uuid> = uuids.iter().flatten().copied().collect();
-        let (known, names) = (&known, &names);
-        let served = self
-            .reads
-            .read(after, |db| async move {
-                db::get_products(&db, known, names).await
-            })
-            .await?;
-        let rows =
-            if served.from == Source::Replica && served.value.len() < known.len() + names.len() {
-                // Some may have been added a moment ago: the primary knows.
-                db::get_products(self.reads.primary(), known, names).await?
-            } else {
-                served.value
-            };
+        let reader = self.reads.at(after);
+        let mut rows = db::get_products(&reader, &known, &names).await?;
+        if reader.used_replica() && rows.len() < known.len() + names.len() {
+            // Some may have been added a moment ago: the primary knows.
+            rows = db::get_products(&self.reads.on_primary(), &known, &names).await?;
+        }
         let missing = ids
             .iter()
             .zip(&uuids)
@@ -186,14 +169,13 @@ impl ProductInfo for ProductInfoService {
         let after = Cursor::decode(&mut v, &req.page_token);
         v.finish()?;
         // One row more than asked tells whether another page exists.
-        let (filter, after) = (&filter, after.as_ref());
-        let mut rows = self
-            .reads
-            .read(read_after, |db| async move {
-                db::list_products(&db, filter, after, size + 1).await
-            })
-            .await?
-            .value;
+        let mut rows = db::list_products(
+            &self.reads.at(read_after),
+            &filter,
+            after.as_ref(),
+            size + 1,
+        )
+        .await?;
         let next_page_token = if rows.len() as i64 > size {
             rows.truncate(size as usize);
             rows.last()
@@ -223,22 +205,12 @@ impl ProductInfo for ProductInfoService {
             v.add("limit", "must not be negative (0 means no limit)");
         }
         v.finish()?;
-        let slot = self.searches.take()?;
-        let limit = (req.limit > 0).then_some(req.limit);
-        // The first batch picks the server (the replica, or the primary if
-        // it is lagging or failing); the rest of the stream reads there, so
-        // its pages agree.
-        let first = limit.map_or(SEARCH_BATCH, |l| l.min(SEARCH_BATCH));
-        let filter_ref = &filter;
-        let Served { value: rows, from } = self
-            .reads
-            .read(after, |db| async move {
-                db::list_products(&db, filter_ref, None, first).await
-            })
-            .await?;
-        let db = self.reads.server(from);
         Ok(Response::new(search_stream(
-            db, filter, limit, slot, rows, first,
+            self.reads.clone(),
+            after,
+            filter,
+            (req.limit > 0).then_some(req.limit),
+            self.searches.take()?,
         )))
     }
 
@@ -303,19 +275,19 @@ impl ProductInfo for ProductInfoService {
 /// per query (keyset pagination, no long-lived transaction), so memory stays
 /// bounded. The next batch is only fetched once the client has taken the
 /// previous one (HTTP/2 flow control pushes back), and a client that goes
-/// away stops it: the stream is dropped between batches. `first` is the
-/// first batch (`asked` rows were asked for), read already on `db`.
+/// away stops it: the stream is dropped between batches. Each batch reads
+/// on a close replica or the primary, seeing `after` (the caller's write).
 fn search_stream(
-    db: Db,
+    reads: Reads,
+    after: Option<Lsn>,
     filter: Filter,
     limit: Option<i64>,
     slot: Slot,
-    first: Vec<db::Found>,
-    asked: i64,
 ) -> ProductStream {
     struct State {
         _slot: Slot,
-        db: Db,
+        reads: Reads,
+        read_after: Option<Lsn>,
         filter: Filter,
         buffer: VecDeque<db::Found>,
         after: Option<Cursor>,
@@ -324,12 +296,13 @@ fn search_stream(
     }
     let state = State {
         _slot: slot,
-        db,
+        reads,
+        read_after: after,
         filter,
-        exhausted: (first.len() as i64) < asked,
-        after: first.last().map(Cursor::after),
-        buffer: first.into(),
+        buffer: VecDeque::new(),
+        after: None,
         remaining: limit,
+        exhausted: false,
     };
     Box::pin(futures::stream::unfold(state, |mut st| async move {
         if st.remaining == Some(0) {
@@ -340,7 +313,8 @@ fn search_stream(
                 return None;
             }
             let batch = st.remaining.map_or(SEARCH_BATCH, |r| r.min(SEARCH_BATCH));
-            match db::list_products(&st.db, &st.filter, st.after.as_ref(), batch).await {
+            let reader = st.reads.at(st.read_after);
+            match db::list_products(&reader, &st.filter, st.after.as_ref(), batch).await {
                 Ok(rows) => {
                     st.exhausted = (rows.len() as i64) < batch;
                     st.after = rows.last().map(Cursor::after);

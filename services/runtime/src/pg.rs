@@ -16,7 +16,7 @@ use sqlx::{
 use tonic_health::pb::health_check_response::ServingStatus;
 
 pub use pool::{Db, DbConn, while_cancelling};
-pub use replica::{Lsn, Reads};
+pub use replica::{Lsn, ReadAt, Reads};
 
 use crate::{config::DbArgs, health::HealthRegistry};
 

@@ -132,6 +132,8 @@ pub struct Context {
     verifier: Arc<Verifier>,
     tasks: Tasks,
     db_args: crate::config::DbArgs,
+    /// Read replicas' connections, closed with the database's.
+    replica_dbs: Vec<Db>,
 }
 
 impl Context {
@@ -182,12 +184,9 @@ impl Context {
             self.db_options.get_application_name().unwrap_or_default(),
         )
         .map_err(|e| anyhow::anyhow!("read replica: {e:#}"))?;
-        let reads = pg::Reads::with_replica(
-            self.db.clone(),
-            pg::Db::new(&args, options, None),
-            max_lag,
-            &self.metrics,
-        );
+        let replica = pg::Db::new(&args, options, None);
+        self.replica_dbs.push(replica.clone());
+        let reads = pg::Reads::with_replica(self.db.clone(), replica, max_lag, &self.metrics);
         self.spawn("read replica monitor", reads.clone().monitor());
         Ok(reads)
     }
@@ -417,6 +416,7 @@ impl<S: Service> Prepared<S> {
                 stop: CancellationToken::new(),
             },
             db_args: self.db.clone(),
+            replica_dbs: Vec::new(),
         };
         ctx.spawn(
             "database health check",
@@ -445,6 +445,7 @@ impl<S: Service> Prepared<S> {
         });
         let started = self.service.start(&mut ctx).await;
         let tasks = ctx.tasks;
+        let replica_dbs = ctx.replica_dbs;
         let result = match started {
             Ok(endpoints) => {
                 let mut options = ServeOptions::new(&self.server, self.limits.clone());
@@ -465,6 +466,9 @@ impl<S: Service> Prepared<S> {
             .stop(Instant::now() + self.server.shutdown_grace)
             .await;
         db.close().await;
+        for replica in replica_dbs {
+            replica.close().await;
+        }
         result
     }
 }

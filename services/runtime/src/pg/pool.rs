@@ -29,7 +29,7 @@
 //!   or forgotten transaction holds a connection for long.
 //! - **Restarts.** While the database is away, a call's connect is tried
 //!   again until `--db-acquire-timeout`; a read ([`Db::read`]) that fails
-//!   on a kept connection broken by a restart runs once more on a new one.
+//!   on a connection broken by a restart runs again on another until then.
 //!   So a restart shorter than the acquire timeout fails no read.
 //! - **Trouble.** When a database error says connections may be broken
 //!   (see [`DbError`](super::DbError)), connections kept before it are
@@ -206,43 +206,48 @@ impl Db {
             Err(_) => return Err(sqlx::Error::PoolTimedOut),
         };
         let conn = match self.kept().await {
-            Some(idle) => Ok((idle.conn, idle.pid, true)),
-            None => self
-                .connect(started + self.inner.acquire_timeout)
-                .await
-                .map(|(conn, pid)| (conn, pid, false)),
+            Some(idle) => Ok((idle.conn, idle.pid)),
+            None => self.connect(started + self.inner.acquire_timeout).await,
         };
         if let Some(h) = &self.inner.acquire_seconds {
             h.record(started.elapsed().as_secs_f64());
         }
-        let (conn, pid, kept) = conn?;
+        let (conn, pid) = conn?;
         Ok(DbConn {
             conn: Some(conn),
             pid,
             epoch: trouble(),
-            kept,
             permit: Some(permit),
             db: self.clone(),
         })
     }
 
+    /// A connection of its own, outside the pool's count, with the pool's
+    /// settings: for a background task that must not wait behind calls.
+    pub async fn dedicated(&self) -> Result<PgConnection, sqlx::Error> {
+        self.inner.options.connect().await
+    }
+
     /// Runs `read` (statements that change nothing) on a connection. If it
-    /// fails because the kept connection it got was broken (the database
-    /// restarted since its last use), it runs once more on another.
+    /// fails because its connection was broken (the database restarted
+    /// since the connection's last use, or while it ran), it runs again on
+    /// another, for as long as the acquire timeout allows: a read is safe
+    /// to repeat, and a restart shorter than that timeout fails none.
     pub async fn read<T, F, Fut>(&self, read: F) -> Result<T, sqlx::Error>
     where
         F: Fn(DbConn) -> Fut,
         Fut: std::future::Future<Output = Result<T, sqlx::Error>>,
     {
-        let conn = self.acquire().await?;
-        let kept = conn.kept;
-        match read(conn).await {
-            Err(e) if kept && super::broken(&e) => {
-                tracing::debug!(error = %e, "a kept connection was broken; reading again on another");
-                note_trouble();
-                read(self.acquire().await?).await
+        let deadline = Instant::now() + self.inner.acquire_timeout;
+        loop {
+            match read(self.acquire().await?).await {
+                Err(e) if super::broken(&e) && Instant::now() + RECONNECT_PAUSE < deadline => {
+                    tracing::debug!(error = %e, "a connection was broken; reading again on another");
+                    note_trouble();
+                    tokio::time::sleep(RECONNECT_PAUSE).await;
+                }
+                result => return result,
             }
-            result => result,
         }
     }
 
@@ -389,8 +394,6 @@ pub struct DbConn {
     conn: Option<PgConnection>,
     pid: i32,
     epoch: u64,
-    /// Kept from an earlier call (not opened for this one).
-    kept: bool,
     permit: Option<OwnedSemaphorePermit>,
     db: Db,
 }

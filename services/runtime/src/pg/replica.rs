@@ -3,33 +3,39 @@
 //! A service with a read-only replica of its database (CloudNativePG's
 //! `<cluster>-ro` Service, or `make up`'s local standby) sends the reads
 //! that may be a moment old there and keeps everything else on the
-//! primary. A replica is used only while it is known to be close:
+//! primary. A replica is used only while it is known to be close, and the
+//! check is made on the very connection a read uses, because a Service
+//! such as `<cluster>-ro` spreads connections over several replicas:
 //!
 //! - **Lag.** Every [`CHECK_INTERVAL`] a monitor notes where the primary's
-//!   WAL is (`pg_current_wal_lsn()`), then where the replica has replayed
-//!   to (`pg_last_wal_replay_lsn()`). The replica holds everything the
-//!   primary had at the latest sample at or below its replay position, so
-//!   its lag is at most the time since that sample. Past `max_lag` (or with
-//!   replay paused that long) reads go to the primary until it catches up.
-//! - **Down.** A replica that does not answer the monitor, or fails a read
-//!   because it is unreachable (or cancelled the read for a conflict with
-//!   recovery), is skipped: the read runs again on the primary at once, and
-//!   the monitor takes the replica back once it answers again.
+//!   WAL is (`pg_current_wal_lsn()`, on a connection of its own). A
+//!   replica server that has replayed up to a position holds everything the
+//!   primary had at the newest sample at or below it, so its lag is at most
+//!   the age of that sample. A read takes a replica connection, learns how
+//!   far that connection's server has replayed (`pg_last_wal_replay_lsn()`,
+//!   asked again when the last answer is older than [`CHECK_INTERVAL`]),
+//!   and runs there only if that server is within `max_lag`; otherwise on
+//!   the primary.
+//! - **Down.** A replica that does not answer the monitor is skipped
+//!   altogether until it answers again; a read that fails on one because
+//!   the connection or server went away (or that the standby cancelled for
+//!   a conflict with recovery) runs again on the primary at once. A
+//!   statement that is merely slow is not retried anywhere.
 //! - **Reads after your own write.** A write returns where the primary's
 //!   WAL was after it ([`WRITTEN_HEADER`], an LSN as PostgreSQL prints it);
-//!   a read that carries a position ([`READ_AFTER_HEADER`]) goes to the
-//!   replica only once the replica is known to have replayed that far,
-//!   else to the primary. The shop's own clients do this for every call
-//!   (see [`crate::upstream`]), so a storefront that added a product reads
-//!   it back. Callers that send no position may read a state up to
-//!   `max_lag` old; the service also reads a row the replica does not have
-//!   (yet) again on the primary, so a product just added is never "not
-//!   found".
+//!   a read that carries a position ([`READ_AFTER_HEADER`]) runs on a
+//!   replica connection only if that connection's server has replayed that
+//!   far (asked afresh when the last answer is short of it), else on the
+//!   primary. The shop's own clients send the furthest position they were
+//!   given with every call (see [`crate::upstream`]). Callers that send no
+//!   position may read a state up to `max_lag` old; the service also reads
+//!   a row the replica does not have (yet) again on the primary, so a
+//!   product just added is never "not found".
 //!
 //! Without a replica, [`Reads`] is just the primary and costs nothing.
 
 use std::{
-    collections::VecDeque,
+    collections::{HashMap, VecDeque},
     fmt,
     future::Future,
     str::FromStr,
@@ -40,11 +46,13 @@ use std::{
     time::{Duration, Instant},
 };
 
+use sqlx::{Connection as _, PgConnection};
 use tonic::metadata::MetadataMap;
 
-use super::{Db, DbError};
+use super::{Db, DbConn};
 
-/// How often the monitor compares the replica with the primary.
+/// How often the primary's position is sampled, and how old a replica
+/// connection's answer may be before it is asked again.
 pub const CHECK_INTERVAL: Duration = Duration::from_millis(250);
 
 /// Response metadata of a write: the primary's WAL position after it.
@@ -57,6 +65,9 @@ pub const READ_AFTER_HEADER: &str = "shop-min-lsn";
 /// Primary samples kept: with [`CHECK_INTERVAL`], 60 s of history; a
 /// replica behind the oldest is "very far behind".
 const SAMPLES: usize = 240;
+
+/// Replica connections' answers are forgotten after this long unused.
+const FORGET_AFTER: Duration = Duration::from_secs(30);
 
 /// A position in PostgreSQL's write-ahead log, printed as PostgreSQL does
 /// (`16/B374D848`).
@@ -108,32 +119,83 @@ impl Lsn {
     }
 }
 
-/// Which server answered a read.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Source {
-    Primary,
-    Replica,
+/// Reads that must see position `after` (if any), each on a close replica
+/// or the primary ([`Reads::at`]), or each on the primary
+/// ([`Reads::on_primary`]); remembers whether any was served by a replica.
+/// Database code that only reads takes a `&ReadAt`.
+pub struct ReadAt<'a> {
+    reads: &'a Reads,
+    after: Option<Lsn>,
+    primary_only: bool,
+    on_replica: AtomicBool,
 }
 
-/// A read's result and which server it came from.
-#[derive(Debug)]
-pub struct Served<T> {
-    pub value: T,
-    pub from: Source,
+impl ReadAt<'_> {
+    /// Whether a read so far was answered by a replica (so a row it did
+    /// not find may exist on the primary).
+    pub fn used_replica(&self) -> bool {
+        self.on_replica.load(Ordering::Relaxed)
+    }
 }
 
-/// A failure that may mean the server could not be used (then a read on
-/// the replica runs again on the primary).
-pub trait ServerFailure {
-    fn server_unusable(&self) -> bool;
+impl ReadAt<'_> {
+    /// Runs `read` (statements that change nothing) on a connection of a
+    /// replica that is close enough, else on the primary; see [`Db::read`].
+    pub async fn read<T, F, Fut>(&self, read: F) -> Result<T, sqlx::Error>
+    where
+        F: Fn(DbConn) -> Fut,
+        Fut: Future<Output = Result<T, sqlx::Error>>,
+    {
+        if let Some(replica) = &self.reads.replica
+            && !self.primary_only
+            && replica.usable.load(Ordering::Relaxed)
+        {
+            match replica.checked(self.after).await {
+                Ok(Some(conn)) => match read(conn).await {
+                    Ok(value) => {
+                        replica.on_replica.increment(1);
+                        self.on_replica.store(true, Ordering::Relaxed);
+                        return Ok(value);
+                    }
+                    Err(e) if server_unusable(&e) => self.reads.replica_failed(&e),
+                    Err(e) => return Err(e),
+                },
+                // That connection's server is behind: the primary has it.
+                Ok(None) => {}
+                Err(e) => self.reads.replica_failed(&e),
+            }
+        }
+        if let Some(replica) = &self.reads.replica
+            && !self.primary_only
+        {
+            replica.on_primary.increment(1);
+        }
+        self.reads.primary.read(read).await
+    }
 }
 
-impl ServerFailure for DbError {
-    fn server_unusable(&self) -> bool {
-        // 40001 on a standby: the read was cancelled for a conflict with
-        // recovery (WAL replay needed what it was reading).
-        self.is_unavailable()
-            || matches!(self.source_error(), sqlx::Error::Database(db) if db.code().as_deref() == Some("40001"))
+/// Whether `error` says the replica (its connection or server) cannot be
+/// used now, so the read should run on the primary; a statement that was
+/// slow or wrong is not such an error.
+fn server_unusable(error: &sqlx::Error) -> bool {
+    match error {
+        sqlx::Error::Io(_)
+        | sqlx::Error::Tls(_)
+        | sqlx::Error::Protocol(_)
+        | sqlx::Error::PoolTimedOut
+        | sqlx::Error::PoolClosed
+        | sqlx::Error::WorkerCrashed => true,
+        // 08: connection exception; 57P01-03: shut down or starting;
+        // 53300: too many connections; 40001 on a standby: cancelled for a
+        // conflict with recovery (WAL replay needed what it read).
+        sqlx::Error::Database(db) => db.code().is_some_and(|code| {
+            code.starts_with("08")
+                || matches!(
+                    code.as_ref(),
+                    "57P01" | "57P02" | "57P03" | "53300" | "40001"
+                )
+        }),
+        _ => false,
     }
 }
 
@@ -156,16 +218,19 @@ impl fmt::Debug for Reads {
 struct Replica {
     db: Db,
     max_lag: Duration,
-    /// Whether reads may go there now (answering, and within `max_lag`).
+    /// Whether reads may try it (the monitor's connection answers, and its
+    /// server is within `max_lag`).
     usable: AtomicBool,
     /// Whether it has been measured at all (the first failure is logged).
     measured: AtomicBool,
-    /// How far it had replayed when last asked.
-    replayed: AtomicU64,
-    /// Its lag when last measured, in milliseconds (`u64::MAX`: unknown).
+    /// The monitor's server's lag when last measured, in milliseconds
+    /// (`u64::MAX`: unknown).
     lag_ms: AtomicU64,
     /// The primary's recent positions, oldest first.
     samples: Mutex<VecDeque<(Instant, Lsn)>>,
+    /// Per replica connection (backend pid): when its server last said how
+    /// far it had replayed, and that position.
+    servers: Mutex<HashMap<i32, (Instant, Lsn)>>,
     on_replica: metrics::Counter,
     on_primary: metrics::Counter,
 }
@@ -194,9 +259,9 @@ impl Reads {
             max_lag,
             usable: AtomicBool::new(false),
             measured: AtomicBool::new(false),
-            replayed: AtomicU64::new(0),
             lag_ms: AtomicU64::new(u64::MAX),
             samples: Mutex::new(VecDeque::with_capacity(SAMPLES)),
+            servers: Mutex::new(HashMap::new()),
             on_replica: metrics.counter("shop_db_reads_total", &[("server", "replica")]),
             on_primary: metrics.counter("shop_db_reads_total", &[("server", "primary")]),
         });
@@ -226,63 +291,32 @@ impl Reads {
         &self.primary
     }
 
-    /// The server `from` names (the primary if there is no replica).
-    pub fn server(&self, from: Source) -> Db {
-        match (&self.replica, from) {
-            (Some(replica), Source::Replica) => replica.db.clone(),
-            _ => self.primary.clone(),
+    /// The replica's connections, if there is one (to close them).
+    pub fn replica(&self) -> Option<&Db> {
+        self.replica.as_ref().map(|r| &r.db)
+    }
+
+    /// Reads that must see `after` (a position the caller sent, if any).
+    pub fn at(&self, after: Option<Lsn>) -> ReadAt<'_> {
+        ReadAt {
+            reads: self,
+            after,
+            primary_only: false,
+            on_replica: AtomicBool::new(false),
         }
     }
 
-    /// Whether a replica is configured.
-    pub fn has_replica(&self) -> bool {
-        self.replica.is_some()
-    }
-
-    /// Where a read that must see `after` goes now.
-    pub fn pick(&self, after: Option<Lsn>) -> (Db, Source) {
-        match &self.replica {
-            Some(replica) if replica.serves(after) => {
-                replica.on_replica.increment(1);
-                (replica.db.clone(), Source::Replica)
-            }
-            Some(replica) => {
-                replica.on_primary.increment(1);
-                (self.primary.clone(), Source::Primary)
-            }
-            None => (self.primary.clone(), Source::Primary),
-        }
-    }
-
-    /// Runs `read` where [`pick`](Self::pick) says; if the replica turns out
-    /// unusable, marks it so and runs `read` again on the primary.
-    pub async fn read<T, E, F, Fut>(&self, after: Option<Lsn>, read: F) -> Result<Served<T>, E>
-    where
-        E: ServerFailure + fmt::Display,
-        F: Fn(Db) -> Fut,
-        Fut: Future<Output = Result<T, E>>,
-    {
-        let (db, from) = self.pick(after);
-        match read(db).await {
-            Ok(value) => Ok(Served { value, from }),
-            Err(e) if from == Source::Replica && e.server_unusable() => {
-                self.replica_failed(&e);
-                if let Some(replica) = &self.replica {
-                    replica.on_primary.increment(1);
-                }
-                let value = read(self.primary.clone()).await?;
-                Ok(Served {
-                    value,
-                    from: Source::Primary,
-                })
-            }
-            Err(e) => Err(e),
+    /// Reads that must be current: on the primary.
+    pub fn on_primary(&self) -> ReadAt<'_> {
+        ReadAt {
+            primary_only: true,
+            ..self.at(None)
         }
     }
 
     /// Notes that a read on the replica failed as unusable: reads go to
     /// the primary until the monitor sees it answer again.
-    pub fn replica_failed(&self, error: &dyn fmt::Display) {
+    fn replica_failed(&self, error: &dyn fmt::Display) {
         if let Some(replica) = &self.replica
             && replica.usable.swap(false, Ordering::Relaxed)
         {
@@ -295,7 +329,11 @@ impl Reads {
     /// without a replica, or when the primary does not say.
     pub async fn written(&self) -> Option<Lsn> {
         self.replica.as_ref()?;
-        match lsn(&self.primary, "SELECT pg_current_wal_insert_lsn()::text").await {
+        let lsn = self
+            .primary
+            .read(|mut conn| async move { position(&mut conn, INSERTED).await })
+            .await;
+        match lsn {
             Ok(lsn) => Some(lsn),
             Err(e) => {
                 tracing::debug!(error = %e, "cannot read the primary's WAL position");
@@ -304,29 +342,93 @@ impl Reads {
         }
     }
 
-    /// Measures the replica every [`CHECK_INTERVAL`] until the service
-    /// stops (run it as a background task). Returns at once without one.
+    /// Samples the primary and measures the replica every
+    /// [`CHECK_INTERVAL`], each on a connection of its own (a busy pool
+    /// must not make a close replica look far), until the service stops
+    /// (run it as a background task). Returns at once without a replica.
     pub async fn monitor(self) {
         let Some(replica) = self.replica.clone() else {
             return;
         };
+        let mut primary: Option<PgConnection> = None;
+        let mut standby: Option<PgConnection> = None;
         let mut ticks = tokio::time::interval(CHECK_INTERVAL);
         ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
             ticks.tick().await;
-            if let Ok(lsn) = lsn(&self.primary, "SELECT pg_current_wal_lsn()::text").await {
+            if let Ok(lsn) = ask(&self.primary, &mut primary, async |c: &mut PgConnection| {
+                position(c, WRITTEN).await
+            })
+            .await
+            {
                 replica.sample(Instant::now(), lsn);
             }
-            let state = replay_state(&replica.db).await;
+            let state = ask(&replica.db, &mut standby, replayed).await;
             replica.measured(Instant::now(), state);
         }
     }
 }
 
+/// Runs `query` on the monitor's own connection to `db`, opened (again)
+/// when there is none; a failed one is dropped, to be opened next time.
+async fn ask<T>(
+    db: &Db,
+    conn: &mut Option<PgConnection>,
+    query: impl AsyncFnOnce(&mut PgConnection) -> Result<T, sqlx::Error>,
+) -> Result<T, sqlx::Error> {
+    if conn.is_none() {
+        *conn = Some(
+            tokio::time::timeout(CHECK_INTERVAL * 4, db.dedicated())
+                .await
+                .map_err(|_| sqlx::Error::PoolTimedOut)??,
+        );
+    }
+    let Some(c) = conn.as_mut() else {
+        return Err(sqlx::Error::PoolClosed);
+    };
+    let result = tokio::time::timeout(CHECK_INTERVAL * 4, query(c))
+        .await
+        .unwrap_or(Err(sqlx::Error::PoolTimedOut));
+    if result.is_err()
+        && let Some(c) = conn.take()
+    {
+        tokio::spawn(async move {
+            let _ = tokio::time::timeout(Duration::from_secs(1), c.close()).await;
+        });
+    }
+    result
+}
+
 impl Replica {
-    fn serves(&self, after: Option<Lsn>) -> bool {
-        self.usable.load(Ordering::Relaxed)
-            && after.is_none_or(|after| after.0 <= self.replayed.load(Ordering::Relaxed))
+    /// A replica connection whose server has replayed past `after` and is
+    /// within `max_lag`, `None` if the one it got is not, an error if it
+    /// cannot get or ask one.
+    async fn checked(&self, after: Option<Lsn>) -> Result<Option<DbConn>, sqlx::Error> {
+        let mut conn = self.db.acquire().await?;
+        let now = Instant::now();
+        let known = self.lock_servers().get(&conn.pid()).copied();
+        let at = match known {
+            Some((asked, at))
+                if now.saturating_duration_since(asked) < CHECK_INTERVAL
+                    && after.is_none_or(|after| after <= at) =>
+            {
+                at
+            }
+            _ => {
+                let at = replayed(&mut conn).await?.unwrap_or(Lsn(u64::MAX));
+                let mut servers = self.lock_servers();
+                servers
+                    .retain(|_, (asked, _)| now.saturating_duration_since(*asked) < FORGET_AFTER);
+                servers.insert(conn.pid(), (now, at));
+                at
+            }
+        };
+        let close = self.lag(now, at).is_some_and(|lag| lag <= self.max_lag);
+        Ok((close && after.is_none_or(|after| after <= at)).then_some(conn))
+    }
+
+    fn lock_servers(&self) -> std::sync::MutexGuard<'_, HashMap<i32, (Instant, Lsn)>> {
+        self.servers.lock().unwrap_or_else(|p| p.into_inner())
     }
 
     fn sample(&self, at: Instant, lsn: Lsn) {
@@ -337,37 +439,33 @@ impl Replica {
         samples.push_back((at, lsn));
     }
 
-    /// Takes a measurement: `Ok(Some(position))` from a standby,
-    /// `Ok(None)` from a server that is not one (it has everything), `Err`
-    /// when it did not answer.
-    fn measured(&self, now: Instant, state: Result<Option<Lsn>, DbError>) {
+    /// Takes the monitor's measurement: `Ok(Some(position))` from a
+    /// standby, `Ok(None)` from a server that is not one (it has
+    /// everything), `Err` when it did not answer.
+    fn measured(&self, now: Instant, state: Result<Option<Lsn>, sqlx::Error>) {
         let first = !self.measured.swap(true, Ordering::Relaxed);
-        let (usable, replayed, lag) = match state {
-            Ok(None) => (true, Lsn(u64::MAX), Some(Duration::ZERO)),
-            Ok(Some(replayed)) => {
-                let lag = self.lag(now, replayed);
-                (lag.is_some_and(|lag| lag <= self.max_lag), replayed, lag)
+        let (usable, lag) = match state {
+            Ok(at) => {
+                let lag = self.lag(now, at.unwrap_or(Lsn(u64::MAX)));
+                (lag.is_some_and(|lag| lag <= self.max_lag), lag)
             }
             Err(e) => {
                 if first || self.usable.load(Ordering::Relaxed) {
-                    tracing::warn!(error = %crate::error::ErrorChain(&e), "read replica does not answer; reading on the primary");
+                    tracing::warn!(error = %e, "read replica does not answer; reading on the primary");
                 }
-                (false, Lsn(0), None)
+                (false, None)
             }
         };
         let was = self.usable.swap(usable, Ordering::Relaxed);
-        self.replayed.store(replayed.0, Ordering::Relaxed);
         self.lag_ms.store(
             lag.map_or(u64::MAX, |l| l.as_millis() as u64),
             Ordering::Relaxed,
         );
+        let lag_ms = lag.map(|l| l.as_millis() as u64);
         match (was, usable) {
-            (false, true) => tracing::info!(
-                lag_ms = lag.map(|l| l.as_millis() as u64),
-                "reading on the replica"
-            ),
+            (false, true) => tracing::info!(lag_ms, "reading on the replica"),
             (true, false) if lag.is_some() => tracing::warn!(
-                lag_ms = lag.map(|l| l.as_millis() as u64),
+                lag_ms,
                 max_lag_ms = self.max_lag.as_millis() as u64,
                 "read replica lags too far; reading on the primary"
             ),
@@ -375,49 +473,44 @@ impl Replica {
         }
     }
 
-    /// How far behind a replica that replayed up to `replayed` is, at
-    /// most: the time since the newest primary sample it has (zero when it
-    /// has the newest); `None` when it is behind every sample kept.
-    fn lag(&self, now: Instant, replayed: Lsn) -> Option<Duration> {
+    /// How far behind a server that replayed up to `at` is, at most: the
+    /// age of the newest primary sample it has; `None` when there is no
+    /// sample yet or it is behind every sample kept. (Old samples, say
+    /// while the primary cannot be asked, make every replica look far.)
+    fn lag(&self, now: Instant, at: Lsn) -> Option<Duration> {
         let samples = self.samples.lock().unwrap_or_else(|p| p.into_inner());
-        let (_, newest) = samples.back()?;
-        if replayed >= *newest {
-            return Some(Duration::ZERO);
-        }
         samples
             .iter()
             .rev()
-            .find(|(_, lsn)| *lsn <= replayed)
-            .map(|(at, _)| now.saturating_duration_since(*at))
+            .find(|(_, lsn)| *lsn <= at)
+            .map(|(sampled, _)| now.saturating_duration_since(*sampled))
     }
 }
 
-/// A WAL position the primary reports: where it has written to (samples:
-/// a caught-up standby has replayed exactly that far), or, for a write's
-/// callers, where it has inserted to (past the write's commit record even
-/// before an asynchronous commit is written out).
-async fn lsn(db: &Db, sql: &'static str) -> Result<Lsn, DbError> {
-    let text: String = db
-        .read(|mut conn| async move { sqlx::query_scalar(sql).fetch_one(&mut *conn).await })
-        .await?;
-    text.parse()
-        .map_err(|e: String| DbError::Other(sqlx::Error::Protocol(e)))
+/// Where the primary has written its WAL to (samples: a caught-up standby
+/// has replayed exactly that far).
+const WRITTEN: &str = "SELECT pg_current_wal_lsn()::text";
+
+/// Where the primary has inserted WAL to: past a write's commit record even
+/// before an asynchronous commit is written out (what a write's callers get).
+const INSERTED: &str = "SELECT pg_current_wal_insert_lsn()::text";
+
+async fn position(conn: &mut PgConnection, sql: &'static str) -> Result<Lsn, sqlx::Error> {
+    let text: String = sqlx::query_scalar(sql).fetch_one(conn).await?;
+    text.parse().map_err(sqlx::Error::Protocol)
 }
 
-/// `Some(replayed)` from a standby, `None` from a server that is not one.
-async fn replay_state(db: &Db) -> Result<Option<Lsn>, DbError> {
-    let (standby, replayed): (bool, Option<String>) = db
-        .read(|mut conn| async move {
-            sqlx::query_as("SELECT pg_is_in_recovery(), pg_last_wal_replay_lsn()::text")
-                .fetch_one(&mut *conn)
-                .await
-        })
-        .await?;
+/// How far a server has replayed: `Some(position)` from a standby, `None`
+/// from a server that is not one.
+async fn replayed(conn: &mut PgConnection) -> Result<Option<Lsn>, sqlx::Error> {
+    let (standby, at): (bool, Option<String>) =
+        sqlx::query_as("SELECT pg_is_in_recovery(), pg_last_wal_replay_lsn()::text")
+            .fetch_one(conn)
+            .await?;
     if !standby {
         return Ok(None);
     }
-    let replayed = replayed.and_then(|r| r.parse().ok()).unwrap_or_default();
-    Ok(Some(replayed))
+    Ok(Some(at.and_then(|r| r.parse().ok()).unwrap_or_default()))
 }
 
 #[cfg(test)]
@@ -448,15 +541,14 @@ mod tests {
             db_lock_timeout: Duration::from_secs(1),
             db_idle_in_transaction_timeout: Duration::from_secs(1),
         };
-        let db = Db::new(&args, url.parse().unwrap(), None);
         Replica {
-            db,
+            db: Db::new(&args, url.parse().unwrap(), None),
             max_lag,
             usable: AtomicBool::new(false),
             measured: AtomicBool::new(false),
-            replayed: AtomicU64::new(0),
             lag_ms: AtomicU64::new(u64::MAX),
             samples: Mutex::new(VecDeque::new()),
+            servers: Mutex::new(HashMap::new()),
             on_replica: metrics.counter("r", &[]),
             on_primary: metrics.counter("p", &[]),
         }
@@ -467,6 +559,7 @@ mod tests {
         let r = replica(Duration::from_secs(2));
         let t0 = Instant::now();
         let s = Duration::from_secs(1);
+        assert_eq!(r.lag(t0, Lsn(100)), None, "no sample yet");
         // The primary sat at 100 for two samples, then moved to 200 and 300.
         r.sample(t0, Lsn(100));
         r.sample(t0 + s, Lsn(100));
@@ -474,24 +567,35 @@ mod tests {
         r.sample(t0 + 3 * s, Lsn(300));
         let now = t0 + 3 * s;
         assert_eq!(r.lag(now, Lsn(300)), Some(Duration::ZERO));
+        assert_eq!(r.lag(now + s, Lsn(300)), Some(s), "samples age too");
         assert_eq!(r.lag(now, Lsn(250)), Some(s));
         assert_eq!(r.lag(now, Lsn(100)), Some(2 * s));
         assert_eq!(r.lag(now, Lsn(50)), None, "behind every sample");
 
         r.measured(now, Ok(Some(Lsn(250))));
-        assert!(r.serves(None));
-        assert!(r.serves(Some(Lsn(250))));
-        assert!(!r.serves(Some(Lsn(251))), "a write it has not replayed");
+        assert!(r.usable.load(Ordering::Relaxed), "1 s behind");
         r.measured(now + s, Ok(Some(Lsn(250))));
-        assert!(r.serves(None), "2 s behind, within max_lag");
+        assert!(
+            r.usable.load(Ordering::Relaxed),
+            "2 s behind, within max_lag"
+        );
         r.measured(now + 2 * s, Ok(Some(Lsn(250))));
-        assert!(!r.serves(None), "3 s behind");
-        r.measured(now, Err(DbError::Unavailable(sqlx::Error::PoolTimedOut)));
-        assert!(!r.serves(None), "down");
+        assert!(!r.usable.load(Ordering::Relaxed), "3 s behind");
         r.measured(now, Ok(None));
         assert!(
-            r.serves(Some(Lsn(u64::MAX - 1))),
+            r.usable.load(Ordering::Relaxed),
             "not a standby: has everything"
         );
+        r.measured(now, Err(sqlx::Error::PoolTimedOut));
+        assert!(!r.usable.load(Ordering::Relaxed), "does not answer");
+    }
+
+    #[test]
+    fn only_connection_trouble_sends_a_read_to_the_primary() {
+        assert!(server_unusable(&sqlx::Error::PoolTimedOut));
+        assert!(server_unusable(&sqlx::Error::Io(std::io::Error::other(
+            "reset"
+        ))));
+        assert!(!server_unusable(&sqlx::Error::RowNotFound));
     }
 }
