@@ -254,11 +254,17 @@ impl Cluster {
     /// kept or removed like it; the replica server is stopped when the
     /// returned value is dropped or this process exits.
     pub fn replica(&self) -> Result<Cluster, Error> {
+        self.standby("replica")
+    }
+
+    /// Like [`replica`](Self::replica), in `<folder>-<name>`: several
+    /// standbys of one cluster.
+    pub fn standby(&self, name: &str) -> Result<Cluster, Error> {
         if self.external.is_some() {
             return Err(Error::External);
         }
         let mut root = self.root.clone().into_os_string();
-        root.push("-replica");
+        root.push(format!("-{name}"));
         let root = PathBuf::from(root);
         let owner = if self.run_as_postgres {
             Some(postgres_ids()?)

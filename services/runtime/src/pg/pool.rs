@@ -241,10 +241,11 @@ impl Db {
         let deadline = Instant::now() + self.inner.acquire_timeout;
         loop {
             match read(self.acquire().await?).await {
-                Err(e) if super::broken(&e) && Instant::now() + RECONNECT_PAUSE < deadline => {
+                // No pause here: kept connections are pinged before their
+                // next use now, and connecting again is paced by `connect`.
+                Err(e) if super::broken(&e) && Instant::now() < deadline => {
                     tracing::debug!(error = %e, "a connection was broken; reading again on another");
                     note_trouble();
-                    tokio::time::sleep(RECONNECT_PAUSE).await;
                 }
                 result => return result,
             }

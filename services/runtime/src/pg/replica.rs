@@ -8,7 +8,7 @@
 //! such as `<cluster>-ro` spreads connections over several replicas:
 //!
 //! - **Lag.** Every [`CHECK_INTERVAL`] a monitor notes where the primary's
-//!   WAL is (`pg_current_wal_lsn()`, on a connection of its own). A
+//!   WAL is (`pg_current_wal_insert_lsn()`, on a connection of its own). A
 //!   replica server that has replayed up to a position holds everything the
 //!   primary had at the newest sample at or below it, so its lag is at most
 //!   the age of that sample. A read takes a replica connection, learns how
@@ -17,7 +17,8 @@
 //!   and runs there only if that server is within `max_lag`; otherwise on
 //!   the primary.
 //! - **Down.** A replica that does not answer the monitor is skipped
-//!   altogether until it answers again; a read that fails on one because
+//!   altogether until it answers again (a server that answers but lags is
+//!   skipped connection by connection, as above); a read that fails on one because
 //!   the connection or server went away (or that the standby cancelled for
 //!   a conflict with recovery) runs again on the primary at once. A
 //!   statement that is merely slow is not retried anywhere.
@@ -93,6 +94,17 @@ impl FromStr for Lsn {
 }
 
 impl Lsn {
+    /// Whether a server that has replayed up to `self` has everything the
+    /// primary had at `position` (an insert position). The insert position
+    /// of a record that ends exactly at a WAL page's end points past the
+    /// next page's header, where replay stops before it: those are the same
+    /// place (8 KiB pages, 24-byte headers, 40 at a segment's start).
+    pub fn covers(self, position: Lsn) -> bool {
+        const PAGE: u64 = 8192;
+        let in_page = position.0 % PAGE;
+        position <= self || ((in_page == 24 || in_page == 40) && self.0 == position.0 - in_page)
+    }
+
     /// The position a request asks to read after, if it names a valid one
     /// (anything else is ignored: at worst the read goes to the replica).
     pub fn read_after(metadata: &MetadataMap) -> Option<Lsn> {
@@ -218,13 +230,13 @@ impl fmt::Debug for Reads {
 struct Replica {
     db: Db,
     max_lag: Duration,
-    /// Whether reads may try it (the monitor's connection answers, and its
-    /// server is within `max_lag`).
+    /// Whether reads may try it: the monitor's connection answers (each
+    /// read then checks its own connection's server).
     usable: AtomicBool,
     /// Whether it has been measured at all (the first failure is logged).
     measured: AtomicBool,
-    /// The monitor's server's lag when last measured, in milliseconds
-    /// (`u64::MAX`: unknown).
+    /// The lag of the server the monitor's connection reaches, when last
+    /// measured, in milliseconds (`u64::MAX`: unknown).
     lag_ms: AtomicU64,
     /// The primary's recent positions, oldest first.
     samples: Mutex<VecDeque<(Instant, Lsn)>>,
@@ -246,8 +258,9 @@ impl Reads {
 
     /// Reads on `replica` while it is within `max_lag` of `primary`
     /// (nothing is used until the [`monitor`](Self::monitor) has measured
-    /// it). Reports into `metrics`: `shop_db_reads_total{server}`,
-    /// `shop_db_replica_lag_seconds`, `shop_db_replica_usable`.
+    /// it). Reports into `metrics`: `shop_db_reads_total{server}` (where
+    /// reads ran), `shop_db_replica_up` (the replica answers) and
+    /// `shop_db_replica_lag_seconds` (of the server the monitor reaches).
     pub fn with_replica(
         primary: Db,
         replica: Db,
@@ -277,7 +290,7 @@ impl Reads {
                 lag as f64 / 1000.0
             };
             m.gauge("shop_db_replica_lag_seconds", &[]).set(lag);
-            m.gauge("shop_db_replica_usable", &[])
+            m.gauge("shop_db_replica_up", &[])
                 .set(f64::from(u8::from(replica.usable.load(Ordering::Relaxed))));
         });
         Self {
@@ -315,8 +328,10 @@ impl Reads {
     }
 
     /// Notes that a read on the replica failed as unusable: reads go to
-    /// the primary until the monitor sees it answer again.
+    /// the primary until the monitor sees it answer again, and kept
+    /// connections are tested before their next use (they may be broken).
     fn replica_failed(&self, error: &dyn fmt::Display) {
+        super::pool::note_trouble();
         if let Some(replica) = &self.replica
             && replica.usable.swap(false, Ordering::Relaxed)
         {
@@ -357,7 +372,7 @@ impl Reads {
         loop {
             ticks.tick().await;
             if let Ok(lsn) = ask(&self.primary, &mut primary, async |c: &mut PgConnection| {
-                position(c, WRITTEN).await
+                position(c, INSERTED).await
             })
             .await
             {
@@ -410,7 +425,7 @@ impl Replica {
         let at = match known {
             Some((asked, at))
                 if now.saturating_duration_since(asked) < CHECK_INTERVAL
-                    && after.is_none_or(|after| after <= at) =>
+                    && after.is_none_or(|after| at.covers(after)) =>
             {
                 at
             }
@@ -424,7 +439,7 @@ impl Replica {
             }
         };
         let close = self.lag(now, at).is_some_and(|lag| lag <= self.max_lag);
-        Ok((close && after.is_none_or(|after| after <= at)).then_some(conn))
+        Ok((close && after.is_none_or(|after| at.covers(after))).then_some(conn))
     }
 
     fn lock_servers(&self) -> std::sync::MutexGuard<'_, HashMap<i32, (Instant, Lsn)>> {
@@ -445,10 +460,7 @@ impl Replica {
     fn measured(&self, now: Instant, state: Result<Option<Lsn>, sqlx::Error>) {
         let first = !self.measured.swap(true, Ordering::Relaxed);
         let (usable, lag) = match state {
-            Ok(at) => {
-                let lag = self.lag(now, at.unwrap_or(Lsn(u64::MAX)));
-                (lag.is_some_and(|lag| lag <= self.max_lag), lag)
-            }
+            Ok(at) => (true, self.lag(now, at.unwrap_or(Lsn(u64::MAX)))),
             Err(e) => {
                 if first || self.usable.load(Ordering::Relaxed) {
                     tracing::warn!(error = %e, "read replica does not answer; reading on the primary");
@@ -462,14 +474,11 @@ impl Replica {
             Ordering::Relaxed,
         );
         let lag_ms = lag.map(|l| l.as_millis() as u64);
-        match (was, usable) {
-            (false, true) => tracing::info!(lag_ms, "reading on the replica"),
-            (true, false) if lag.is_some() => tracing::warn!(
+        if !was && usable {
+            tracing::info!(
                 lag_ms,
-                max_lag_ms = self.max_lag.as_millis() as u64,
-                "read replica lags too far; reading on the primary"
-            ),
-            _ => {}
+                "read replica answers; reading there while it is close"
+            );
         }
     }
 
@@ -482,17 +491,17 @@ impl Replica {
         samples
             .iter()
             .rev()
-            .find(|(_, lsn)| *lsn <= at)
+            .find(|(_, lsn)| at.covers(*lsn))
             .map(|(sampled, _)| now.saturating_duration_since(*sampled))
     }
 }
 
-/// Where the primary has written its WAL to (samples: a caught-up standby
-/// has replayed exactly that far).
-const WRITTEN: &str = "SELECT pg_current_wal_lsn()::text";
-
-/// Where the primary has inserted WAL to: past a write's commit record even
-/// before an asynchronous commit is written out (what a write's callers get).
+/// Where the primary has inserted WAL to: the end of its last record, past
+/// a write's commit record even before an asynchronous commit is written
+/// out (samples, and what a write's callers get). Not the write position
+/// (`pg_current_wal_lsn()`), which may end a page past the last record
+/// while the record that crosses it is unfinished: a caught-up standby
+/// replays to the end of the last whole record.
 const INSERTED: &str = "SELECT pg_current_wal_insert_lsn()::text";
 
 async fn position(conn: &mut PgConnection, sql: &'static str) -> Result<Lsn, sqlx::Error> {
@@ -573,21 +582,36 @@ mod tests {
         assert_eq!(r.lag(now, Lsn(50)), None, "behind every sample");
 
         r.measured(now, Ok(Some(Lsn(250))));
-        assert!(r.usable.load(Ordering::Relaxed), "1 s behind");
-        r.measured(now + s, Ok(Some(Lsn(250))));
+        assert!(r.usable.load(Ordering::Relaxed), "answers");
+        assert_eq!(r.lag_ms.load(Ordering::Relaxed), 1000);
+        r.measured(now + 2 * s, Ok(Some(Lsn(250))));
         assert!(
             r.usable.load(Ordering::Relaxed),
-            "2 s behind, within max_lag"
+            "answers, lagging: each read checks its server"
         );
-        r.measured(now + 2 * s, Ok(Some(Lsn(250))));
-        assert!(!r.usable.load(Ordering::Relaxed), "3 s behind");
+        assert_eq!(r.lag_ms.load(Ordering::Relaxed), 3000);
+        r.measured(now, Err(sqlx::Error::PoolTimedOut));
+        assert!(!r.usable.load(Ordering::Relaxed), "does not answer");
+        assert_eq!(r.lag_ms.load(Ordering::Relaxed), u64::MAX);
         r.measured(now, Ok(None));
         assert!(
             r.usable.load(Ordering::Relaxed),
             "not a standby: has everything"
         );
-        r.measured(now, Err(sqlx::Error::PoolTimedOut));
-        assert!(!r.usable.load(Ordering::Relaxed), "does not answer");
+        assert_eq!(r.lag_ms.load(Ordering::Relaxed), 0);
+    }
+
+    #[test]
+    fn a_position_past_a_page_header_is_the_end_of_the_page_before() {
+        assert!(Lsn(100).covers(Lsn(100)) && Lsn(101).covers(Lsn(100)));
+        assert!(!Lsn(99).covers(Lsn(100)));
+        assert!(Lsn(0x3036000).covers(Lsn(0x3036018)), "short header");
+        assert!(Lsn(0x4000000).covers(Lsn(0x4000028)), "segment start");
+        assert!(
+            !Lsn(0x3035F80).covers(Lsn(0x3036018)),
+            "a record short of the page's end"
+        );
+        assert!(!Lsn(0x3036000).covers(Lsn(0x3036020)));
     }
 
     #[test]
