@@ -240,7 +240,11 @@ impl Db {
     {
         let deadline = Instant::now() + self.inner.acquire_timeout;
         loop {
-            match read(self.acquire().await?).await {
+            let result = match self.acquire().await {
+                Ok(conn) => read(conn).await,
+                Err(e) => Err(e),
+            };
+            match result {
                 // No pause here: kept connections are pinged before their
                 // next use now, and connecting again is paced by `connect`.
                 Err(e) if super::broken(&e) && Instant::now() < deadline => {
@@ -275,20 +279,27 @@ impl Db {
     /// A new connection, tried again every 100 ms while the database cannot
     /// be reached, until `deadline`.
     async fn connect(&self, deadline: Instant) -> Result<(PgConnection, i32), sqlx::Error> {
-        let mut conn = loop {
-            match self.inner.options.connect().await {
-                Ok(conn) => break conn,
+        loop {
+            // The first statement counts as part of connecting: a server
+            // that starts shutting down just after accepting ends it too.
+            let attempt = async {
+                let mut conn = self.inner.options.connect().await?;
+                let pid: i32 = sqlx::query_scalar("SELECT pg_backend_pid()")
+                    .fetch_one(&mut conn)
+                    .await?;
+                Ok::<_, sqlx::Error>((conn, pid))
+            };
+            match attempt.await {
+                Ok(connected) => {
+                    self.inner.open.fetch_add(1, Ordering::Relaxed);
+                    return Ok(connected);
+                }
                 Err(e) if super::broken(&e) && Instant::now() + RECONNECT_PAUSE < deadline => {
                     tokio::time::sleep(RECONNECT_PAUSE).await;
                 }
                 Err(e) => return Err(e),
             }
-        };
-        let pid: i32 = sqlx::query_scalar("SELECT pg_backend_pid()")
-            .fetch_one(&mut conn)
-            .await?;
-        self.inner.open.fetch_add(1, Ordering::Relaxed);
-        Ok((conn, pid))
+        }
     }
 
     /// Forgets a connection that is being closed.
