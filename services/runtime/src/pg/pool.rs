@@ -28,8 +28,9 @@
 //!   `idle_in_transaction_session_timeout` (flags), so no query, lock wait
 //!   or forgotten transaction holds a connection for long.
 //! - **Restarts.** While the database is away, a call's connect is tried
-//!   again until `--db-acquire-timeout`; a read ([`Db::read`]) that fails
-//!   on a connection broken by a restart runs again on another until then.
+//!   again until `--db-acquire-timeout` (a connection cut before its first
+//!   statement counts as not made); a read ([`Db::read`]) that fails on a
+//!   connection broken by a restart runs once more on a new one.
 //!   So a restart shorter than the acquire timeout fails no read.
 //! - **Trouble.** When a database error says connections may be broken
 //!   (see [`DbError`](super::DbError)), connections kept before it are
@@ -230,29 +231,21 @@ impl Db {
 
     /// Runs `read` (statements that change nothing) on a connection. If it
     /// fails because its connection was broken (the database restarted
-    /// since the connection's last use, or while it ran), it runs again on
-    /// another, for as long as the acquire timeout allows: a read is safe
-    /// to repeat, and a restart shorter than that timeout fails none.
+    /// since the connection's last use, or just after it was opened), it
+    /// runs once more on another, which waits for the database as any new
+    /// connection does (up to the acquire timeout).
     pub async fn read<T, F, Fut>(&self, read: F) -> Result<T, sqlx::Error>
     where
         F: Fn(DbConn) -> Fut,
         Fut: std::future::Future<Output = Result<T, sqlx::Error>>,
     {
-        let deadline = Instant::now() + self.inner.acquire_timeout;
-        loop {
-            let result = match self.acquire().await {
-                Ok(conn) => read(conn).await,
-                Err(e) => Err(e),
-            };
-            match result {
-                // No pause here: kept connections are pinged before their
-                // next use now, and connecting again is paced by `connect`.
-                Err(e) if super::broken(&e) && Instant::now() < deadline => {
-                    tracing::debug!(error = %e, "a connection was broken; reading again on another");
-                    note_trouble();
-                }
-                result => return result,
+        match read(self.acquire().await?).await {
+            Err(e) if super::broken(&e) => {
+                tracing::debug!(error = %e, "a connection was broken; reading again on another");
+                note_trouble();
+                read(self.acquire().await?).await
             }
+            result => result,
         }
     }
 
