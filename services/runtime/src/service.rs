@@ -171,12 +171,13 @@ impl Context {
         };
         let args = crate::config::DbArgs {
             database_url: url.to_owned(),
-            // A replica that cannot give a connection soon is skipped: the
-            // read runs on the primary instead of waiting.
+            // A replica that cannot give a connection within a second (a
+            // new one included: connecting and authenticating) is skipped:
+            // the read runs on the primary instead of waiting longer.
             db_acquire_timeout: self
                 .db_args
                 .db_acquire_timeout
-                .min(std::time::Duration::from_millis(250)),
+                .min(std::time::Duration::from_secs(1)),
             ..self.db_args.clone()
         };
         let options = pg::connect_options(

@@ -270,7 +270,7 @@ impl Db {
     }
 
     /// A new connection, tried again every 100 ms while the database cannot
-    /// be reached, until `deadline`.
+    /// be reached, until `deadline`, which also bounds each attempt.
     async fn connect(&self, deadline: Instant) -> Result<(PgConnection, i32), sqlx::Error> {
         loop {
             // The first statement counts as part of connecting: a server
@@ -282,7 +282,13 @@ impl Db {
                     .await?;
                 Ok::<_, sqlx::Error>((conn, pid))
             };
-            match attempt.await {
+            // Bounded too: a server that accepts and never answers (or an
+            // address that drops packets) must not hold the call past it.
+            let left = deadline.saturating_duration_since(Instant::now());
+            let attempt = tokio::time::timeout(left, attempt)
+                .await
+                .unwrap_or(Err(sqlx::Error::PoolTimedOut));
+            match attempt {
                 Ok(connected) => {
                     self.inner.open.fetch_add(1, Ordering::Relaxed);
                     return Ok(connected);

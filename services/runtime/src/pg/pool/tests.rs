@@ -268,3 +268,37 @@ async fn a_socket_folder_in_any_form_psql_takes_reaches_the_server() {
         assert!(over_socket, "{form} connects over the Unix socket");
     }
 }
+
+/// A server that accepts connections and never answers (or an address that
+/// drops packets) fails a call's connect at its acquire timeout, not the
+/// operating system's.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_server_that_never_answers_fails_within_the_acquire_timeout() {
+    let silent = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = silent.local_addr().unwrap();
+    let held = tokio::spawn(async move {
+        let mut open = Vec::new();
+        while let Ok((conn, _)) = silent.accept().await {
+            open.push(conn);
+        }
+    });
+    let url = format!("postgres://nobody@{addr}/none");
+    let args = DbArgs {
+        db_acquire_timeout: Duration::from_millis(300),
+        ..args(url, 2)
+    };
+    let db = Db::new(&args, connect_options(&args, "test").unwrap(), None);
+    let started = Instant::now();
+    let error = tokio::time::timeout(Duration::from_secs(10), db.acquire())
+        .await
+        .expect("the connect gave up within the acquire timeout")
+        .unwrap_err();
+    assert!(matches!(error, sqlx::Error::PoolTimedOut), "{error:?}");
+    assert!(
+        started.elapsed() < Duration::from_secs(3),
+        "{:?}",
+        started.elapsed()
+    );
+    assert!(DbError::from(error).is_unavailable());
+    held.abort();
+}
