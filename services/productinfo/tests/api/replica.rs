@@ -73,7 +73,8 @@ async fn replica_reads(app: &TestApp) -> f64 {
     metric(app, "shop_db_reads_total{server=\"replica\"}").await
 }
 
-async fn description(app: &TestApp, id: &str, after: Option<&str>) -> String {
+/// The product `id`, read as a customer, after position `after` if given.
+async fn product(app: &TestApp, id: &str, after: Option<&str>) -> Product {
     let mut request = Request::new(ProductId { value: id.into() });
     if let Some(lsn) = after {
         request
@@ -85,12 +86,26 @@ async fn description(app: &TestApp, id: &str, after: Option<&str>) -> String {
         .await
         .expect("getProduct never fails over a replica")
         .into_inner()
-        .description
 }
 
-#[tokio::test]
-async fn catalog_reads_use_a_close_replica_and_fall_back_to_the_primary() {
-    shop_testkit::init_logs();
+async fn description(app: &TestApp, id: &str, after: Option<&str>) -> String {
+    product(app, id, after).await.description
+}
+
+/// The position a write's response reports.
+fn position<T>(response: &tonic::Response<T>) -> String {
+    response
+        .metadata()
+        .get("shop-lsn")
+        .expect("a write reports its position")
+        .to_str()
+        .unwrap()
+        .to_owned()
+}
+
+/// A private primary (the shared cluster carries every other test's
+/// writes) with the catalog's database; its URL.
+async fn primary() -> (Arc<Cluster>, String) {
     let primary = Arc::new(
         tokio::task::spawn_blocking(Cluster::temporary)
             .await
@@ -98,11 +113,23 @@ async fn catalog_reads_use_a_close_replica_and_fall_back_to_the_primary() {
             .expect("a private primary"),
     );
     let url = primary.ensure_database("productinfo").await.unwrap();
+    (primary, url)
+}
+
+/// A streaming replica of `primary` in `<its folder>-<name>`.
+async fn standby(primary: &Arc<Cluster>, name: &'static str) -> Cluster {
     let source = primary.clone();
-    let replica = tokio::task::spawn_blocking(move || source.replica())
+    tokio::task::spawn_blocking(move || source.standby(name))
         .await
         .unwrap()
-        .expect("a streaming replica from pg_basebackup");
+        .expect("a streaming replica from pg_basebackup")
+}
+
+#[tokio::test]
+async fn catalog_reads_use_a_close_replica_and_fall_back_to_the_primary() {
+    shop_testkit::init_logs();
+    let (primary, url) = primary().await;
+    let replica = standby(&primary, "replica").await;
     let mut cfg = config(url.clone());
     cfg.service.database_read_url = Some(replica.url_like(&url, &primary));
     cfg.service.database_read_max_lag = MAX_LAG;
@@ -114,22 +141,14 @@ async fn catalog_reads_use_a_close_replica_and_fall_back_to_the_primary() {
         .add_product(shop_testkit::product("Lamp", 1999, 5))
         .await
         .expect("addProduct");
-    let written: Lsn = added
-        .metadata()
-        .get("shop-lsn")
-        .expect("a write reports its position")
-        .to_str()
-        .unwrap()
-        .parse()
-        .unwrap();
-    assert!(written > Lsn(0));
+    let written = position(&added);
+    assert!(written.parse::<Lsn>().unwrap() > Lsn(0));
     let id = added.into_inner().value;
     // Read back at once: on the primary, or the replica if it has it.
     assert_eq!(description(&app, &id, None).await, "All about Lamp.");
 
     // Once the replica has replayed the write, reads that send its
     // position run there (and so does any read, from then on).
-    let written = written.to_string();
     eventually(
         "the replica serves reads after the write",
         PATIENCE,
@@ -168,13 +187,7 @@ async fn catalog_reads_use_a_close_replica_and_fall_back_to_the_primary() {
         })
         .await
         .expect("adjustStock while the replica is paused");
-    let position = adjusted
-        .metadata()
-        .get("shop-lsn")
-        .expect("a write reports its position")
-        .to_str()
-        .unwrap()
-        .to_owned();
+    let position = position(&adjusted);
     assert_eq!(
         description(&app, &id, Some(&position)).await,
         "Brighter.",
@@ -290,17 +303,8 @@ impl Drop for RoundRobin {
 }
 
 async fn stock(app: &TestApp, id: &str, after: Option<&str>) -> i64 {
-    let mut request = Request::new(ProductId { value: id.into() });
-    if let Some(lsn) = after {
-        request
-            .metadata_mut()
-            .insert(READ_AFTER_HEADER, lsn.parse().unwrap());
-    }
-    app.customer()
-        .get_product(request)
+    product(app, id, after)
         .await
-        .expect("getProduct")
-        .into_inner()
         .stock
         .expect("a product that tracks stock")
 }
@@ -314,23 +318,11 @@ async fn many_stocks(app: &TestApp, id: &str, after: Option<&str>) -> Vec<i64> {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn one_address_over_two_replicas_is_checked_connection_by_connection() {
     shop_testkit::init_logs();
-    let primary = Arc::new(
-        tokio::task::spawn_blocking(Cluster::temporary)
-            .await
-            .unwrap()
-            .expect("a private primary"),
+    let (primary, url) = primary().await;
+    let (a, b) = (
+        standby(&primary, "replica-a").await,
+        standby(&primary, "replica-b").await,
     );
-    let url = primary.ensure_database("productinfo").await.unwrap();
-    let standby = |name: &'static str| {
-        let source = primary.clone();
-        async move {
-            tokio::task::spawn_blocking(move || source.standby(name))
-                .await
-                .unwrap()
-                .expect("a streaming replica from pg_basebackup")
-        }
-    };
-    let (a, b) = (standby("replica-a").await, standby("replica-b").await);
     let ro = RoundRobin::start([a.port(), b.port()]).await;
     let mut cfg = config(url.clone());
     cfg.service.database_read_url = Some(url.replace(
@@ -381,13 +373,7 @@ async fn one_address_over_two_replicas_is_checked_connection_by_connection() {
         })
         .await
         .expect("adjustStock");
-    let position = adjusted
-        .metadata()
-        .get("shop-lsn")
-        .unwrap()
-        .to_str()
-        .unwrap()
-        .to_owned();
+    let position = position(&adjusted);
     let on_b = stock_on_b(&mut b_db).await;
     assert_eq!(on_b, Some(5), "standby B does not have the write");
     // Whichever standby a connection reaches, a read after the write sees it.
