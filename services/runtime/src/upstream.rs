@@ -598,6 +598,18 @@ mod tests {
         )
     }
 
+    /// Serves `health` on a free port until the test ends; its address.
+    async fn serve(health: impl Health) -> std::net::SocketAddr {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        tokio::spawn(
+            tonic::transport::Server::builder()
+                .add_service(HealthServer::new(health))
+                .serve_with_incoming(tonic::transport::server::TcpIncoming::from(listener)),
+        );
+        addr
+    }
+
     async fn check(
         upstream: &Upstream<HealthClient<Observed<Balanced>>>,
         call: Call,
@@ -657,18 +669,12 @@ mod tests {
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn calls_ask_to_read_after_the_furthest_write_the_upstream_reported() {
-        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let addr = listener.local_addr().unwrap();
         let writer = Writer {
             // A write, a read (no position), an older position, nothing.
             written: Arc::new(vec![0x1_0000_0010, 0, 0x20]),
             asked: Arc::default(),
         };
-        tokio::spawn(
-            tonic::transport::Server::builder()
-                .add_service(HealthServer::new(writer.clone()))
-                .serve_with_incoming(tonic::transport::server::TcpIncoming::from(listener)),
-        );
+        let addr = serve(writer.clone()).await;
         let upstream = upstream_of(addr, &Metrics::new("caller"));
         for _ in 0..4 {
             check(&upstream, Call::within(Deadline::NONE))
@@ -831,13 +837,7 @@ mod tests {
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn no_server_can_make_its_caller_believe_a_call_was_never_sent() {
-        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let addr = listener.local_addr().unwrap();
-        tokio::spawn(
-            tonic::transport::Server::builder()
-                .add_service(HealthServer::new(Liar))
-                .serve_with_incoming(tonic::transport::server::TcpIncoming::from(listener)),
-        );
+        let addr = serve(Liar).await;
         let upstream = upstream_of(addr, &Metrics::new("caller"));
 
         let failed = check(&upstream, Call::within(Deadline::NONE))

@@ -92,10 +92,24 @@ async fn description(app: &TestApp, id: &str, after: Option<&str>) -> String {
     product(app, id, after).await.description
 }
 
+/// Three more of `id` in stock (a write, on the primary); the position
+/// its response reports.
+async fn deliver_three(app: &TestApp, id: &str) -> String {
+    let adjusted = app
+        .admin()
+        .adjust_stock(AdjustStockRequest {
+            product_id: id.into(),
+            delta: 3,
+            reason: "delivery".into(),
+        })
+        .await
+        .expect("adjustStock, whatever the replica does");
+    position(adjusted.metadata())
+}
+
 /// The position a write's response reports.
-fn position<T>(response: &tonic::Response<T>) -> String {
-    response
-        .metadata()
+fn position(metadata: &tonic::metadata::MetadataMap) -> String {
+    metadata
         .get("shop-lsn")
         .expect("a write reports its position")
         .to_str()
@@ -141,7 +155,7 @@ async fn catalog_reads_use_a_close_replica_and_fall_back_to_the_primary() {
         .add_product(shop_testkit::product("Lamp", 1999, 5))
         .await
         .expect("addProduct");
-    let written = position(&added);
+    let written = position(added.metadata());
     assert!(written.parse::<Lsn>().unwrap() > Lsn(0));
     let id = added.into_inner().value;
     // Read back at once: on the primary, or the replica if it has it.
@@ -178,16 +192,7 @@ async fn catalog_reads_use_a_close_replica_and_fall_back_to_the_primary() {
 
     // Writes still work (they are the primary's), and whoever made one
     // reads it by sending back its position: from the primary now.
-    let adjusted = app
-        .admin()
-        .adjust_stock(AdjustStockRequest {
-            product_id: id.clone(),
-            delta: 3,
-            reason: "delivery".into(),
-        })
-        .await
-        .expect("adjustStock while the replica is paused");
-    let position = position(&adjusted);
+    let position = deliver_three(&app, &id).await;
     assert_eq!(
         description(&app, &id, Some(&position)).await,
         "Brighter.",
@@ -346,8 +351,9 @@ async fn one_address_over_two_replicas_is_checked_connection_by_connection() {
     .await;
 
     // Standby B, once it has the product, stops replaying; A goes on.
-    let b_url = url.replace(&format!(":{}/", primary.port()), &format!(":{}/", b.port()));
-    let mut b_db = sqlx::PgConnection::connect(&b_url).await.unwrap();
+    let mut b_db = sqlx::PgConnection::connect(&b.url_like(&url, &primary))
+        .await
+        .unwrap();
     let stock_on_b = async |b_db: &mut sqlx::PgConnection| -> Option<i64> {
         sqlx::query_scalar("SELECT stock FROM products WHERE id = $1::uuid")
             .bind(&id)
@@ -364,16 +370,7 @@ async fn one_address_over_two_replicas_is_checked_connection_by_connection() {
     assert!(waited.is_ok(), "standby B never had the product");
     let mut paused = b.admin().await.unwrap();
     pause(&mut paused).await;
-    let adjusted = app
-        .admin()
-        .adjust_stock(AdjustStockRequest {
-            product_id: id.clone(),
-            delta: 3,
-            reason: "delivery".into(),
-        })
-        .await
-        .expect("adjustStock");
-    let position = position(&adjusted);
+    let position = deliver_three(&app, &id).await;
     let on_b = stock_on_b(&mut b_db).await;
     assert_eq!(on_b, Some(5), "standby B does not have the write");
     // Whichever standby a connection reaches, a read after the write sees it.

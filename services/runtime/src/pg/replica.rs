@@ -304,11 +304,6 @@ impl Reads {
         &self.primary
     }
 
-    /// The replica's connections, if there is one (to close them).
-    pub fn replica(&self) -> Option<&Db> {
-        self.replica.as_ref().map(|r| &r.db)
-    }
-
     /// Reads that must see `after` (a position the caller sent, if any).
     pub fn at(&self, after: Option<Lsn>) -> ReadAt<'_> {
         ReadAt {
